@@ -1,0 +1,3 @@
+from payverify.cli import main
+
+main()

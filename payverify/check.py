@@ -1,0 +1,45 @@
+"""`payverify check ORDER`: one order through the same verify path as a sweep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from payverify.config import Settings
+from payverify.db import Database
+from payverify.errors import OrderNotFound
+from payverify.settle import Attempt
+from payverify.sumup.client import SumUpClient
+from payverify.verify import Result, Verifier
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    result: Result
+    audit: list[dict[str, Any]]
+    outbox: list[dict[str, Any]]
+
+    @property
+    def answer(self):
+        return self.result.answer
+
+
+def resolve_order(db: Database, ref: str) -> int:
+    """An order number, or a numeric id when no order has that number."""
+    with db.transaction() as tx:
+        row = tx.one("find_order_id_by_number", order_number=ref)
+        if row is None and ref.isdigit() and int(ref) < 2**63:
+            row = tx.one("find_order_id_by_id", order_id=int(ref))
+    if row is None:
+        raise OrderNotFound(f"no order with number or id {ref!r}")
+    return row["id"]
+
+
+def check_order(settings: Settings, db: Database, client: SumUpClient, attempt: Attempt, ref: str, *,
+                dry_run: bool = False) -> CheckResult:
+    order_id = resolve_order(db, ref)
+    result = Verifier(settings, db, client, attempt, dry_run=dry_run).verify(order_id)
+    with db.transaction() as tx:
+        audit = tx.all("recent_audit", order_id=order_id, limit=10)
+        mail = tx.all("order_outbox", order_id=order_id)
+    return CheckResult(result=result, audit=audit, outbox=mail)

@@ -1,0 +1,54 @@
+"""The `payverify` command: thin click commands over the core.
+
+Every failure becomes one line on stderr and a named exit status (payverify.exitcodes); a traceback
+goes only to the log file.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from payverify.cli.commands import cli
+from payverify.errors import PayverifyError
+from payverify.exitcodes import ExitStatus
+
+
+def _fail(message: str, status: ExitStatus) -> None:
+    click.echo(f"payverify: {message}", err=True)
+    sys.exit(int(status))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        status = cli.main(args=argv, prog_name="payverify", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        sys.exit(int(ExitStatus.USAGE))
+    except click.exceptions.Abort:
+        _fail("interrupted", ExitStatus.INTERRUPTED)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except PayverifyError as exc:
+        _fail(str(exc), exc.exit_status)
+    except KeyboardInterrupt:
+        _fail("interrupted", ExitStatus.INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback on stderr
+        _log_internal_error(exc)
+        _fail(f"internal error ({type(exc).__name__}); details are in the log file", ExitStatus.ERROR)
+    sys.exit(int(status or 0))
+
+
+def _log_internal_error(exc: Exception) -> None:
+    import logging
+
+    # Only the file handler should carry the traceback; stderr gets the one line above.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            record = logging.LogRecord("payverify", logging.ERROR, __file__, 0, "internal error",
+                                       None, (type(exc), exc, exc.__traceback__))
+            handler.handle(record)

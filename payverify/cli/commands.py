@@ -1,0 +1,123 @@
+"""The commands. Each docstring is its --help."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from payverify.cli import report
+from payverify.cli.params import OrderRef, Since
+from payverify.cli.runtime import start
+from payverify.exitcodes import ExitStatus
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_file", metavar="FILE", envvar="PAYVERIFY_CONFIG",
+              help="TOML file with settings (environment variables win). Env: PAYVERIFY_CONFIG.")
+@click.version_option(package_name="payverify")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
+    """Verify SumUp payments server-side and settle the ticketing site's orders.
+
+    Cron runs `payverify sweep` every five minutes; on-call staff use `payverify check ORDER`.
+    """
+    ctx.obj = config_file
+
+
+@cli.command()
+@click.option("--since", type=Since(), metavar="T",
+              help="Replay: also re-check failed/expired orders created since T "
+                   "(ISO 8601 date or datetime, UTC if no offset; or 90m, 48h, 7d).")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Verify at most N orders this run.")
+@click.option("--dry-run", is_flag=True, help="Ask SumUp and show what would be done; change nothing.")
+@click.pass_obj
+def sweep(config_file, since, limit, dry_run) -> int:
+    """Verify every order awaiting payment and settle it.
+
+    Silent on success when not on a terminal (cron); details go to the log file.
+
+    \b
+    Example:
+      payverify sweep
+      payverify sweep --since 48h --dry-run
+    """
+    from payverify.sweep import sweep as run_sweep
+
+    rt = start(config_file)
+    with rt.database() as db:
+        client = rt.sumup_client()
+        try:
+            result = run_sweep(rt.settings, db, client, rt.attempt("sweep"), since=since, limit=limit,
+                               dry_run=dry_run, keep_results=dry_run)
+        finally:
+            client.close()
+    if dry_run or sys.stdout.isatty():
+        report.print_sweep(result)
+    if result.sumup_down:
+        click.echo(f"payverify: SumUp did not answer for any of the {result.verified} orders asked; "
+                   "they stay as they were and are retried next run", err=True)
+        return ExitStatus.SUMUP_UNAVAILABLE
+    return ExitStatus.OK
+
+
+@cli.command()
+@click.argument("order", type=OrderRef())
+@click.option("--dry-run", is_flag=True, help="Ask SumUp and show the decision; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def check(config_file, order, dry_run, as_json) -> int:
+    """Verify one order now, the way a sweep would, and say what was found and done.
+
+    ORDER is the order number (as the customer sees it) or the order's numeric id.
+
+    \b
+    Example:
+      payverify check JE-7F3K2Q
+      payverify check 1042 --dry-run --json
+    """
+    from payverify.check import check_order
+
+    rt = start(config_file)
+    with rt.database() as db:
+        client = rt.sumup_client()
+        try:
+            result = check_order(rt.settings, db, client, rt.attempt("check"), order, dry_run=dry_run)
+        finally:
+            client.close()
+    if as_json:
+        click.echo(json.dumps(report.check_json(result), indent=2, default=str))
+    else:
+        report.print_check(result)
+    return ExitStatus.SUMUP_UNAVAILABLE if result.answer.transport_failure else ExitStatus.OK
+
+
+@cli.group()
+def db() -> None:
+    """Manage payverify's own tables (payverify_*). Never touches the site's tables."""
+
+
+@db.command()
+@click.pass_obj
+def upgrade(config_file) -> int:
+    """Create or upgrade payverify's tables. Idempotent; safe on several hosts at once.
+
+    \b
+    Example:
+      payverify db upgrade
+    """
+    from payverify.db.contract import require_site_tables
+    from payverify.db.migrate import latest_version, upgrade as run_upgrade
+
+    rt = start(config_file)
+    with rt.database(check_schema=False) as database:
+        with database.transaction() as tx:
+            require_site_tables(tx)
+        applied = run_upgrade(database)
+    if applied:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
+        click.echo(f"payverify schema upgraded to version {latest_version()} (applied {names})")
+    else:
+        click.echo(f"payverify schema is current (version {latest_version()})")
+    return ExitStatus.OK

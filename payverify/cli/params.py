@@ -1,0 +1,55 @@
+"""Command-line value types: bad input is refused here, with one line, before any work starts."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+import click
+
+_SPAN = re.compile(r"^(\d+)\s*([mhd])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """ISO 8601 date or datetime (naive means UTC), or a span back from now: 90m, 48h, 7d."""
+    value = text.strip()
+    span = _SPAN.match(value)
+    if span:
+        return now - timedelta(**{_UNITS[span[2]]: int(span[1])})
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 date/datetime or a span like 90m, 48h, 7d") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    if parsed > now:
+        raise ValueError(f"{text!r} is in the future")
+    return parsed
+
+
+class Since(click.ParamType):
+    name = "SINCE"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_since(value, datetime.now(timezone.utc))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class OrderRef(click.ParamType):
+    """An order number (as the customer sees it) or the order's numeric id."""
+
+    name = "ORDER"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001
+        text = str(value).strip()
+        if not text or len(text) > 64 or any(ord(c) < 32 for c in text):
+            self.fail(f"{value!r} is not an order number or id", param, ctx)
+        return text

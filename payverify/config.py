@@ -1,0 +1,187 @@
+"""Configuration: environment variables, optionally a TOML file (`--config` / PAYVERIFY_CONFIG).
+
+The environment wins over the file. The TOML file uses the same names as the environment, as
+top-level keys (`PAYVERIFY_DATABASE_URL = "postgresql://..."`). Every error names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from payverify.errors import ConfigError
+from payverify.secret import Secret
+
+DEFAULT_SUMUP_API_BASE_URL = "https://api.sumup.com"
+DEFAULT_ALERT_EMAIL = "alerts@coderra.je"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """The decision's tunables (DESIGN.md), in minutes/hours as configured."""
+
+    max_age_hours: float = 2.0
+    failed_grace_minutes: float = 30.0
+    rescue_hours: float = 24.0
+    stuck_minutes: float = 30.0
+    # Failed/expired orders in the rescue window are re-checked at most this often.
+    rescue_recheck_minutes: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    database_url: Secret | None = None
+    sumup_api_base_url: str = DEFAULT_SUMUP_API_BASE_URL
+    sumup_api_key: Secret | None = None
+    sumup_client_id: str | None = None
+    sumup_client_secret: Secret | None = None
+    smtp_url: Secret | None = None
+    mail_from: str | None = None
+    alert_email: str = DEFAULT_ALERT_EMAIL
+    site_url: str | None = None
+    policy: Policy = field(default_factory=Policy)
+    max_orders_per_run: int = 2500
+    time_budget_seconds: float = 240.0
+    concurrency: int = 8
+    lease_seconds: int = 300
+    sumup_connect_timeout: float = 5.0
+    sumup_read_timeout: float = 15.0
+    log_file: str = "logs/payment_polling.log"
+    log_level: str = "INFO"
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redactor (defence in depth: they should never be logged)."""
+        values = [s.reveal() for s in (self.database_url, self.sumup_api_key, self.sumup_client_secret,
+                                        self.smtp_url) if s]
+        for url in (self.database_url, self.smtp_url):
+            password = _url_password(url.reveal()) if url else None
+            if password:
+                values.append(password)
+        return [v for v in values if len(v) >= 4]
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _secret(value: str) -> Secret:
+    return Secret(value)
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a whole number greater than 0")
+    return number
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+# variable name -> (settings field, parser). Policy fields are prefixed "policy.".
+VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "PAYVERIFY_DATABASE_URL": ("database_url", _secret),
+    "SUMUP_API_BASE_URL": ("sumup_api_base_url", _http_url),
+    "SUMUP_API_KEY": ("sumup_api_key", _secret),
+    "SUMUP_CLIENT_ID": ("sumup_client_id", _text),
+    "SUMUP_CLIENT_SECRET": ("sumup_client_secret", _secret),
+    "PAYVERIFY_SMTP_URL": ("smtp_url", _secret),
+    "PAYVERIFY_MAIL_FROM": ("mail_from", _text),
+    "PAYVERIFY_ALERT_EMAIL": ("alert_email", _text),
+    "PAYVERIFY_SITE_URL": ("site_url", _http_url),
+    "PAYVERIFY_MAX_AGE_HOURS": ("policy.max_age_hours", _positive_float),
+    "PAYVERIFY_FAILED_GRACE_MINUTES": ("policy.failed_grace_minutes", _positive_float),
+    "PAYVERIFY_RESCUE_HOURS": ("policy.rescue_hours", _positive_float),
+    "PAYVERIFY_STUCK_MINUTES": ("policy.stuck_minutes", _positive_float),
+    "PAYVERIFY_RESCUE_RECHECK_MINUTES": ("policy.rescue_recheck_minutes", _positive_float),
+    "PAYVERIFY_MAX_ORDERS_PER_RUN": ("max_orders_per_run", _positive_int),
+    "PAYVERIFY_TIME_BUDGET": ("time_budget_seconds", _positive_float),
+    "PAYVERIFY_CONCURRENCY": ("concurrency", _positive_int),
+    "PAYVERIFY_LEASE_SECONDS": ("lease_seconds", _positive_int),
+    "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": ("sumup_connect_timeout", _positive_float),
+    "PAYVERIFY_SUMUP_READ_TIMEOUT": ("sumup_read_timeout", _positive_float),
+    "PAYVERIFY_LOG_FILE": ("log_file", _text),
+    "PAYVERIFY_LOG_LEVEL": ("log_level", _log_level),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> Settings:
+    """Build Settings from the TOML file (if any) overlaid by the environment."""
+    environ = os.environ if environ is None else environ
+    path = config_file or environ.get("PAYVERIFY_CONFIG")
+    raw: dict[str, str] = {}
+    if path:
+        raw.update(_read_toml(path))
+    for name in VARIABLES:
+        value = environ.get(name)
+        if value is not None and value.strip() != "":
+            raw[name] = value.strip()
+    top: dict[str, Any] = {}
+    policy: dict[str, Any] = {}
+    for name, value in raw.items():
+        target, parse = VARIABLES[name]
+        try:
+            parsed = parse(value)
+        except ValueError as exc:
+            detail = str(exc) if not str(exc).startswith(("could not convert", "invalid literal")) else "is not a number"
+            raise ConfigError(f"{name}: {detail}") from None
+        if target.startswith("policy."):
+            policy[target.removeprefix("policy.")] = parsed
+        else:
+            top[target] = parsed
+    return Settings(policy=Policy(**policy), **top)
+
+
+def _read_toml(path: str) -> dict[str, str]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    values: dict[str, str] = {}
+    for key, value in data.items():
+        if key not in VARIABLES:
+            raise ConfigError(f"configuration file {path}: unknown setting {key}")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"configuration file {path}: {key} must be a string or a number")
+        values[key] = str(value)
+    return values
+
+
+def require_database_url(settings: Settings) -> Secret:
+    if not settings.database_url:
+        raise ConfigError("PAYVERIFY_DATABASE_URL is not set (a libpq URL or DSN of the site's database)")
+    return settings.database_url

@@ -1,0 +1,124 @@
+"""Connections and transactions. The one module that imports psycopg2: driver errors become ours here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+
+from payverify.db.queries import queries
+from payverify.errors import DatabaseError, DatabaseUnavailable, UniqueViolation
+from payverify.secret import Secret
+
+# SQLSTATEs that mean the connection is gone (class 08, admin shutdown, crash shutdown, cannot connect now).
+_CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
+
+
+@contextlib.contextmanager
+def wrap_exceptions(conn: Any = None) -> Iterator[None]:
+    """Turn psycopg2's exceptions into payverify's own, with one-line messages and no DSN."""
+    try:
+        yield
+    except psycopg2.errors.UniqueViolation as exc:
+        raise UniqueViolation(f"database refused a duplicate: {_first_line(exc)}") from None
+    except (psycopg2.InterfaceError, psycopg2.OperationalError) as exc:
+        code = getattr(exc, "pgcode", None) or ""
+        closed = conn is not None and conn.closed
+        if closed or not code or code.startswith(_CONNECTION_LOST):
+            raise DatabaseUnavailable(f"database connection failed: {_first_line(exc)}") from None
+        raise DatabaseError(f"database error: {_first_line(exc)}") from None
+    except psycopg2.Error as exc:
+        raise DatabaseError(f"database error: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].strip()
+
+
+class Tx:
+    """A cursor inside one transaction; rows come back as dicts."""
+
+    def __init__(self, cursor: Any, conn: Any, named: dict[str, str] | None = None) -> None:
+        self._cursor = cursor
+        self._conn = conn
+        self._named = named if named is not None else queries()
+
+    def _execute(self, name: str, params: dict[str, Any]) -> None:
+        with wrap_exceptions(self._conn):
+            self._cursor.execute(self._named[name], params)
+
+    def one(self, name: str, /, **params: Any) -> dict[str, Any] | None:
+        self._execute(name, params)
+        row = self._cursor.fetchone()
+        return dict(row) if row is not None else None
+
+    def all(self, name: str, /, **params: Any) -> list[dict[str, Any]]:
+        self._execute(name, params)
+        return [dict(row) for row in self._cursor.fetchall()]
+
+    def run(self, name: str, /, **params: Any) -> int:
+        """Execute a statement; return the number of rows it touched."""
+        self._execute(name, params)
+        return self._cursor.rowcount
+
+    def run_many(self, name: str, rows: list[dict[str, Any]]) -> None:
+        with wrap_exceptions(self._conn):
+            psycopg2.extras.execute_batch(self._cursor, self._named[name], rows, page_size=200)
+
+    def script(self, sql: str) -> None:
+        """Run literal SQL (migrations only: never with data in it)."""
+        with wrap_exceptions(self._conn):
+            self._cursor.execute(sql)
+
+
+class Database:
+    """One connection. Work happens in `transaction()` blocks; nothing stays open between them."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @classmethod
+    def connect(cls, url: Secret, *, application_name: str = "payverify",
+                statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000,
+                connect_timeout: int = 10) -> "Database":
+        options = f"-c statement_timeout={int(statement_timeout_ms)} -c lock_timeout={int(lock_timeout_ms)} -c TimeZone=UTC"
+        with wrap_exceptions():
+            conn = psycopg2.connect(url.reveal(), application_name=application_name,
+                                    connect_timeout=connect_timeout, options=options,
+                                    cursor_factory=psycopg2.extras.RealDictCursor)
+        return cls(conn)
+
+    @contextlib.contextmanager
+    def transaction(self, named: dict[str, str] | None = None) -> Iterator[Tx]:
+        """Commit on success, roll back on any exception. `named`: another set of named queries."""
+        conn = self._conn
+        try:
+            with wrap_exceptions(conn):
+                cursor = conn.cursor()
+            yield Tx(cursor, conn, named)
+            with wrap_exceptions(conn):
+                conn.commit()
+        except BaseException:
+            if not conn.closed:
+                with contextlib.suppress(psycopg2.Error):
+                    conn.rollback()
+            raise
+
+    @property
+    def backend_pid(self) -> int:
+        return self._conn.get_backend_pid()
+
+    def close(self) -> None:
+        if not self._conn.closed:
+            self._conn.close()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

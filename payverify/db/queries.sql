@@ -1,0 +1,147 @@
+-- Every SQL statement payverify runs, by name. Parameters are %(name)s only.
+
+-- name: take_migration_lock
+-- Serialises `db upgrade` across hosts for the length of its transaction.
+SELECT pg_advisory_xact_lock(726931001)
+
+-- name: schema_version_table_exists
+SELECT to_regclass('payverify_schema_version') IS NOT NULL AS present
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) AS version FROM payverify_schema_version
+
+-- name: record_migration
+INSERT INTO payverify_schema_version (version, name) VALUES (%(version)s, %(name)s)
+
+-- name: site_columns
+-- The columns of the site's tables, to check the contract before doing anything.
+SELECT table_name::text AS table_name, column_name::text AS column_name, data_type::text AS data_type
+FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = ANY(%(tables)s)
+
+-- name: now
+SELECT now() AS now
+
+-- name: select_due_orders
+-- The orders a sweep should verify, longest-unchecked first. No lock is taken here.
+SELECT o.id, s.last_checked_at
+FROM orders_order o
+LEFT JOIN payverify_order_state s ON s.order_id = o.id
+WHERE (
+        (o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL)
+     OR o.status = 'pending_verification'
+     OR (o.status IN ('failed', 'expired')
+         AND o.sumup_checkout_id IS NOT NULL
+         AND o.created_at >= %(rescue_since)s
+         AND (s.last_checked_at IS NULL OR s.last_checked_at < %(rescue_checked_before)s))
+      )
+  AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now())
+ORDER BY s.last_checked_at NULLS FIRST, o.created_at, o.id
+LIMIT %(limit)s
+
+-- name: ensure_order_state
+INSERT INTO payverify_order_state (order_id) VALUES (%(order_id)s) ON CONFLICT (order_id) DO NOTHING
+
+-- name: claim_order
+-- Take the lease unless another run holds it or checked the order after we selected it.
+UPDATE payverify_order_state
+SET lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE order_id = (
+    SELECT order_id FROM payverify_order_state
+    WHERE order_id = %(order_id)s
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND last_checked_at IS NOT DISTINCT FROM %(seen_last_checked_at)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING order_id
+
+-- name: release_order
+UPDATE payverify_order_state SET lease_owner = NULL, lease_expires_at = NULL
+WHERE order_id = %(order_id)s AND lease_owner = %(owner)s
+
+-- name: record_check
+-- After an attempt: release the lease and remember what SumUp said.
+INSERT INTO payverify_order_state AS s
+    (order_id, last_checked_at, checks, last_http_status, last_sumup_status, last_outcome, last_reason)
+VALUES (%(order_id)s, now(), 1, %(http_status)s, %(sumup_status)s, %(outcome)s, %(reason)s)
+ON CONFLICT (order_id) DO UPDATE
+SET lease_owner = NULL, lease_expires_at = NULL, last_checked_at = now(), checks = s.checks + 1,
+    last_http_status = EXCLUDED.last_http_status, last_sumup_status = EXCLUDED.last_sumup_status,
+    last_outcome = EXCLUDED.last_outcome, last_reason = EXCLUDED.last_reason
+
+-- name: load_order
+SELECT o.id, o.order_number, o.status, o.email, o.first_name, o.last_name, o.total, o.currency,
+       o.sumup_checkout_id, o.created_at, o.event_id,
+       e.title AS event_title, e.venue AS event_venue, e.starts_at AS event_starts_at,
+       e.ends_at AS event_ends_at,
+       a.id AS artist_id, a.name AS artist_name, a.sumup_merchant_code AS artist_merchant_code,
+       (a.sumup_access_token IS NOT NULL OR a.sumup_refresh_token IS NOT NULL) AS artist_uses_oauth
+FROM orders_order o
+JOIN events_event e ON e.id = o.event_id
+JOIN artists_artist a ON a.id = e.artist_id
+WHERE o.id = %(order_id)s
+
+-- name: find_order_id_by_number
+SELECT id FROM orders_order WHERE order_number = %(order_number)s
+
+-- name: find_order_id_by_id
+SELECT id FROM orders_order WHERE id = %(order_id)s
+
+-- name: load_order_items
+SELECT i.id, i.ticket_type_id, t.name AS ticket_type_name, i.quantity, i.unit_price
+FROM orders_orderitem i JOIN events_tickettype t ON t.id = i.ticket_type_id
+WHERE i.order_id = %(order_id)s
+ORDER BY i.id
+
+-- name: settle_order
+-- The guard: only if the order is still as we saw it. Must touch exactly one row.
+UPDATE orders_order
+SET status = %(new_status)s,
+    updated_at = now(),
+    paid_at = CASE WHEN %(paid)s THEN now() ELSE paid_at END,
+    sumup_transaction_code = CASE WHEN %(paid)s THEN %(transaction_code)s ELSE sumup_transaction_code END
+WHERE id = %(order_id)s AND status = %(seen_status)s AND sumup_checkout_id = %(seen_checkout_id)s
+
+-- name: insert_fulfilment
+INSERT INTO payverify_fulfilment (order_id, checkout_id, transaction_code, tickets_issued, run_id)
+VALUES (%(order_id)s, %(checkout_id)s, %(transaction_code)s, %(tickets_issued)s, %(run_id)s)
+
+-- name: insert_ticket
+INSERT INTO tickets_ticket (order_id, order_item_id, event_id, ticket_type_id, code, holder_name, status)
+VALUES (%(order_id)s, %(order_item_id)s, %(event_id)s, %(ticket_type_id)s, %(code)s, %(holder_name)s, 'valid')
+
+-- name: insert_outbox
+-- De-duplicated by key: an alert or mail already queued for this key is not queued again.
+INSERT INTO payverify_outbox (kind, dedup_key, order_id, recipients, context, message_id)
+VALUES (%(kind)s, %(dedup_key)s, %(order_id)s, %(recipients)s, %(context)s::jsonb, %(message_id)s)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING id
+
+-- name: insert_audit
+INSERT INTO payverify_audit (run_id, host, command, order_id, order_number, checkout_id, http_status,
+                             sumup_status, outcome, reason, duration_ms)
+VALUES (%(run_id)s, %(host)s, %(command)s, %(order_id)s, %(order_number)s, %(checkout_id)s,
+        %(http_status)s, %(sumup_status)s, %(outcome)s, %(reason)s, %(duration_ms)s)
+
+-- name: lock_artist_tokens
+-- Token refresh happens under the artist's row lock, so two processes never refresh at once.
+SELECT id, name, sumup_access_token, sumup_refresh_token, sumup_token_expires_at
+FROM artists_artist WHERE id = %(artist_id)s FOR UPDATE
+
+-- name: read_artist_tokens
+SELECT id, name, sumup_access_token, sumup_refresh_token, sumup_token_expires_at
+FROM artists_artist WHERE id = %(artist_id)s
+
+-- name: store_artist_tokens
+UPDATE artists_artist
+SET sumup_access_token = %(access_token)s, sumup_refresh_token = %(refresh_token)s,
+    sumup_token_expires_at = %(expires_at)s
+WHERE id = %(artist_id)s
+
+-- name: recent_audit
+SELECT run_id, host, command, checkout_id, http_status, sumup_status, outcome, reason, duration_ms, created_at
+FROM payverify_audit WHERE order_id = %(order_id)s ORDER BY created_at DESC, id DESC LIMIT %(limit)s
+
+-- name: order_outbox
+SELECT kind, recipients, status, attempts, created_at, sent_at, last_error
+FROM payverify_outbox WHERE order_id = %(order_id)s ORDER BY id

@@ -1,0 +1,60 @@
+"""The project's own exceptions. Each carries a one-line message safe to show a person (no secrets)."""
+
+from __future__ import annotations
+
+from payverify.exitcodes import ExitStatus
+
+
+class PayverifyError(Exception):
+    """Base class: `str(err)` is the one line shown on stderr; `exit_status` is the command's exit code."""
+
+    exit_status: ExitStatus = ExitStatus.ERROR
+
+
+class ConfigError(PayverifyError):
+    exit_status = ExitStatus.CONFIG
+
+
+class DatabaseUnavailable(PayverifyError):
+    exit_status = ExitStatus.DATABASE_UNAVAILABLE
+
+
+class DatabaseError(PayverifyError):
+    """A query failed for a reason other than connectivity (constraint, timeout, ...)."""
+
+    exit_status = ExitStatus.ERROR
+
+
+class UniqueViolation(DatabaseError):
+    pass
+
+
+class SchemaMismatch(PayverifyError):
+    exit_status = ExitStatus.SCHEMA
+
+
+class OrderNotFound(PayverifyError):
+    exit_status = ExitStatus.ORDER_NOT_FOUND
+
+
+class SumUpUnavailable(PayverifyError):
+    """SumUp gave no usable reply after retries (connection error, timeout, 5xx, 429)."""
+
+    exit_status = ExitStatus.SUMUP_UNAVAILABLE
+
+    def __init__(self, reason: str, *, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.http_status = http_status
+
+
+class InvalidGrant(PayverifyError):
+    """The token endpoint refused the refresh token: the artist must reconnect SumUp."""
+
+
+class TokenRefreshFailed(PayverifyError):
+    """The token endpoint answered, but not with a usable token (and not invalid_grant)."""
+
+    def __init__(self, reason: str, *, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.http_status = http_status

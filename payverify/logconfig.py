@@ -1,0 +1,101 @@
+"""Logging, configured once: JSON lines to the log file, a short readable form on stderr.
+
+The log file gets everything at the configured level (one canonical line per order). stderr gets
+warnings and errors only, so a cron run is silent when nothing needs a person. Every value passes
+a redactor that masks known secrets: a second line of defence, they are never logged on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from payverify.errors import ConfigError
+
+MASK = "***"
+
+
+class Redactor:
+    """A structlog processor replacing any known secret inside any string value."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, MASK)
+            return value
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._clean(v) for v in value)
+        return value
+
+    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        if not self.secrets:
+            return event_dict
+        return {k: self._clean(v) for k, v in event_dict.items()}
+
+
+def build_logging_config(log_file: str | None, level: str, console_colors: bool,
+                         redactor: Redactor) -> dict[str, Any]:
+    """A pure dictConfig for stdlib logging with structlog's ProcessorFormatter."""
+    pre_chain = [structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
+                 structlog.processors.TimeStamper(fmt="iso", utc=True), redactor]
+    handlers: dict[str, Any] = {
+        "stderr": {"class": "logging.StreamHandler", "level": "WARNING", "formatter": "console",
+                   "stream": "ext://sys.stderr"},
+    }
+    if log_file:
+        handlers["file"] = {"class": "logging.FileHandler", "level": level, "formatter": "json",
+                            "filename": log_file, "encoding": "utf-8", "delay": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {"()": structlog.stdlib.ProcessorFormatter, "foreign_pre_chain": pre_chain,
+                     "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                                    structlog.processors.format_exc_info,
+                                    structlog.processors.JSONRenderer(sort_keys=False)]},
+            "console": {"()": structlog.stdlib.ProcessorFormatter, "foreign_pre_chain": pre_chain,
+                        "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                                       structlog.dev.ConsoleRenderer(colors=console_colors,
+                                                                     exception_formatter=structlog.dev.plain_traceback)]},
+        },
+        "handlers": handlers,
+        "loggers": {
+            "": {"handlers": list(handlers), "level": level},
+            # urllib3 logs URLs only, but keep third-party chatter out of the file unless asked for.
+            "urllib3": {"level": "WARNING"},
+        },
+    }
+
+
+def configure(log_file: str | None, level: str, secrets: Iterable[str]) -> None:
+    redactor = Redactor(secrets)
+    if log_file:
+        try:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            with open(log_file, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"PAYVERIFY_LOG_FILE: cannot write {log_file}: {exc.strerror}") from None
+    colors = os.isatty(2) and "NO_COLOR" not in os.environ
+    logging.config.dictConfig(build_logging_config(log_file, level, colors, redactor))
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, structlog.stdlib.filter_by_level,
+                    structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True), redactor,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,28 @@
+"""Amounts compared in the currency's minor units, as Decimal (never float)."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+# ISO 4217 exponents that are not 2 (SumUp treats HUF as having no minor unit).
+_EXPONENTS = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "HUF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
+                     "UGX", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+
+
+def minor_units(currency: str) -> int:
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def quantize(amount: Decimal, currency: str) -> Decimal:
+    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_EVEN)
+
+
+def same_amount(a: Decimal, b: Decimal, currency: str) -> bool:
+    return quantize(a, currency) == quantize(b, currency)
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    return f"{quantize(amount, currency)} {currency.upper()}"

@@ -1,0 +1,100 @@
+"""Apply a decision in ONE short transaction.
+
+The guarded UPDATE (status and checkout id as we saw them) must touch exactly one row; zero rows
+means someone else settled the order first, and nothing else is written. When paid, the same
+transaction writes the tickets, the fulfilment row (primary key = order id: the database refuses a
+second issuance even if every other guard failed), the outbox rows and the audit row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from payverify import faults, outbox
+from payverify.config import Settings
+from payverify.db import Tx
+from payverify.decision import Decision
+from payverify.errors import UniqueViolation
+from payverify.models import Order, OrderItem
+from payverify.sumup.answer import Answer
+from payverify.tickets import ticket_rows
+
+SUPERSEDED = "superseded"
+ALREADY_FULFILLED = "already_fulfilled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    """Who made this attempt, for the audit row."""
+
+    run_id: str
+    host: str
+    command: str
+    lease_owner: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settled:
+    outcome: str  # the decision's outcome, or superseded / already_fulfilled
+    applied: bool
+    tickets_issued: int = 0
+    queued: tuple[str, ...] = ()
+
+
+def transaction_code(answer: Answer) -> str | None:
+    checkout = answer.checkout
+    if checkout is None:
+        return None
+    if checkout.transaction_code:
+        return checkout.transaction_code
+    codes = [t.transaction_code for t in checkout.successful_transactions if t.transaction_code]
+    return codes[0] if codes else None
+
+
+def settle(tx: Tx, settings: Settings, attempt: Attempt, order: Order, items: list[OrderItem],
+           decision: Decision, answer: Answer, duration_ms: int) -> Settled:
+    """Write the outcome. Raises UniqueViolation if tickets were already issued (caller rolls back)."""
+    result = Settled(outcome=decision.outcome, applied=False)
+    if decision.changes_order:
+        paid = decision.issue_tickets
+        touched = tx.run("settle_order", order_id=order.id, new_status=decision.new_status, paid=paid,
+                         transaction_code=transaction_code(answer) if paid else None,
+                         seen_status=order.status, seen_checkout_id=order.sumup_checkout_id)
+        if touched != 1:
+            result = Settled(outcome=SUPERSEDED, applied=False)
+        else:
+            tickets = _issue(tx, attempt, order, items, answer) if paid else 0
+            queued = tuple(m.kind for m in outbox.messages_for(decision, order, items, answer.checkout, settings)
+                           if outbox.queue(tx, settings, m))
+            result = Settled(outcome=decision.outcome, applied=True, tickets_issued=tickets, queued=queued)
+    record(tx, attempt, order, answer, result.outcome, _reason(decision, result), duration_ms)
+    faults.point("before_settle_commit")
+    return result
+
+
+def _issue(tx: Tx, attempt: Attempt, order: Order, items: list[OrderItem], answer: Answer) -> int:
+    rows = ticket_rows(order, items)
+    tx.run("insert_fulfilment", order_id=order.id, checkout_id=order.sumup_checkout_id,
+           transaction_code=transaction_code(answer), tickets_issued=len(rows), run_id=attempt.run_id)
+    tx.run_many("insert_ticket", rows)
+    return len(rows)
+
+
+def _reason(decision: Decision, result: Settled) -> str:
+    if result.outcome == SUPERSEDED:
+        return f"order changed since it was read; left to whoever changed it (wanted: {decision.outcome})"
+    return decision.reason
+
+
+def record(tx: Tx, attempt: Attempt, order: Order, answer: Answer, outcome: str, reason: str,
+           duration_ms: int) -> None:
+    """The audit row for this attempt, and the per-order bookkeeping (releases the lease)."""
+    tx.run("insert_audit", run_id=attempt.run_id, host=attempt.host, command=attempt.command,
+           order_id=order.id, order_number=order.order_number, checkout_id=order.sumup_checkout_id,
+           http_status=answer.http_status, sumup_status=answer.sumup_status, outcome=outcome,
+           reason=reason, duration_ms=duration_ms)
+    tx.run("record_check", order_id=order.id, http_status=answer.http_status,
+           sumup_status=answer.sumup_status, outcome=outcome, reason=reason)
+
+
+__all__ = ["Attempt", "Settled", "settle", "record", "UniqueViolation", "ALREADY_FULFILLED", "SUPERSEDED"]

@@ -1,0 +1,141 @@
+"""SumUp's checkout object as payverify reads it: tolerant of missing and extra fields, strict on types.
+
+A field that is present with the wrong type, or a field the decision needs that is missing, makes the
+whole body "not understood" (BodyNotUnderstood): the order is left as it is and retried later.
+Statuses are open enums: an unknown string is kept as data, never mapped to "not paid".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+# Checkout statuses SumUp documents; anything else is kept verbatim and treated as unknown.
+PAID, PENDING, FAILED, EXPIRED = "PAID", "PENDING", "FAILED", "EXPIRED"
+KNOWN_STATUSES = frozenset({PAID, PENDING, FAILED, EXPIRED})
+
+# Transaction statuses that matter to the decision.
+SUCCESSFUL = "SUCCESSFUL"
+REVERSED_TRANSACTION_STATUSES = frozenset({"REFUNDED", "CHARGE_BACK", "CHARGEBACK"})
+
+
+class BodyNotUnderstood(ValueError):
+    """The body is not a checkout payverify can reason about (not JSON, wrong types, ...)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transaction:
+    id: str | None
+    transaction_code: str | None
+    amount: Decimal | None
+    currency: str | None
+    status: str | None
+    merchant_code: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkout:
+    id: str | None
+    checkout_reference: str | None
+    amount: Decimal | None
+    currency: str | None
+    merchant_code: str | None
+    status: str
+    transaction_code: str | None
+    transaction_id: str | None
+    transactions: tuple[Transaction, ...]
+
+    @property
+    def successful_transactions(self) -> tuple[Transaction, ...]:
+        return tuple(t for t in self.transactions if t.status == SUCCESSFUL)
+
+    @property
+    def reversed_transactions(self) -> tuple[Transaction, ...]:
+        return tuple(t for t in self.transactions if t.status in REVERSED_TRANSACTION_STATUSES)
+
+
+def parse_checkout(text: str) -> Checkout:
+    """Parse a checkout body; amounts become Decimal (never float). Raises BodyNotUnderstood."""
+    try:
+        data = json.loads(text, parse_float=Decimal, parse_int=Decimal)
+    except (ValueError, RecursionError) as exc:
+        raise BodyNotUnderstood(f"body is not JSON ({_describe(text)})") from exc
+    if not isinstance(data, dict):
+        raise BodyNotUnderstood(f"body is a JSON {type(data).__name__}, not an object")
+    return checkout_from_dict(data)
+
+
+def checkout_from_dict(data: dict[str, Any]) -> Checkout:
+    status = _text(data, "status")
+    if status is None:
+        raise BodyNotUnderstood("checkout has no status")
+    raw_transactions = data.get("transactions")
+    if raw_transactions is None:
+        raw_transactions = []
+    if not isinstance(raw_transactions, list):
+        raise BodyNotUnderstood("checkout transactions is not a list")
+    transactions = tuple(_transaction(t) for t in raw_transactions)
+    return Checkout(
+        id=_text(data, "id"),
+        checkout_reference=_text(data, "checkout_reference"),
+        amount=_amount(data, "amount"),
+        currency=_currency(data),
+        merchant_code=_text(data, "merchant_code"),
+        status=status,
+        transaction_code=_text(data, "transaction_code"),
+        transaction_id=_text(data, "transaction_id"),
+        transactions=transactions,
+    )
+
+
+def _transaction(data: Any) -> Transaction:
+    if not isinstance(data, dict):
+        raise BodyNotUnderstood("a checkout transaction is not an object")
+    return Transaction(
+        id=_text(data, "id"),
+        transaction_code=_text(data, "transaction_code"),
+        amount=_amount(data, "amount"),
+        currency=_currency(data),
+        status=_text(data, "status"),
+        merchant_code=_text(data, "merchant_code"),
+    )
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BodyNotUnderstood(f"{key} is not a string")
+    return value
+
+
+def _currency(data: dict[str, Any]) -> str | None:
+    value = _text(data, "currency")
+    return value.upper() if value is not None else None
+
+
+def _amount(data: dict[str, Any], key: str) -> Decimal | None:
+    # SumUp sends a JSON number in major units. A string, bool or non-finite value is not understood.
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Decimal):
+        raise BodyNotUnderstood(f"{key} is not a number")
+    try:
+        if not value.is_finite():
+            raise BodyNotUnderstood(f"{key} is not a finite number")
+    except InvalidOperation as exc:  # pragma: no cover - defensive
+        raise BodyNotUnderstood(f"{key} is not a number") from exc
+    return value
+
+
+def _describe(text: str) -> str:
+    stripped = text.lstrip()
+    if not stripped:
+        return "empty"
+    if stripped.startswith("<"):
+        return "looks like HTML"
+    return f"{len(text)} characters"

@@ -1,0 +1,277 @@
+"""HTTP client for SumUp's API: transport, retries and timeouts only (no database, no decisions).
+
+Replies SumUp actually gave (2xx, 3xx, 4xx other than 429) come back as `Reply` for the caller to judge.
+Connection errors, timeouts, 5xx and 429 are retried; when retries run out `SumUpUnavailable` is raised.
+No message ever contains a token, a secret or a header, and no raised exception chains to a requests
+exception (their `.request` carries the Authorization header).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable
+from urllib.parse import quote
+
+import requests
+import tenacity
+import urllib3
+from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from payverify import __version__
+from payverify.errors import InvalidGrant, SumUpUnavailable, TokenRefreshFailed
+from payverify.secret import Secret
+
+MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_EXPIRES_IN = 3600
+_OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,40}")  # only a short code like "invalid_client" is echoed
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply SumUp actually gave that is not retried. `text` may be HTML or empty: never assume JSON."""
+
+    status: int
+    text: str
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: Secret
+    refresh_token: Secret | None  # None: the response omitted it, keep the old one
+    expires_in: int
+    scope: str | None
+
+
+class RetryableReply(Exception):
+    """SumUp answered 5xx or 429: worth another attempt, after `retry_after` seconds if it said so."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ReplyCutOff(Exception):
+    """The reply's status arrived but its body did not, in full or within the attempt's time budget."""
+
+    def __init__(self, *, timed_out: bool) -> None:
+        super().__init__("reply timed out" if timed_out else "reply cut off")
+        self.timed_out = timed_out
+
+
+# requests' ConnectionError includes ConnectTimeout, SSLError and ProxyError.
+_TRANSIENT = (RetryableReply, ReplyCutOff, requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+              requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Transient failures: no (complete) answer, a 5xx, or a 429."""
+    return isinstance(exc, _TRANSIENT)
+
+
+def is_retryable_before_reply(exc: BaseException) -> bool:
+    """For the token endpoint: never re-send once a reply started (it may carry a rotated token)."""
+    return is_retryable(exc) and not isinstance(exc, ReplyCutOff)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (number or HTTP date); None if absent or unusable."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+class SumUpClient:
+    """Talks to one SumUp base URL. `sleep` and `clock` are injectable so tests never really wait."""
+
+    def __init__(self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 15.0,
+                 max_attempts: int = 3, max_retry_after: float = 30.0,
+                 wait: Callable[[tenacity.RetryCallState], float] | None = None,
+                 session: requests.Session | None = None, user_agent: str = f"payverify/{__version__}",
+                 before_request: Callable[[], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if session is not None and session.verify is False:
+            raise ValueError("TLS verification must stay on")
+        self._base = base_url.rstrip("/")
+        self._timeout = (connect_timeout, read_timeout)
+        self._max_attempts = max_attempts
+        self._max_retry_after = max_retry_after
+        self._wait = wait if wait is not None else wait_random_exponential(multiplier=0.5, max=10)
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+        self._user_agent = user_agent
+        self._before_request = before_request
+        self._sleep = sleep
+        self._clock = clock
+
+    def get_checkout(self, checkout_id: str, token: Secret) -> Reply:
+        # safe="" quotes "/", "?" and "#"; a dot segment would still be normalised away by urllib3.
+        if checkout_id.strip(".") == "":
+            raise ValueError("checkout id is empty or a dot segment")
+        url = f"{self._base}/v0.1/checkouts/{quote(checkout_id, safe='')}"
+        return self._send("GET", url, headers=self._auth(token))
+
+    def find_checkouts(self, checkout_reference: str, token: Secret) -> Reply:
+        # An empty reference might list every checkout of the merchant: refuse it.
+        if not checkout_reference:
+            raise ValueError("checkout reference is empty")
+        url = f"{self._base}/v0.1/checkouts"
+        params = {"checkout_reference": checkout_reference}
+        return self._send("GET", url, headers=self._auth(token), params=params)
+
+    def refresh_token(self, refresh_token: Secret, client_id: str, client_secret: Secret) -> TokenGrant:
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token.reveal(),
+                "client_id": client_id, "client_secret": client_secret.reveal()}
+        reply = self._send("POST", f"{self._base}/token", headers={}, data=form, after_reply_retry=False)
+        if reply.status == 200:
+            return _parse_grant(reply.text)
+        error = _oauth_error(reply.text)
+        if reply.status in (400, 401) and error == "invalid_grant":
+            raise InvalidGrant("SumUp refused the refresh token (invalid_grant): the artist must reconnect")
+        detail = f" ({error})" if error else ""
+        raise TokenRefreshFailed(f"token endpoint answered HTTP {reply.status}{detail}", http_status=reply.status)
+
+    def close(self) -> None:
+        """Close the session if this client created it (an injected session belongs to its owner)."""
+        if self._owns_session:
+            self._session.close()
+
+    def _auth(self, token: Secret) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token.reveal()}"}
+
+    def _send(self, method: str, url: str, *, headers: dict[str, str], after_reply_retry: bool = True,
+              **kwargs: Any) -> Reply:
+        attempts = 0
+        headers = {**headers, "Accept": "application/json", "User-Agent": self._user_agent}
+
+        def attempt() -> Reply:
+            nonlocal attempts
+            attempts += 1
+            if self._before_request is not None:
+                self._before_request()
+            started = self._clock()
+            # stream=True so the body read can be bounded in time and size; no redirects, so the
+            # bearer token never follows a Location header (a 3xx comes back as a Reply).
+            with self._session.request(method, url, headers=headers, timeout=self._timeout, stream=True,
+                                       allow_redirects=False, **kwargs) as resp:
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    raise RetryableReply(resp.status_code, parse_retry_after(resp.headers.get("Retry-After")))
+                return Reply(resp.status_code, self._read_text(resp, started))
+
+        predicate = is_retryable if after_reply_retry else is_retryable_before_reply
+        retrying = tenacity.Retrying(stop=stop_after_attempt(self._max_attempts), wait=self._wait_for,
+                                     retry=retry_if_exception(predicate), sleep=self._sleep, reraise=True)
+        try:
+            return retrying(attempt)
+        except (RetryableReply, ReplyCutOff, requests.RequestException) as exc:
+            failure = _failure(exc, attempts)
+        raise failure from None  # outside the except block: no __context__ pointing at requests
+
+    def _wait_for(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableReply) and exc.retry_after is not None:
+            return min(exc.retry_after, self._max_retry_after)
+        return self._wait(state)
+
+    def _read_text(self, resp: requests.Response, started: float) -> str:
+        # requests' read timeout bounds each socket read, not the whole body: bound the total here.
+        # read1 returns after one socket read (iter_content would block until a whole chunk arrived,
+        # so a server trickling a byte at a time would never reach the deadline check).
+        deadline = started + self._timeout[0] + self._timeout[1]
+        read = getattr(resp.raw, "read1", resp.raw.read)  # read1 needs urllib3 >= 2.3
+        body = bytearray()
+        try:
+            while chunk := read(64 * 1024, decode_content=True):
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise SumUpUnavailable("reply larger than 1 MiB", http_status=resp.status_code)
+                if self._clock() > deadline:
+                    raise ReplyCutOff(timed_out=True)
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            timed_out = isinstance(exc, (urllib3.exceptions.TimeoutError, requests.Timeout, TimeoutError))
+            cut_off = ReplyCutOff(timed_out=timed_out)
+        else:
+            return _decode(resp, bytes(body))
+        raise cut_off from None
+
+
+def _decode(resp: requests.Response, body: bytes) -> str:
+    # Trust only an explicit charset; requests would guess ISO-8859-1 for any text/* type.
+    declared = "charset" in resp.headers.get("Content-Type", "").lower()
+    try:
+        return body.decode((declared and resp.encoding) or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _failure(exc: BaseException, attempts: int) -> SumUpUnavailable:
+    after = f"after {attempts} attempt{'' if attempts == 1 else 's'}"
+    if isinstance(exc, RetryableReply):
+        what = "rate limited (HTTP 429)" if exc.status == 429 else f"HTTP {exc.status}"
+        return SumUpUnavailable(f"{what} {after}", http_status=exc.status)
+    if isinstance(exc, ReplyCutOff):
+        return SumUpUnavailable(f"{'timed out' if exc.timed_out else 'reply cut off'} {after}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return SumUpUnavailable(f"timed out {after}")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return SumUpUnavailable(f"TLS error {after}")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return SumUpUnavailable(f"connection failed {after}")
+    return SumUpUnavailable(f"request could not be sent ({type(exc).__name__})")
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # HTML, empty, truncated, absurdly nested: all "not JSON"
+        return None
+
+
+def _oauth_error(text: str) -> str | None:
+    data = _json(text)
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, str) and _OAUTH_ERROR_CODE.fullmatch(error) else None
+
+
+def _parse_grant(text: str) -> TokenGrant:
+    data = _json(text)
+    not_understood = TokenRefreshFailed("token endpoint answered 200 with a body that is not understood",
+                                        http_status=200)
+    if not isinstance(data, dict):
+        raise not_understood
+    access, refresh = data.get("access_token"), data.get("refresh_token")
+    if not isinstance(access, str) or not access or not (refresh is None or isinstance(refresh, str)):
+        raise not_understood
+    scope = data.get("scope")
+    return TokenGrant(Secret(access), Secret(refresh) if refresh else None,
+                      _expires_in(data.get("expires_in")), scope if isinstance(scope, str) else None)
+
+
+def _expires_in(value: Any) -> int:
+    # int-ish: 3600, 3600.0 or "3600". Anything else, or not within (0, 1 year], falls back to an hour.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 366 * 86400
+    return value if ok else DEFAULT_EXPIRES_IN

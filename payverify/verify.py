@@ -1,0 +1,128 @@
+"""Verify one order end to end: read it, ask SumUp (no transaction open), decide, settle.
+
+Used by every path: `sweep`, `check` and replays (`sweep --since`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from payverify import faults, outbox
+from payverify.config import Policy, Settings
+from payverify.credentials import ArtistDisconnected, Credentials, MissingCredentials
+from payverify.db import Database
+from payverify.decision import Decision, decide
+from payverify.errors import OrderNotFound, SumUpUnavailable, TokenRefreshFailed, UniqueViolation
+from payverify.models import Order, OrderItem
+from payverify.settle import ALREADY_FULFILLED, Attempt, Settled, record, settle
+from payverify.sumup.answer import Answer, answer_from_reply
+from payverify.sumup.client import SumUpClient
+
+log = structlog.get_logger("payverify.verify")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    order: Order
+    items: list[OrderItem]
+    answer: Answer
+    decision: Decision
+    settled: Settled | None  # None on a dry run: nothing was written
+    duration_ms: int
+
+    @property
+    def outcome(self) -> str:
+        return self.settled.outcome if self.settled else self.decision.outcome
+
+
+class Verifier:
+    def __init__(self, settings: Settings, db: Database, client: SumUpClient, attempt: Attempt, *,
+                 policy: Policy | None = None, dry_run: bool = False) -> None:
+        self.settings = settings
+        self.db = db
+        self.client = client
+        self.attempt = attempt
+        self.policy = policy or settings.policy
+        self.dry_run = dry_run
+        self.credentials = Credentials(settings, client, db, on_invalid_grant=self._queue_reconnect_alert)
+
+    def load(self, order_id: int) -> tuple[Order, list[OrderItem]]:
+        with self.db.transaction() as tx:
+            row = tx.one("load_order", order_id=order_id)
+            if row is None:
+                raise OrderNotFound(f"order {order_id} does not exist")
+            items = [OrderItem.from_row(r) for r in tx.all("load_order_items", order_id=order_id)]
+        return Order.from_row(row), items
+
+    def ask(self, order: Order) -> Answer:
+        """SumUp's answer about the order's checkout. Never raises for SumUp or token trouble."""
+        if not order.sumup_checkout_id:
+            return Answer.unknown("not asked: the order has no SumUp checkout")
+        try:
+            token = self.credentials.token_for(order)
+            reply = self.client.get_checkout(order.sumup_checkout_id, token)
+            if reply.status == 401:
+                retry_with = self.credentials.after_unauthorized(order, token)
+                if retry_with is not None:
+                    reply = self.client.get_checkout(order.sumup_checkout_id, retry_with)
+            return answer_from_reply(reply.status, reply.text)
+        except SumUpUnavailable as exc:
+            return Answer.unknown(f"SumUp unavailable: {exc.reason}", http_status=exc.http_status,
+                                  transport_failure=True)
+        except (ArtistDisconnected, MissingCredentials, TokenRefreshFailed) as exc:
+            return Answer.unknown(str(exc))
+
+    def now(self) -> datetime:
+        with self.db.transaction() as tx:
+            return tx.one("now")["now"]
+
+    def verify(self, order_id: int) -> Result:
+        started = time.monotonic()
+        order, items = self.load(order_id)
+        answer = self.ask(order)
+        faults.point("after_sumup_answer")
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if self.dry_run:
+            decision = decide(order, answer, self.now(), self.policy)
+            result = Result(order=order, items=items, answer=answer, decision=decision, settled=None,
+                            duration_ms=duration_ms)
+        else:
+            result = self._settle(order, items, answer, duration_ms)
+            faults.point("after_settle_commit")
+        self._log(result)
+        return result
+
+    def _settle(self, order: Order, items: list[OrderItem], answer: Answer, duration_ms: int) -> Result:
+        try:
+            with self.db.transaction() as tx:
+                # The database's clock, so every host decides on the same time.
+                decision = decide(order, answer, tx.one("now")["now"], self.policy)
+                settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms)
+        except UniqueViolation:
+            # The fulfilment row exists: tickets were issued before. Nothing of this attempt is kept.
+            with self.db.transaction() as tx:
+                record(tx, self.attempt, order, answer, ALREADY_FULFILLED,
+                       "tickets for this order were already issued; nothing written", duration_ms)
+            settled = Settled(outcome=ALREADY_FULFILLED, applied=False)
+        return Result(order=order, items=items, answer=answer, decision=decision, settled=settled,
+                      duration_ms=duration_ms)
+
+    def _queue_reconnect_alert(self, artist_id: int, artist_name: str) -> None:
+        if self.dry_run:
+            return
+        # Own short transaction: the artist's lock transaction is rolling back.
+        with self.db.transaction() as tx:
+            outbox.queue(tx, self.settings, outbox.reconnect_alert(artist_id, artist_name, self.settings))
+
+    def _log(self, result: Result) -> None:
+        order = result.order
+        log.info("order.verified", run_id=self.attempt.run_id, command=self.attempt.command,
+                 order_id=order.id, order_number=order.order_number, checkout_id=order.sumup_checkout_id,
+                 status_before=order.status, outcome=result.outcome, reason=result.decision.reason,
+                 http_status=result.answer.http_status, sumup_status=result.answer.sumup_status,
+                 tickets=result.settled.tickets_issued if result.settled else 0,
+                 dry_run=self.dry_run, duration_ms=result.duration_ms)

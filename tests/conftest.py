@@ -1,0 +1,132 @@
+"""Shared fixtures: a real Postgres (the machine's, or an embedded throwaway one), a template
+database cloned per test, the SumUp simulator, factories, and a way to run real payverify processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from payverify.config import Settings, load_settings
+from payverify.db import Database
+from payverify.db.migrate import upgrade
+from payverify.secret import Secret
+from payverify.simulator.seed import PLATFORM_KEY, Seeder, load_site_schema
+from payverify.simulator.sumup_server import FakeSumUp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory) -> str:
+    """A maintenance URL of a real Postgres server: PAYVERIFY_TEST_DATABASE_URL, or an embedded one."""
+    url = os.environ.get("PAYVERIFY_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def _admin(url: str, sql: str) -> None:
+    db = Database.connect(Secret(url))
+    try:
+        db._conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+        with db._conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_url) -> str:
+    """A database with the site's tables and payverify's schema, cloned by every test."""
+    name = f"pv_tpl_{uuid.uuid4().hex[:8]}"
+    _admin(pg_url, f"CREATE DATABASE {name}")
+    url = _with_dbname(pg_url, name)
+    with Database.connect(Secret(url)) as db:
+        load_site_schema(db)
+        upgrade(db)
+    yield name
+    _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(pg_url, template_db) -> str:
+    name = f"pv_t_{uuid.uuid4().hex[:10]}"
+    _admin(pg_url, f"CREATE DATABASE {name} TEMPLATE {template_db}")
+    yield _with_dbname(pg_url, name)
+    _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def empty_database_url(pg_url) -> str:
+    """A database with nothing in it (not even the site's tables)."""
+    name = f"pv_e_{uuid.uuid4().hex[:10]}"
+    _admin(pg_url, f"CREATE DATABASE {name}")
+    yield _with_dbname(pg_url, name)
+    _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def db(database_url) -> Database:
+    with Database.connect(Secret(database_url)) as database:
+        yield database
+
+
+@pytest.fixture
+def sumup() -> FakeSumUp:
+    with FakeSumUp() as server:
+        yield server
+
+
+@pytest.fixture
+def seed(db, sumup) -> Seeder:
+    return Seeder(db, sumup)
+
+
+@pytest.fixture
+def env(database_url, sumup, tmp_path) -> dict[str, str]:
+    """The environment of a payverify process pointed at the test database and the simulator."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PAYVERIFY_", "SUMUP_"))}
+    base.update({
+        "PAYVERIFY_DATABASE_URL": database_url,
+        "SUMUP_API_BASE_URL": sumup.url,
+        "SUMUP_API_KEY": PLATFORM_KEY,
+        "SUMUP_CLIENT_ID": sumup.client_id,
+        "SUMUP_CLIENT_SECRET": sumup.client_secret,
+        "PAYVERIFY_LOG_FILE": str(tmp_path / "payverify.log"),
+        "PAYVERIFY_MAIL_FROM": "tickets@example.com",
+        "PAYVERIFY_SUMUP_READ_TIMEOUT": "2",
+        "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": "2",
+    })
+    return base
+
+
+@pytest.fixture
+def settings(env) -> Settings:
+    return load_settings(environ=env)
+
+
+@pytest.fixture
+def run_payverify(env):
+    """Run the real `payverify` command in a subprocess; returns the CompletedProcess."""
+
+    def run(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "payverify", *args], env={**env, **(extra_env or {})},
+                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+    return run
