@@ -41,29 +41,56 @@ def _utcnow() -> datetime:
 
 
 class Credentials:
+    """Tokens for one run. Trouble that needs a person (a refused refresh token, a 401 that survives
+    a refresh, missing OAuth client settings) is logged as an error once per artist and run, and
+    reported through `on_auth_problem(artist_id, artist_name, problem)` so staff get an alert."""
+
     def __init__(self, settings: Settings, client: SumUpClient, db: Database,
                  clock: Callable[[], datetime] = _utcnow,
-                 on_invalid_grant: Callable[[int, str], None] | None = None) -> None:
+                 on_auth_problem: Callable[[int | None, str, str], None] | None = None) -> None:
         self._settings = settings
         self._client = client
         self._db = db
         self._clock = clock
-        self._on_invalid_grant = on_invalid_grant
+        self._on_auth_problem = on_auth_problem
         self._disconnected: set[int] = set()
+        self._refreshed_after_401: set[int] = set()
+        self._reported: set[tuple[int | None, str]] = set()
 
     def token_for(self, order: Order) -> Secret:
         if order.artist_uses_oauth:
-            return self._artist_token(order.artist_id, used=None)
+            return self._artist_token(order.artist_id, order.artist_name, used=None)
         if not self._settings.sumup_api_key:
-            raise MissingCredentials(
-                f"SUMUP_API_KEY is not set and artist {order.artist_id} has not connected SumUp")
+            raise self._missing(order.artist_id, order.artist_name,
+                                f"SUMUP_API_KEY is not set and artist {order.artist_id} has not connected SumUp")
         return self._settings.sumup_api_key
 
     def after_unauthorized(self, order: Order, used: Secret) -> Secret | None:
-        """A 401 with `used`: refresh once (unless someone else already did). None: nothing to retry."""
-        if not order.artist_uses_oauth:
+        """A 401 with `used`: refresh once per artist and run. None: nothing to retry with."""
+        if not order.artist_uses_oauth or order.artist_id in self._refreshed_after_401:
             return None
-        return self._artist_token(order.artist_id, used=used)
+        self._refreshed_after_401.add(order.artist_id)
+        return self._artist_token(order.artist_id, order.artist_name, used=used)
+
+    def still_unauthorized(self, order: Order) -> None:
+        """SumUp refused the request even after a refresh (or with the platform key): staff must look."""
+        who = f"artist {order.artist_id}" if order.artist_uses_oauth else "the platform API key"
+        self._report(order.artist_id if order.artist_uses_oauth else None, order.artist_name,
+                     f"SumUp refused {who} (HTTP 401) for checkout {order.sumup_checkout_id}")
+
+    def _report(self, artist_id: int | None, artist_name: str, problem: str) -> None:
+        if (artist_id, problem) in self._reported:
+            return
+        self._reported.add((artist_id, problem))
+        log.error("sumup.auth_problem", artist_id=artist_id, problem=problem)
+        if self._on_auth_problem:
+            self._on_auth_problem(artist_id, artist_name, problem)
+
+    def _missing(self, artist_id: int, artist_name: str, problem: str) -> MissingCredentials:
+        if (artist_id, problem) not in self._reported:
+            self._reported.add((artist_id, problem))
+            log.error("sumup.missing_credentials", artist_id=artist_id, problem=problem)
+        return MissingCredentials(problem)
 
     def _fresh(self, row: ArtistTokens) -> bool:
         if not row.sumup_access_token:
@@ -71,7 +98,7 @@ class Credentials:
         # No recorded expiry: use the token and let a 401 trigger the refresh.
         return row.sumup_token_expires_at is None or row.sumup_token_expires_at - EXPIRY_MARGIN > self._clock()
 
-    def _artist_token(self, artist_id: int, *, used: Secret | None) -> Secret:
+    def _artist_token(self, artist_id: int, artist_name: str, *, used: Secret | None) -> Secret:
         if artist_id in self._disconnected:
             raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
         if used is None:
@@ -79,7 +106,14 @@ class Credentials:
                 row = ArtistTokens.from_row(tx.one("read_artist_tokens", artist_id=artist_id))
             if self._fresh(row):
                 return Secret(row.sumup_access_token)
-        return self._refresh(artist_id, used)
+        try:
+            return self._refresh(artist_id, used)
+        except InvalidGrant:
+            # The lock transaction has rolled back by now; the alert gets a transaction of its own.
+            self._disconnected.add(artist_id)
+            self._report(artist_id, artist_name,
+                         f"SumUp refused artist {artist_id}'s refresh token (invalid_grant): they must reconnect")
+            raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)") from None
 
     def _refresh(self, artist_id: int, used: Secret | None) -> Secret:
         with self._db.transaction() as tx:
@@ -89,20 +123,13 @@ class Credentials:
             if self._fresh(row) and (used is None or newer):
                 return Secret(row.sumup_access_token)
             if not row.sumup_refresh_token:
-                raise MissingCredentials(f"artist {artist_id} has no SumUp refresh token: they must reconnect")
+                raise self._missing(artist_id, row.name,
+                                    f"artist {artist_id} has no SumUp refresh token: they must reconnect")
             if not (self._settings.sumup_client_id and self._settings.sumup_client_secret):
-                raise MissingCredentials("SUMUP_CLIENT_ID and SUMUP_CLIENT_SECRET are needed to refresh "
-                                         f"artist {artist_id}'s SumUp token")
-            try:
-                grant = self._client.refresh_token(Secret(row.sumup_refresh_token),
-                                                   self._settings.sumup_client_id,
-                                                   self._settings.sumup_client_secret)
-            except InvalidGrant:
-                self._disconnected.add(artist_id)
-                log.error("sumup.invalid_grant", artist_id=artist_id)
-                if self._on_invalid_grant:
-                    self._on_invalid_grant(artist_id, row.name)
-                raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)") from None
+                raise self._missing(artist_id, row.name, "SUMUP_CLIENT_ID and SUMUP_CLIENT_SECRET are needed "
+                                    f"to refresh artist {artist_id}'s SumUp token")
+            grant = self._client.refresh_token(Secret(row.sumup_refresh_token), self._settings.sumup_client_id,
+                                               self._settings.sumup_client_secret)
             faults.point("after_token_response")
             refresh = grant.refresh_token.reveal() if grant.refresh_token else row.sumup_refresh_token
             tx.run("store_artist_tokens", artist_id=artist_id, access_token=grant.access_token.reveal(),

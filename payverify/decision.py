@@ -99,7 +99,7 @@ def _decide_paid(order: models.Order, checkout: Checkout, now: datetime) -> Deci
     if mismatches:
         return _review("SumUp says PAID but " + "; ".join(mismatches))
     if order.event_end < now:
-        return _review(f"SumUp says PAID but the event was over at {order.event_end.isoformat()}")
+        return _review(f"SumUp says PAID but the event was over at {order.event_end:%Y-%m-%d %H:%M %Z}")
     if order.status in models.RESCUABLE:
         return Decision(new_status=models.COMPLETED, issue_tickets=True,
                         notify=(CONFIRMATION, ALERT_LATE_PAYMENT),

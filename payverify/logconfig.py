@@ -46,12 +46,12 @@ class Redactor:
 
 
 def build_logging_config(log_file: str | None, level: str, console_colors: bool,
-                         redactor: Redactor) -> dict[str, Any]:
+                         redactor: Redactor, stderr_level: str = "WARNING") -> dict[str, Any]:
     """A pure dictConfig for stdlib logging with structlog's ProcessorFormatter."""
     pre_chain = [structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
                  structlog.processors.TimeStamper(fmt="iso", utc=True), redactor]
     handlers: dict[str, Any] = {
-        "stderr": {"class": "logging.StreamHandler", "level": "WARNING", "formatter": "console",
+        "stderr": {"class": "logging.StreamHandler", "level": stderr_level, "formatter": "console",
                    "stream": "ext://sys.stderr"},
     }
     if log_file:
@@ -75,11 +75,12 @@ def build_logging_config(log_file: str | None, level: str, console_colors: bool,
             "": {"handlers": list(handlers), "level": level},
             # urllib3 logs URLs only, but keep third-party chatter out of the file unless asked for.
             "urllib3": {"level": "WARNING"},
+            "pgserver": {"level": "WARNING"},
         },
     }
 
 
-def configure(log_file: str | None, level: str, secrets: Iterable[str]) -> None:
+def configure(log_file: str | None, level: str, secrets: Iterable[str], *, stderr_level: str = "WARNING") -> None:
     redactor = Redactor(secrets)
     if log_file:
         try:
@@ -89,7 +90,7 @@ def configure(log_file: str | None, level: str, secrets: Iterable[str]) -> None:
         except OSError as exc:
             raise ConfigError(f"PAYVERIFY_LOG_FILE: cannot write {log_file}: {exc.strerror}") from None
     colors = os.isatty(2) and "NO_COLOR" not in os.environ
-    logging.config.dictConfig(build_logging_config(log_file, level, colors, redactor))
+    logging.config.dictConfig(build_logging_config(log_file, level, colors, redactor, stderr_level))
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.stdlib.filter_by_level,
                     structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,

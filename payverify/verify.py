@@ -48,7 +48,7 @@ class Verifier:
         self.attempt = attempt
         self.policy = policy or settings.policy
         self.dry_run = dry_run
-        self.credentials = Credentials(settings, client, db, on_invalid_grant=self._queue_reconnect_alert)
+        self.credentials = Credentials(settings, client, db, on_auth_problem=self._queue_reconnect_alert)
 
     def load(self, order_id: int) -> tuple[Order, list[OrderItem]]:
         with self.db.transaction() as tx:
@@ -69,6 +69,8 @@ class Verifier:
                 retry_with = self.credentials.after_unauthorized(order, token)
                 if retry_with is not None:
                     reply = self.client.get_checkout(order.sumup_checkout_id, retry_with)
+                if reply.status == 401:
+                    self.credentials.still_unauthorized(order)
             return answer_from_reply(reply.status, reply.text)
         except SumUpUnavailable as exc:
             return Answer.unknown(f"SumUp unavailable: {exc.reason}", http_status=exc.http_status,
@@ -111,12 +113,11 @@ class Verifier:
         return Result(order=order, items=items, answer=answer, decision=decision, settled=settled,
                       duration_ms=duration_ms)
 
-    def _queue_reconnect_alert(self, artist_id: int, artist_name: str) -> None:
+    def _queue_reconnect_alert(self, artist_id: int | None, artist_name: str, problem: str) -> None:
         if self.dry_run:
             return
-        # Own short transaction: the artist's lock transaction is rolling back.
         with self.db.transaction() as tx:
-            outbox.queue(tx, self.settings, outbox.reconnect_alert(artist_id, artist_name, self.settings))
+            outbox.queue(tx, self.settings, outbox.reconnect_alert(artist_id, artist_name, problem, self.settings))
 
     def _log(self, result: Result) -> None:
         order = result.order

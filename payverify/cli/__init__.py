@@ -24,8 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         status = cli.main(args=argv, prog_name="payverify", standalone_mode=False)
     except click.exceptions.UsageError as exc:
-        exc.show()
-        sys.exit(int(ExitStatus.USAGE))
+        # Not exc.show(): click prints usage, a hint and the error over four lines, and the contract
+        # is one line on stderr that names the bad value.
+        message = " ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        _fail(message + hint, ExitStatus.USAGE)
     except click.exceptions.Abort:
         _fail("interrupted", ExitStatus.INTERRUPTED)
     except click.exceptions.Exit as exc:

@@ -46,14 +46,15 @@ def sweep(config_file, since, limit, dry_run) -> int:
     from payverify.sweep import sweep as run_sweep
 
     rt = start(config_file)
+    for_a_person = dry_run or sys.stdout.isatty()
     with rt.database() as db:
         client = rt.sumup_client()
         try:
             result = run_sweep(rt.settings, db, client, rt.attempt("sweep"), since=since, limit=limit,
-                               dry_run=dry_run, keep_results=dry_run)
+                               dry_run=dry_run, keep_results=for_a_person)
         finally:
             client.close()
-    if dry_run or sys.stdout.isatty():
+    if for_a_person:
         report.print_sweep(result)
     if result.sumup_down:
         click.echo(f"payverify: SumUp did not answer for any of the {result.verified} orders asked; "
@@ -120,4 +121,30 @@ def upgrade(config_file) -> int:
         click.echo(f"payverify schema upgraded to version {latest_version()} (applied {names})")
     else:
         click.echo(f"payverify schema is current (version {latest_version()})")
+    return ExitStatus.OK
+
+
+@cli.command()
+@click.option("--output", "output_dir", default="demo-output", show_default=True, metavar="DIR",
+              help="Where the demo writes its log.")
+def demo(output_dir) -> int:
+    """Run a real sweep on a throwaway database with the SumUp simulator; nothing to configure.
+
+    Starts an embedded Postgres, seeds artists, events and orders that hit every outcome, runs a
+    sweep, prints each order before and after with the reason, and removes the database.
+    It never reads PAYVERIFY_DATABASE_URL.
+
+    \b
+    Example:
+      payverify demo
+    """
+    from pathlib import Path
+
+    from payverify import logconfig
+    from payverify.demo import run_demo
+
+    output = Path(output_dir)
+    # The demo prints its own table; the log file has every detail.
+    logconfig.configure(str(output / "payverify.log"), "INFO", [], stderr_level="CRITICAL")
+    run_demo(output)
     return ExitStatus.OK

@@ -9,6 +9,8 @@ import click
 
 _SPAN = re.compile(r"^(\d+)\s*([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+# A replay reaches back at most this far: older orders are a matter for staff, not a sweep.
+MAX_REACH = timedelta(days=366)
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -16,7 +18,13 @@ def parse_since(text: str, now: datetime) -> datetime:
     value = text.strip()
     span = _SPAN.match(value)
     if span:
-        return now - timedelta(**{_UNITS[span[2]]: int(span[1])})
+        try:
+            reach = timedelta(**{_UNITS[span[2]]: int(span[1])})
+        except OverflowError:
+            reach = MAX_REACH * 2
+        if reach > MAX_REACH:
+            raise ValueError(f"{text!r} reaches back more than {MAX_REACH.days} days")
+        return now - reach
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
@@ -28,6 +36,8 @@ def parse_since(text: str, now: datetime) -> datetime:
         parsed = parsed.replace(tzinfo=timezone.utc)
     if parsed > now:
         raise ValueError(f"{text!r} is in the future")
+    if now - parsed > MAX_REACH:
+        raise ValueError(f"{text!r} reaches back more than {MAX_REACH.days} days")
     return parsed
 
 

@@ -145,3 +145,9 @@ FROM payverify_audit WHERE order_id = %(order_id)s ORDER BY created_at DESC, id 
 -- name: order_outbox
 SELECT kind, recipients, status, attempts, created_at, sent_at, last_error
 FROM payverify_outbox WHERE order_id = %(order_id)s ORDER BY id
+
+-- name: outbox_summary
+SELECT kind, status, count(*) AS n FROM payverify_outbox GROUP BY kind, status ORDER BY kind, status
+
+-- name: ticket_count
+SELECT count(*) AS n FROM tickets_ticket

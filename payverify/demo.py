@@ -1,0 +1,123 @@
+"""`payverify demo`: a real sweep over a seeded catalogue, with nothing to install or configure.
+
+An embedded throwaway Postgres (pgserver), the SumUp simulator, orders that hit every row of the
+decision table. It never reads PAYVERIFY_DATABASE_URL: it cannot touch a real database.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from payverify.config import Settings
+from payverify.db import Database
+from payverify.db.migrate import upgrade
+from payverify.errors import ConfigError
+from payverify.secret import Secret
+from payverify.settle import Attempt
+from payverify.simulator.seed import PLATFORM_KEY, Seeder, load_site_schema
+from payverify.simulator.sumup_server import FakeSumUp, Scripted
+from payverify.sumup.client import SumUpClient
+from payverify.sweep import sweep
+
+
+def _seed(seed: Seeder, sumup: FakeSumUp) -> dict[int, str]:
+    """Orders covering the decision table; returns order id -> what the scenario shows."""
+    lua = seed.artist("Lua Verde")
+    north = seed.artist("The Northern Tide", oauth=True, token_expires_in=timedelta(minutes=-10))
+    gone = seed.artist("Marrow & Pine", oauth=True, token_expires_in=timedelta(minutes=-10))
+    show = seed.event(lua, "Harbour Lights", venue="Fort Regent")
+    tide = seed.event(north, "Tidal Nights", venue="Opera House")
+    pine = seed.event(gone, "Pine Sessions", venue="The Blue Note")
+    past = seed.event(lua, "Summer Matinee", venue="Howard Davis Park", starts_in=timedelta(days=-2))
+    standing, seated = seed.ticket_type(show, "Standing", "12.50"), seed.ticket_type(show, "Seated", "30.00")
+    tide_tt, pine_tt = seed.ticket_type(tide, "General", "22.00"), seed.ticket_type(pine, "General", "15.00")
+    past_tt = seed.ticket_type(past, "General", "10.00")
+    sumup.revoke_refresh_token(gone.refresh_token)
+
+    scenarios: dict[int, str] = {}
+
+    def add(label: str, items, event, **kw) -> None:
+        order = seed.order(items, event_id=event, **kw)
+        scenarios[order.id] = label
+
+    add("paid, customer came back", [(standing, 2), (seated, 1)], show, first_name="Ana", last_name="Silva")
+    add("paid, never came back", [(standing, 1)], show, status="pending", first_name="Ben")
+    add("paid, artist token refreshed first", [(tide_tt, 3)], tide, first_name="Cara")
+    add("card declined, customer may retry", [(standing, 1)], show, sumup_status="FAILED",
+        age=timedelta(minutes=10))
+    add("card declined, grace over", [(seated, 2)], show, sumup_status="FAILED", age=timedelta(minutes=50))
+    add("still paying", [(standing, 1)], show, status="pending", sumup_status="PENDING", age=timedelta(minutes=15))
+    add("abandoned for over 2 h", [(standing, 4)], show, status="pending", sumup_status="PENDING",
+        age=timedelta(hours=3))
+    add("checkout expired at SumUp", [(standing, 1)], show, sumup_status="EXPIRED", age=timedelta(minutes=40))
+    add("paid the wrong amount", [(seated, 2)], show, sumup_amount="30.00")
+    add("checkout unknown to SumUp", [(standing, 1)], show, sumup_status=None)
+    add("late payment after expiry", [(seated, 1)], show, status="expired", age=timedelta(hours=5))
+    add("paid after the event", [(past_tt, 2)], past)
+    add("artist disconnected SumUp", [(pine_tt, 1)], pine)
+    outage = seed.order([(standing, 1)], event_id=show)
+    scenarios[outage.id] = "SumUp answering 503"
+    sumup.script(outage.checkout_id, *[Scripted(status=503)] * 3)
+    return scenarios
+
+
+def _statuses(db: Database, ids: list[int]) -> dict[int, tuple[str, str]]:
+    out = {}
+    for order_id in ids:
+        with db.transaction() as tx:
+            row = tx.one("load_order", order_id=order_id)
+        out[order_id] = (row["order_number"], row["status"])
+    return out
+
+
+def run_demo(output_dir: Path) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+            import pgserver
+    except ImportError:
+        raise ConfigError("the demo needs the embedded Postgres: pip install 'payverify[demo]'") from None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="payverify-demo-") as pgdata:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        try:
+            with Database.connect(Secret(server.get_uri())) as db, FakeSumUp() as sumup:
+                _run(db, sumup, output_dir)
+        finally:
+            server.cleanup()
+
+
+def _run(db: Database, sumup: FakeSumUp, output_dir: Path) -> None:
+    load_site_schema(db)
+    upgrade(db)
+    scenarios = _seed(Seeder(db, sumup), sumup)
+    before = _statuses(db, list(scenarios))
+    settings = replace(Settings(), sumup_api_base_url=sumup.url, sumup_api_key=Secret(PLATFORM_KEY),
+                       sumup_client_id=sumup.client_id, sumup_client_secret=Secret(sumup.client_secret),
+                       mail_from="tickets@demo.example", sumup_read_timeout=2.0)
+    client = SumUpClient(sumup.url, read_timeout=2.0)
+    try:
+        report = sweep(settings, db, client, Attempt(run_id="demo", host="demo", command="sweep",
+                                                      lease_owner="demo"), keep_results=True)
+    finally:
+        client.close()
+    reasons = {r.order.id: r for r in report.results}
+    after = _statuses(db, list(scenarios))
+    click.echo(f"{'order':<12} {'scenario':<36} {'before':<21} {'after':<23} reason")
+    for order_id, label in scenarios.items():
+        number, was = before[order_id]
+        result = reasons.get(order_id)
+        reason = result.decision.reason if result else "not due"
+        click.echo(f"{number:<12} {label:<36} {was:<21} {after[order_id][1]:<23} {reason}")
+    with db.transaction() as tx:
+        queued = tx.all("outbox_summary")
+        tickets = tx.one("ticket_count")["n"]
+    click.echo(f"\n{tickets} tickets issued; queued in the outbox: "
+               + ", ".join(f"{row['n']} {row['kind']}" for row in queued))
+    click.echo(f"Log: {output_dir / 'payverify.log'} (one JSON line per order)")

@@ -1,0 +1,244 @@
+"""How every command fails: named exit codes, one line on stderr, no traceback, no secret.
+
+Exit codes are checked through the real `payverify.cli.main` entry point (a `python -m payverify`
+subprocess), never through click's test runner.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import click
+import pytest
+
+from payverify.cli.commands import cli
+from payverify.cli.params import parse_since
+from payverify.db import Database
+from payverify.exitcodes import ExitStatus
+from payverify.secret import Secret
+from payverify.simulator.seed import load_site_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "Sekr1tPw"
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
+UNREACHABLE_WITH_PASSWORD = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/x"
+
+
+@pytest.fixture
+def log_file(tmp_path) -> Path:
+    return tmp_path / "payverify.log"
+
+
+@pytest.fixture
+def base_env(log_file) -> dict[str, str]:
+    """The inherited environment without any payverify/SumUp setting, logging to a temporary file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYVERIFY_", "SUMUP_"))}
+    env["PAYVERIFY_LOG_FILE"] = str(log_file)
+    return env
+
+
+@pytest.fixture
+def run(base_env):
+    """Run the real `payverify` entry point with base_env plus `env` (a None value removes a variable)."""
+
+    def _run(*args: str, env: dict[str, str | None] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        full = dict(base_env)
+        for key, value in (env or {}).items():
+            if value is None:
+                full.pop(key, None)
+            else:
+                full[key] = value
+        return subprocess.run([sys.executable, "-m", "payverify", *args], env=full, capture_output=True,
+                              text=True, timeout=timeout, cwd=ROOT)
+
+    return _run
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a failed command, after checking there is no traceback."""
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def all_commands(group: click.Group = cli, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [path]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found.extend(all_commands(command, path + (name,)))
+        else:
+            found.append(path + (name,))
+    return found
+
+
+# ---- malformed command lines: exit 2 ------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["yesterday", "12x", "2999-01-01", "2999-01-01T00:00:00+00:00",
+                                   "99999999999d", "999999999d"])
+def test_malformed_since_is_a_usage_error(run, value):
+    """A bad --since (not a date, bad unit, in the future, too far back): exit 2, one line naming it."""
+    result = run("sweep", "--since", value, env={"PAYVERIFY_DATABASE_URL": UNREACHABLE})
+    assert result.returncode == ExitStatus.USAGE == 2
+    line = one_line(result)
+    assert value in line and "--since" in line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_bad_limit_is_a_usage_error(run, value):
+    """--limit must be a whole number >= 1: exit 2, one line naming the option."""
+    result = run("sweep", "--limit", value, env={"PAYVERIFY_DATABASE_URL": UNREACHABLE})
+    assert result.returncode == ExitStatus.USAGE
+    assert "--limit" in one_line(result)
+
+
+def test_usage_errors_are_checked_before_the_database(run):
+    """A usage error wins over a missing database URL: the command line is refused first."""
+    result = run("sweep", "--since", "yesterday", env={"PAYVERIFY_DATABASE_URL": None})
+    assert result.returncode == ExitStatus.USAGE
+    assert "PAYVERIFY_DATABASE_URL" not in result.stderr
+
+
+def test_unknown_command_and_missing_argument_are_usage_errors(run):
+    """An unknown subcommand and `check` without ORDER: exit 2, one line each."""
+    unknown = run("swep")
+    assert unknown.returncode == ExitStatus.USAGE
+    assert "swep" in one_line(unknown)
+    missing = run("check")
+    assert missing.returncode == ExitStatus.USAGE
+    assert "ORDER" in one_line(missing)
+
+
+# ---- configuration: exit 3 ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [("sweep",), ("check", "JE-1"), ("db", "upgrade")])
+def test_missing_database_url_is_a_config_error(run, args):
+    """PAYVERIFY_DATABASE_URL unset: exit 3, one line naming the variable."""
+    result = run(*args, env={"PAYVERIFY_DATABASE_URL": None})
+    assert result.returncode == ExitStatus.CONFIG == 3
+    assert "PAYVERIFY_DATABASE_URL" in one_line(result)
+
+
+@pytest.mark.parametrize("variable, value", [("PAYVERIFY_MAX_AGE_HOURS", "abc"), ("PAYVERIFY_CONCURRENCY", "0"),
+                                             ("SUMUP_API_BASE_URL", "ftp://x"),
+                                             ("PAYVERIFY_FAILED_GRACE_MINUTES", "-5")])
+def test_invalid_tunable_is_a_config_error(run, variable, value):
+    """An invalid setting: exit 3, one line naming the variable (before any database work)."""
+    result = run("sweep", env={"PAYVERIFY_DATABASE_URL": UNREACHABLE, variable: value})
+    assert result.returncode == ExitStatus.CONFIG
+    assert variable in one_line(result)
+
+
+# ---- the database: exit 4 and 5 -----------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [("sweep",), ("check", "JE-1"), ("db", "upgrade")])
+def test_unreachable_database(run, args):
+    """Nothing listening at the database's port: exit 4, one line, no traceback."""
+    result = run(*args, env={"PAYVERIFY_DATABASE_URL": UNREACHABLE})
+    assert result.returncode == ExitStatus.DATABASE_UNAVAILABLE == 4
+    assert "database" in one_line(result)
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [("sweep",), ("check", "JE-1"), ("db", "upgrade")])
+def test_dsn_password_never_shown(run, log_file, args):
+    """The DSN's password is in neither stdout, stderr nor the log file (even at DEBUG)."""
+    result = run(*args, env={"PAYVERIFY_DATABASE_URL": UNREACHABLE_WITH_PASSWORD, "PAYVERIFY_LOG_LEVEL": "DEBUG"})
+    assert result.returncode == ExitStatus.DATABASE_UNAVAILABLE
+    one_line(result)
+    assert PASSWORD not in result.stdout and PASSWORD not in result.stderr
+    assert log_file.exists()  # the log was set up, so this checks a real file
+    assert PASSWORD not in log_file.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("args", [("sweep",), ("check", "JE-1")])
+def test_database_without_site_tables(run, empty_database_url, args):
+    """A database that is not the site's: exit 5 naming a missing site table."""
+    result = run(*args, env={"PAYVERIFY_DATABASE_URL": empty_database_url})
+    assert result.returncode == ExitStatus.SCHEMA == 5
+    line = one_line(result)
+    assert "missing" in line and any(t in line for t in ("artists_artist", "orders_order", "events_event"))
+
+
+@pytest.fixture
+def site_only_database_url(empty_database_url) -> str:
+    """A database with the site's tables and no payverify schema yet."""
+    with Database.connect(Secret(empty_database_url)) as db:
+        load_site_schema(db)
+    return empty_database_url
+
+
+@pytest.mark.parametrize("args", [("sweep",), ("sweep", "--dry-run"), ("check", "JE-1")])
+def test_schema_not_upgraded(run, site_only_database_url, args):
+    """Site tables present, payverify's not created: exit 5 telling the user to run `payverify db upgrade`."""
+    result = run(*args, env={"PAYVERIFY_DATABASE_URL": site_only_database_url})
+    assert result.returncode == ExitStatus.SCHEMA
+    assert "payverify db upgrade" in one_line(result)
+
+
+# ---- help and version ---------------------------------------------------------------------------
+
+def test_command_walk_finds_every_command():
+    """The walk below sees the documented commands (so the --help test cannot pass on an empty list)."""
+    paths = {" ".join(p) for p in all_commands()}
+    assert {"", "sweep", "check", "db", "db upgrade"} <= paths
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=lambda p: " ".join(p) or "payverify")
+def test_every_command_has_help(run, path):
+    """`--help` on every command and subcommand: exit 0, its usage line, nothing on stderr, no config needed."""
+    for flag in ("--help", "-h"):
+        result = run(*path, flag)
+        assert result.returncode == ExitStatus.OK, result.stderr
+        assert result.stdout.startswith("Usage: " + " ".join(("payverify",) + path))
+        assert result.stderr == ""
+
+
+def test_version(run):
+    """`python -m payverify --version` prints the installed version and exits 0."""
+    result = run("--version")
+    assert result.returncode == ExitStatus.OK
+    assert result.stdout.strip() == f"payverify, version {version('payverify')}"
+
+
+# ---- --since parsing ----------------------------------------------------------------------------
+
+NOW = datetime(2024, 6, 15, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("90m", NOW - timedelta(minutes=90)),
+    ("48h", NOW - timedelta(hours=48)),
+    ("7d", NOW - timedelta(days=7)),
+    (" 7d ", NOW - timedelta(days=7)),
+    ("2024-06-01", datetime(2024, 6, 1, tzinfo=timezone.utc)),
+    ("2024-06-14T09:30:00+02:00", datetime(2024, 6, 14, 7, 30, tzinfo=timezone.utc)),
+    ("2024-06-14T09:30:00Z", datetime(2024, 6, 14, 9, 30, tzinfo=timezone.utc)),
+    ("2024-06-14T09:30:00", datetime(2024, 6, 14, 9, 30, tzinfo=timezone.utc)),
+])
+def test_parse_since_accepts(text, expected):
+    """Spans count back from now; ISO dates are midnight UTC; offsets are honoured; Z and naive mean UTC."""
+    parsed = parse_since(text, NOW)
+    assert parsed == expected
+    assert parsed.utcoffset() is not None  # always timezone-aware
+
+
+def test_parse_since_date_is_midnight_utc():
+    """A bare date means the start of that day in UTC, not local time."""
+    parsed = parse_since("2024-06-01", NOW)
+    assert (parsed.date(), parsed.hour, parsed.minute, parsed.utcoffset()) == (date(2024, 6, 1), 0, 0, timedelta(0))
+
+
+@pytest.mark.parametrize("text", ["yesterday", "12x", "", "h", "-5h", "2024-13-01", "2024-06-16",
+                                  "2024-06-15T12:00:01Z", "99999999999d", "999999999d", "400d", "0001-01-01"])
+def test_parse_since_refuses(text):
+    """Unparseable, in the future or beyond datetime's range: ValueError quoting the input."""
+    with pytest.raises(ValueError) as raised:
+        parse_since(text, NOW)
+    assert repr(text) in str(raised.value)

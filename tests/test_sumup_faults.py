@@ -1,0 +1,69 @@
+"""SumUp misbehaving: bodies that are HTML, truncated or of unexpected types change no order."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from payverify.simulator.sumup_server import Scripted, checkout_body
+
+
+def scalar(db, sql):
+    with db.transaction() as tx:
+        tx.script(sql)
+        return list(tx._cursor.fetchone().values())[0]
+
+
+def paid_body(order, **changes):
+    body = checkout_body(order.checkout_id, order.order_number, order.total, order.currency,
+                         order.merchant_code, "PAID")
+    body.update(changes)
+    return body
+
+
+BAD_BODIES = {
+    "html with 200": lambda o: "<html><body>Bad gateway</body></html>",
+    "empty 200": lambda o: "",
+    "truncated json": lambda o: '{"id": "%s", "status": "PAID", "amount": 2' % o.checkout_id,
+    "json array": lambda o: "[]",
+    "amount as string": lambda o: paid_body(o, amount=str(o.total)),
+    "amount as bool": lambda o: paid_body(o, amount=True),
+    "status missing": lambda o: {k: v for k, v in paid_body(o).items() if k != "status"},
+    "status not a string": lambda o: paid_body(o, status=1),
+    "amount missing": lambda o: {k: v for k, v in paid_body(o).items() if k != "amount"},
+    "transactions not a list": lambda o: paid_body(o, transactions={"status": "SUCCESSFUL"}),
+    "unknown status": lambda o: paid_body(o, status="AUTHORIZED"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BODIES))
+def test_body_not_understood_changes_nothing(case, seed, db, sumup, run_payverify):
+    """A reply payverify does not understand leaves an old order exactly as it was (never expired,
+    never paid), audited as unchanged, and the run exits 0."""
+    artist = seed.artist()
+    event = seed.event(artist)
+    order = seed.order([(seed.ticket_type(event), 2)], event_id=event, age=timedelta(hours=5))
+    sumup.script(order.checkout_id, Scripted(status=200, body=BAD_BODIES[case](order)))
+    result = run_payverify("sweep")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert scalar(db, f"SELECT status FROM orders_order WHERE id = {order.id}") == "pending_verification"
+    assert scalar(db, "SELECT count(*) FROM tickets_ticket") == 0
+    assert scalar(db, "SELECT count(*) FROM payverify_outbox") == 0
+    assert scalar(db, f"SELECT outcome FROM payverify_audit WHERE order_id = {order.id}") == "unchanged"
+
+
+@pytest.mark.parametrize("fault", [Scripted(reset=True), Scripted(truncate=True), Scripted(status=429),
+                                   Scripted(status=500), Scripted(delay=5)])
+def test_transport_faults_change_nothing(fault, seed, db, sumup, run_payverify):
+    """Resets, truncated replies, 429, 5xx and hangs (retried, then given up) change no order."""
+    artist = seed.artist()
+    event = seed.event(artist)
+    order = seed.order([(seed.ticket_type(event), 1)], event_id=event, age=timedelta(hours=5))
+    other = seed.order([(seed.ticket_type(event), 1)], event_id=event)
+    sumup.script(order.checkout_id, *[fault] * 3)
+    result = run_payverify("sweep", extra_env={"PAYVERIFY_SUMUP_READ_TIMEOUT": "0.5"})
+    assert result.returncode == 0, result.stderr
+    assert scalar(db, f"SELECT status FROM orders_order WHERE id = {order.id}") == "pending_verification"
+    assert scalar(db, f"SELECT status FROM orders_order WHERE id = {other.id}") == "completed"
