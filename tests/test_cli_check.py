@@ -8,12 +8,8 @@ import pytest
 
 from payverify.exitcodes import ExitStatus
 from payverify.simulator.sumup_server import Scripted
+from tests.helpers import scalar
 
-
-def scalar(db, sql):
-    with db.transaction() as tx:
-        tx.script(sql)
-        return list(tx._cursor.fetchone().values())[0]
 
 
 def status_of(db, order_id):

@@ -6,12 +6,8 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
+from tests.helpers import scalar
 
-
-def scalar(db, sql):
-    with db.transaction() as tx:
-        tx.script(sql)
-        return list(tx._cursor.fetchone().values())[0]
 
 
 def start_sweeps(env, n):

@@ -28,8 +28,7 @@ PAYVERIFY_TABLES = {"payverify_schema_version", "payverify_order_state", "payver
 def rows(url: str, sql: str) -> list[tuple]:
     with Database.connect(Secret(url)) as db:
         with db.transaction() as tx:
-            tx.script(sql)
-            return [tuple(r.values()) for r in tx._cursor.fetchall()]
+            return [tuple(r.values()) for r in tx.fetch_sql(sql)]
 
 
 def tables(url: str) -> set[str]:

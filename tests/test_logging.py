@@ -8,6 +8,7 @@ from datetime import timedelta
 import structlog
 
 from payverify.logconfig import Redactor
+from tests.helpers import rows
 
 
 def log_lines(env):
@@ -61,11 +62,8 @@ def test_canary_secrets_never_leak(seed, env, db, sumup, run_payverify):
     assert result.returncode == 0, result.stderr
     secrets = [canary_key, sumup.client_secret, oauth.access_token, oauth.refresh_token,
                revoked.access_token, revoked.refresh_token, *sumup.refresh_tokens_issued]
-    with db.transaction() as tx:
-        tx.script("SELECT a.* FROM payverify_audit a")
-        audit = repr(tx._cursor.fetchall())
-        tx.script("SELECT o.* FROM payverify_outbox o")
-        outbox = repr(tx._cursor.fetchall())
+    audit = repr(rows(db, "SELECT * FROM payverify_audit"))
+    outbox = repr(rows(db, "SELECT * FROM payverify_outbox"))
     log_text = open(env["PAYVERIFY_LOG_FILE"]).read()
     assert "order.verified" in log_text
     for place, text in {"stdout": result.stdout, "stderr": result.stderr, "log": log_text,

@@ -14,32 +14,23 @@ import requests
 from payverify.exitcodes import ExitStatus
 from payverify.simulator.seed import PLATFORM_KEY
 from payverify.simulator.sumup_server import Scripted
+from tests.helpers import rows, scalar, tickets_of
 
 ROOT = Path(__file__).resolve().parent.parent
 RECONNECT = "admin_alert_reconnect_sumup"
 
 
 def order_row(db, order_id):
-    with db.transaction() as tx:
-        tx.script(f"SELECT status, paid_at FROM orders_order WHERE id = {int(order_id)}")
-        return dict(tx._cursor.fetchone())
+    return rows(db, "SELECT status, paid_at FROM orders_order WHERE id = %(id)s", id=order_id)[0]
 
 
 def artist_tokens(db, artist_id):
-    with db.transaction() as tx:
-        tx.script("SELECT sumup_access_token AS access, sumup_refresh_token AS refresh, "
-                  f"sumup_token_expires_at AS expires_at FROM artists_artist WHERE id = {int(artist_id)}")
-        return dict(tx._cursor.fetchone())
+    return rows(db, "SELECT sumup_access_token AS access, sumup_refresh_token AS refresh, "
+                    "sumup_token_expires_at AS expires_at FROM artists_artist WHERE id = %(id)s", id=artist_id)[0]
 
 
-def count(db, sql):
-    with db.transaction() as tx:
-        tx.script(sql)
-        return list(tx._cursor.fetchone().values())[0]
-
-
-def tickets(db, order_id):
-    return count(db, f"SELECT count(*) FROM tickets_ticket WHERE order_id = {int(order_id)}")
+count = scalar
+tickets = tickets_of
 
 
 def checkout_statuses(sumup, checkout_id):
@@ -62,10 +53,8 @@ def assert_no_secrets(env, sumup, db):
             secrets |= {artist.access_token, artist.refresh_token}
         with sumup._lock:  # every access and refresh token the simulator was given or issued
             secrets |= set(sumup._access) | set(sumup._refresh)
-        with db.transaction() as tx:
-            tx.script("SELECT sumup_access_token, sumup_refresh_token FROM artists_artist")
-            for row in tx._cursor.fetchall():
-                secrets |= set(row.values())
+        for row in rows(db, "SELECT sumup_access_token, sumup_refresh_token FROM artists_artist"):
+            secrets |= set(row.values())
         secrets = {s for s in secrets if s}
         log_file = Path(env["PAYVERIFY_LOG_FILE"])
         assert log_file.exists() and log_file.stat().st_size > 0, "the run wrote no log: nothing was checked"

@@ -9,12 +9,8 @@ import pytest
 from payverify.settle import ALREADY_FULFILLED, SUPERSEDED
 from payverify.sumup.client import SumUpClient
 from payverify.verify import Verifier
+from tests.helpers import scalar
 
-
-def scalar(db, sql):
-    with db.transaction() as tx:
-        tx.script(sql)
-        return list(tx._cursor.fetchone().values())[0]
 
 
 @pytest.fixture

@@ -7,12 +7,8 @@ from datetime import timedelta
 import pytest
 
 from payverify.simulator.sumup_server import Scripted, checkout_body
+from tests.helpers import scalar
 
-
-def scalar(db, sql):
-    with db.transaction() as tx:
-        tx.script(sql)
-        return list(tx._cursor.fetchone().values())[0]
 
 
 def paid_body(order, **changes):

@@ -8,18 +8,15 @@ from decimal import Decimal
 import pytest
 
 from payverify.exitcodes import ExitStatus
+from tests.helpers import rows, scalar
 
 
 def order_row(db, order_id):
-    with db.transaction() as tx:
-        tx.script(f"SELECT status, paid_at, sumup_transaction_code FROM orders_order WHERE id = {int(order_id)}")
-        return dict(tx._cursor.fetchone())
+    return rows(db, "SELECT status, paid_at, sumup_transaction_code FROM orders_order WHERE id = %(id)s",
+                id=order_id)[0]
 
 
-def count(db, sql):
-    with db.transaction() as tx:
-        tx.script(sql)
-        return list(tx._cursor.fetchone().values())[0]
+count = scalar
 
 
 @pytest.fixture

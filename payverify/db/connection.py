@@ -70,6 +70,12 @@ class Tx:
         with wrap_exceptions(self._conn):
             psycopg2.extras.execute_batch(self._cursor, self._named[name], rows, page_size=200)
 
+    def fetch_sql(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Ad-hoc parameterised SQL, for tests and tools; payverify's own code uses named queries."""
+        with wrap_exceptions(self._conn):
+            self._cursor.execute(sql, params) if params else self._cursor.execute(sql)
+            return [dict(row) for row in self._cursor.fetchall()]
+
     def script(self, sql: str) -> None:
         """Run literal SQL (migrations only: never with data in it)."""
         with wrap_exceptions(self._conn):
