@@ -80,8 +80,17 @@ def build_logging_config(log_file: str | None, level: str, console_colors: bool,
     }
 
 
+_active = Redactor([])
+
+
+def redact(text: str) -> str:
+    """Mask the configured secrets in a message printed outside the logger (the stderr line)."""
+    return _active._clean(text)
+
+
 def configure(log_file: str | None, level: str, secrets: Iterable[str], *, stderr_level: str = "WARNING") -> None:
-    redactor = Redactor(secrets)
+    global _active
+    redactor = _active = Redactor(secrets)
     if log_file:
         try:
             Path(log_file).parent.mkdir(parents=True, exist_ok=True)

@@ -242,3 +242,14 @@ def test_parse_since_refuses(text):
     with pytest.raises(ValueError) as raised:
         parse_since(text, NOW)
     assert repr(text) in str(raised.value)
+
+
+@pytest.mark.parametrize("url", [f"postgresql://postgres:{PASSWORD}%zz@127.0.0.1/x",
+                                 f"host=127.0.0.1 password={PASSWORD} nonsense"])
+def test_malformed_database_url_is_a_config_error_without_the_password(run, url):
+    """A DSN libpq cannot parse: exit 3 naming PAYVERIFY_DATABASE_URL; libpq's message, which quotes
+    the bad part (possibly the password), is never shown."""
+    result = run("sweep", env={"PAYVERIFY_DATABASE_URL": url})
+    assert result.returncode == ExitStatus.CONFIG
+    assert "PAYVERIFY_DATABASE_URL" in one_line(result)
+    assert PASSWORD not in result.stderr + result.stdout

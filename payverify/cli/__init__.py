@@ -16,7 +16,9 @@ from payverify.exitcodes import ExitStatus
 
 
 def _fail(message: str, status: ExitStatus) -> None:
-    click.echo(f"payverify: {message}", err=True)
+    from payverify.logconfig import redact
+
+    click.echo(f"payverify: {redact(message)}", err=True)
     sys.exit(int(status))
 
 

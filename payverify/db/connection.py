@@ -8,10 +8,11 @@ from typing import Any
 
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 import psycopg2.extras
 
 from payverify.db.queries import queries
-from payverify.errors import DatabaseError, DatabaseUnavailable, UniqueViolation
+from payverify.errors import ConfigError, DatabaseError, DatabaseUnavailable, UniqueViolation
 from payverify.secret import Secret
 
 # SQLSTATEs that mean the connection is gone (class 08, admin shutdown, crash shutdown, cannot connect now).
@@ -93,10 +94,20 @@ class Database:
                 statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000,
                 connect_timeout: int = 10) -> "Database":
         options = f"-c statement_timeout={int(statement_timeout_ms)} -c lock_timeout={int(lock_timeout_ms)} -c TimeZone=UTC"
-        with wrap_exceptions():
-            conn = psycopg2.connect(url.reveal(), application_name=application_name,
-                                    connect_timeout=connect_timeout, options=options,
-                                    cursor_factory=psycopg2.extras.RealDictCursor)
+        try:
+            password = psycopg2.extensions.parse_dsn(url.reveal()).get("password")
+        except psycopg2.ProgrammingError:
+            # libpq's own message quotes the offending part, which may be the password.
+            raise ConfigError("PAYVERIFY_DATABASE_URL is not a valid libpq URL or DSN") from None
+        try:
+            with wrap_exceptions():
+                conn = psycopg2.connect(url.reveal(), application_name=application_name,
+                                        connect_timeout=connect_timeout, options=options,
+                                        cursor_factory=psycopg2.extras.RealDictCursor)
+        except (DatabaseUnavailable, DatabaseError) as exc:
+            if password and password in str(exc):
+                raise type(exc)(str(exc).replace(password, "***")) from None
+            raise
         return cls(conn)
 
     @contextlib.contextmanager
