@@ -47,7 +47,6 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     max_orders_per_run: int = 2500
     time_budget_seconds: float = 240.0
-    concurrency: int = 8
     lease_seconds: int = 300
     sumup_connect_timeout: float = 5.0
     sumup_read_timeout: float = 15.0
@@ -101,6 +100,17 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _api_url(value: str) -> str:
+    """Bearer tokens and the client secret travel to this URL: https, or plain http on loopback only."""
+    url = _http_url(value)
+    if urlsplit(url).scheme == "http" and urlsplit(url).hostname not in _LOOPBACK:
+        raise ValueError("must be an https:// URL (plain http:// only for a local simulator)")
+    return url
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -111,7 +121,7 @@ def _log_level(value: str) -> str:
 # variable name -> (settings field, parser). Policy fields are prefixed "policy.".
 VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_DATABASE_URL": ("database_url", _secret),
-    "SUMUP_API_BASE_URL": ("sumup_api_base_url", _http_url),
+    "SUMUP_API_BASE_URL": ("sumup_api_base_url", _api_url),
     "SUMUP_API_KEY": ("sumup_api_key", _secret),
     "SUMUP_CLIENT_ID": ("sumup_client_id", _text),
     "SUMUP_CLIENT_SECRET": ("sumup_client_secret", _secret),
@@ -126,7 +136,6 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_RESCUE_RECHECK_MINUTES": ("policy.rescue_recheck_minutes", _positive_float),
     "PAYVERIFY_MAX_ORDERS_PER_RUN": ("max_orders_per_run", _positive_int),
     "PAYVERIFY_TIME_BUDGET": ("time_budget_seconds", _positive_float),
-    "PAYVERIFY_CONCURRENCY": ("concurrency", _positive_int),
     "PAYVERIFY_LEASE_SECONDS": ("lease_seconds", _positive_int),
     "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": ("sumup_connect_timeout", _positive_float),
     "PAYVERIFY_SUMUP_READ_TIMEOUT": ("sumup_read_timeout", _positive_float),

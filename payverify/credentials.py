@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import structlog
 
-from payverify import faults
+from payverify import faults, logconfig
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.errors import InvalidGrant, PayverifyError
@@ -56,12 +56,13 @@ class Credentials:
         self._disconnected: set[int] = set()
         self._refreshed_after_401: set[int] = set()
         self._reported: set[tuple[int | None, str]] = set()
+        self._working: set[int | None] = set()
 
     def token_for(self, order: Order) -> Secret:
         if order.artist_uses_oauth:
             return self._artist_token(order.artist_id, order.artist_name, used=None)
         if not self._settings.sumup_api_key:
-            raise self._missing(order.artist_id, order.artist_name,
+            raise self._missing(None, order.artist_name,
                                 f"SUMUP_API_KEY is not set and artist {order.artist_id} has not connected SumUp")
         return self._settings.sumup_api_key
 
@@ -71,6 +72,15 @@ class Credentials:
             return None
         self._refreshed_after_401.add(order.artist_id)
         return self._artist_token(order.artist_id, order.artist_name, used=used)
+
+    def worked(self, order: Order) -> bool:
+        """SumUp accepted this order's credentials. True the first time per artist and run, so the
+        caller can re-arm that artist's "reconnect SumUp" alert once."""
+        key = order.artist_id if order.artist_uses_oauth else None
+        if key in self._working:
+            return False
+        self._working.add(key)
+        return True
 
     def still_unauthorized(self, order: Order) -> None:
         """SumUp refused the request even after a refresh (or with the platform key): staff must look."""
@@ -86,11 +96,15 @@ class Credentials:
         if self._on_auth_problem:
             self._on_auth_problem(artist_id, artist_name, problem)
 
-    def _missing(self, artist_id: int, artist_name: str, problem: str) -> MissingCredentials:
-        if (artist_id, problem) not in self._reported:
-            self._reported.add((artist_id, problem))
-            log.error("sumup.missing_credentials", artist_id=artist_id, problem=problem)
+    def _missing(self, artist_id: int | None, artist_name: str, problem: str) -> MissingCredentials:
+        self._report(artist_id, artist_name, problem)
         return MissingCredentials(problem)
+
+    @staticmethod
+    def _learn(row: ArtistTokens) -> ArtistTokens:
+        logconfig.register_secret(row.sumup_access_token)
+        logconfig.register_secret(row.sumup_refresh_token)
+        return row
 
     def _fresh(self, row: ArtistTokens) -> bool:
         if not row.sumup_access_token:
@@ -103,7 +117,7 @@ class Credentials:
             raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
         if used is None:
             with self._db.transaction() as tx:
-                row = ArtistTokens.from_row(tx.one("read_artist_tokens", artist_id=artist_id))
+                row = self._learn(ArtistTokens.from_row(tx.one("read_artist_tokens", artist_id=artist_id)))
             if self._fresh(row):
                 return Secret(row.sumup_access_token)
         try:
@@ -117,7 +131,7 @@ class Credentials:
 
     def _refresh(self, artist_id: int, used: Secret | None) -> Secret:
         with self._db.transaction() as tx:
-            row = ArtistTokens.from_row(tx.one("lock_artist_tokens", artist_id=artist_id))
+            row = self._learn(ArtistTokens.from_row(tx.one("lock_artist_tokens", artist_id=artist_id)))
             # Re-check under the lock: another process may have refreshed while we waited.
             newer = used is not None and row.sumup_access_token and row.sumup_access_token != used.reveal()
             if self._fresh(row) and (used is None or newer):
@@ -130,6 +144,8 @@ class Credentials:
                                     f"to refresh artist {artist_id}'s SumUp token")
             grant = self._client.refresh_token(Secret(row.sumup_refresh_token), self._settings.sumup_client_id,
                                                self._settings.sumup_client_secret)
+            logconfig.register_secret(grant.access_token.reveal())
+            logconfig.register_secret(grant.refresh_token.reveal() if grant.refresh_token else None)
             faults.point("after_token_response")
             refresh = grant.refresh_token.reveal() if grant.refresh_token else row.sumup_refresh_token
             tx.run("store_artist_tokens", artist_id=artist_id, access_token=grant.access_token.reveal(),

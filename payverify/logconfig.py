@@ -27,6 +27,10 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
+    def add(self, secret: str) -> None:
+        if secret and secret not in self.secrets:
+            self.secrets = sorted([*self.secrets, secret], key=len, reverse=True)
+
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
             for secret in self.secrets:
@@ -45,6 +49,13 @@ class Redactor:
         return {k: self._clean(v) for k, v in event_dict.items()}
 
 
+def _drop_exc_info(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """stderr never shows a traceback: a person gets the one line, the file gets the details."""
+    event_dict.pop("exc_info", None)
+    event_dict.pop("exception", None)
+    return event_dict
+
+
 def build_logging_config(log_file: str | None, level: str, console_colors: bool,
                          redactor: Redactor, stderr_level: str = "WARNING") -> dict[str, Any]:
     """A pure dictConfig for stdlib logging with structlog's ProcessorFormatter."""
@@ -61,14 +72,15 @@ def build_logging_config(log_file: str | None, level: str, console_colors: bool,
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
+            # Tracebacks go to the file only, and are redacted after they are rendered as text.
             "json": {"()": structlog.stdlib.ProcessorFormatter, "foreign_pre_chain": pre_chain,
                      "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                                    structlog.processors.format_exc_info,
+                                    structlog.processors.format_exc_info, redactor,
                                     structlog.processors.JSONRenderer(sort_keys=False)]},
             "console": {"()": structlog.stdlib.ProcessorFormatter, "foreign_pre_chain": pre_chain,
                         "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                                       structlog.dev.ConsoleRenderer(colors=console_colors,
-                                                                     exception_formatter=structlog.dev.plain_traceback)]},
+                                       _drop_exc_info,
+                                       structlog.dev.ConsoleRenderer(colors=console_colors)]},
         },
         "handlers": handlers,
         "loggers": {
@@ -81,6 +93,12 @@ def build_logging_config(log_file: str | None, level: str, console_colors: bool,
 
 
 _active = Redactor([])
+
+
+def register_secret(value: str | None) -> None:
+    """A secret learnt at run time (an artist's OAuth token): masked from then on."""
+    if value and len(value) >= 4:
+        _active.add(value)
 
 
 def redact(text: str) -> str:

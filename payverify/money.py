@@ -1,4 +1,4 @@
-"""Amounts compared in the currency's minor units, as Decimal (never float)."""
+"""Money as Decimal (never float): exact comparison, display in the currency's minor units."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ def quantize(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_EVEN)
 
 
-def same_amount(a: Decimal, b: Decimal, currency: str) -> bool:
-    return quantize(a, currency) == quantize(b, currency)
+def same_amount(a: Decimal, b: Decimal) -> bool:
+    """Equal as amounts (25 == 25.0 == 25.00). Never rounded first: 24.995 is not 25.00."""
+    return a == b
 
 
 def format_amount(amount: Decimal, currency: str) -> str:

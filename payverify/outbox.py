@@ -106,9 +106,13 @@ def messages_for(decision: d.Decision, order: Order, items: list[OrderItem], che
     return messages
 
 
+def reconnect_key(artist_id: int | None) -> str:
+    return f"{ALERT_RECONNECT}:artist:{artist_id}" if artist_id is not None else f"{ALERT_RECONNECT}:platform"
+
+
 def reconnect_alert(artist_id: int | None, artist_name: str, problem: str, settings: Settings) -> OutboxMessage:
-    """SumUp refused an artist's credentials (or the platform key, artist_id None): one alert each."""
-    who = f"artist:{artist_id}" if artist_id is not None else "platform"
-    return OutboxMessage(kind=ALERT_RECONNECT, dedup_key=f"{ALERT_RECONNECT}:{who}",
+    """SumUp refused an artist's credentials (or the platform key, artist_id None): one alert until
+    they work again (verify.py re-arms the key on the first accepted request)."""
+    return OutboxMessage(kind=ALERT_RECONNECT, dedup_key=reconnect_key(artist_id),
                          order_id=None, recipients=(settings.alert_email,),
                          context={"artist": {"id": artist_id, "name": artist_name}, "problem": problem})

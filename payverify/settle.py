@@ -20,7 +20,7 @@ from payverify.sumup.answer import Answer
 from payverify.tickets import ticket_rows
 
 SUPERSEDED = "superseded"
-ALREADY_FULFILLED = "already_fulfilled"
+ERROR = "error"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,8 +93,17 @@ def record(tx: Tx, attempt: Attempt, order: Order, answer: Answer, outcome: str,
            order_id=order.id, order_number=order.order_number, checkout_id=order.sumup_checkout_id,
            http_status=answer.http_status, sumup_status=answer.sumup_status, outcome=outcome,
            reason=reason, duration_ms=duration_ms)
-    tx.run("record_check", order_id=order.id, http_status=answer.http_status,
+    tx.run("record_check", order_id=order.id, owner=attempt.lease_owner, http_status=answer.http_status,
            sumup_status=answer.sumup_status, outcome=outcome, reason=reason)
 
 
-__all__ = ["Attempt", "Settled", "settle", "record", "UniqueViolation", "ALREADY_FULFILLED", "SUPERSEDED"]
+def record_error(tx: Tx, attempt: Attempt, order_id: int, reason: str) -> None:
+    """An attempt that failed before reaching a decision: audited, and the order goes to the back."""
+    tx.run("insert_audit", run_id=attempt.run_id, host=attempt.host, command=attempt.command,
+           order_id=order_id, order_number=None, checkout_id=None, http_status=None, sumup_status=None,
+           outcome=ERROR, reason=reason, duration_ms=0)
+    tx.run("record_check", order_id=order_id, owner=attempt.lease_owner, http_status=None,
+           sumup_status=None, outcome=ERROR, reason=reason)
+
+
+__all__ = ["Attempt", "Settled", "settle", "record", "record_error", "UniqueViolation", "SUPERSEDED", "ERROR"]

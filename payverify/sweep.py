@@ -17,8 +17,8 @@ from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.decision import widen_rescue
-from payverify.errors import DatabaseError, DatabaseUnavailable
-from payverify.settle import Attempt
+from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
+from payverify.settle import Attempt, record_error
 from payverify.sumup.client import SumUpClient
 from payverify.verify import Result, Verifier
 
@@ -71,11 +71,11 @@ def sweep(settings: Settings, db: Database, client: SumUpClient, attempt: Attemp
             result = verifier.verify(row["id"])
         except DatabaseUnavailable:
             raise
-        except DatabaseError as exc:
-            # One order's trouble (a lock or statement timeout) must not stop the run.
+        except Exception as exc:  # noqa: BLE001 - one order's trouble must not stop the run
             report.errors += 1
-            log.error("order.error", run_id=attempt.run_id, order_id=row["id"], error=str(exc))
-            _release(db, attempt, row["id"])
+            log.error("order.error", run_id=attempt.run_id, order_id=row["id"], error=describe(exc),
+                      exc_info=True)
+            _record_error(db, attempt, row["id"], exc)
             continue
         report.verified += 1
         report.outcomes[result.outcome] += 1
@@ -98,9 +98,15 @@ def _claim(db: Database, attempt: Attempt, row: dict, lease_seconds: int) -> boo
     return claimed is not None
 
 
-def _release(db: Database, attempt: Attempt, order_id: int) -> None:
+def describe(exc: Exception) -> str:
+    """Safe to store and show: our own errors carry vetted messages; others only their type."""
+    return str(exc) if isinstance(exc, PayverifyError) else f"unexpected {type(exc).__name__}"
+
+
+def _record_error(db: Database, attempt: Attempt, order_id: int, exc: Exception) -> None:
+    """Audit the failed attempt and move the order back in the queue (it is retried next run)."""
     try:
         with db.transaction() as tx:
-            tx.run("release_order", order_id=order_id, owner=attempt.lease_owner)
+            record_error(tx, attempt, order_id, describe(exc))
     except DatabaseError:
         pass  # the lease expires by itself

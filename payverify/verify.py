@@ -15,10 +15,10 @@ from payverify import faults, outbox
 from payverify.config import Policy, Settings
 from payverify.credentials import ArtistDisconnected, Credentials, MissingCredentials
 from payverify.db import Database
-from payverify.decision import Decision, decide
+from payverify.decision import ALERT_REVIEW, Decision, decide
 from payverify.errors import OrderNotFound, SumUpUnavailable, TokenRefreshFailed, UniqueViolation
-from payverify.models import Order, OrderItem
-from payverify.settle import ALREADY_FULFILLED, Attempt, Settled, record, settle
+from payverify.models import REQUIRES_MANUAL_REVIEW, Order, OrderItem
+from payverify.settle import Attempt, Settled, settle
 from payverify.sumup.answer import Answer, answer_from_reply
 from payverify.sumup.client import SumUpClient
 
@@ -71,6 +71,8 @@ class Verifier:
                     reply = self.client.get_checkout(order.sumup_checkout_id, retry_with)
                 if reply.status == 401:
                     self.credentials.still_unauthorized(order)
+            if reply.status in (200, 404) and self.credentials.worked(order):
+                self._rearm_reconnect_alert(order)
             return answer_from_reply(reply.status, reply.text)
         except SumUpUnavailable as exc:
             return Answer.unknown(f"SumUp unavailable: {exc.reason}", http_status=exc.http_status,
@@ -105,11 +107,13 @@ class Verifier:
                 decision = decide(order, answer, tx.one("now")["now"], self.policy)
                 settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms)
         except UniqueViolation:
-            # The fulfilment row exists: tickets were issued before. Nothing of this attempt is kept.
+            # The fulfilment row exists: tickets were issued before and the order was set back since.
+            # Nothing of the attempt is kept; a person must look (else it would loop every run).
+            decision = Decision(new_status=REQUIRES_MANUAL_REVIEW, notify=(ALERT_REVIEW,),
+                                reason=f"SumUp says PAID but tickets for this order were already issued; "
+                                       f"the order was set back to {order.status} after fulfilment")
             with self.db.transaction() as tx:
-                record(tx, self.attempt, order, answer, ALREADY_FULFILLED,
-                       "tickets for this order were already issued; nothing written", duration_ms)
-            settled = Settled(outcome=ALREADY_FULFILLED, applied=False)
+                settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms)
         return Result(order=order, items=items, answer=answer, decision=decision, settled=settled,
                       duration_ms=duration_ms)
 
@@ -118,6 +122,13 @@ class Verifier:
             return
         with self.db.transaction() as tx:
             outbox.queue(tx, self.settings, outbox.reconnect_alert(artist_id, artist_name, problem, self.settings))
+
+    def _rearm_reconnect_alert(self, order: Order) -> None:
+        """Credentials work again: the next time they fail, staff hear about it again."""
+        if self.dry_run:
+            return
+        with self.db.transaction() as tx:
+            tx.run("rearm_alert", dedup_key=outbox.reconnect_key(order.artist_id if order.artist_uses_oauth else None))
 
     def _log(self, result: Result) -> None:
         order = result.order

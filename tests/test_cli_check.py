@@ -170,3 +170,15 @@ def test_order_without_checkout_says_so(seed, catalogue, db, sumup, run_payverif
     assert sumup.get_count() == 0
     after = footprint(db, order.id)
     assert after["status"] == "pending" and after["tickets"] == 0
+
+
+def test_check_exits_7_when_sumup_refuses_the_credentials(seed, db, sumup, run_payverify):
+    """A 401 (no definitive answer) is not 'done': check exits 7 and the order stays as it was."""
+    artist = seed.artist()
+    event = seed.event(artist)
+    order = seed.order([(seed.ticket_type(event), 1)], event_id=event)
+    sumup.script(order.checkout_id, Scripted(status=401))
+    result = run_payverify("check", order.order_number)
+    assert result.returncode == ExitStatus.SUMUP_UNAVAILABLE
+    assert "401" in result.stdout
+    assert status_of(db, order.id) == "pending_verification"

@@ -125,7 +125,7 @@ def test_missing_database_url_is_a_config_error(run, args):
     assert "PAYVERIFY_DATABASE_URL" in one_line(result)
 
 
-@pytest.mark.parametrize("variable, value", [("PAYVERIFY_MAX_AGE_HOURS", "abc"), ("PAYVERIFY_CONCURRENCY", "0"),
+@pytest.mark.parametrize("variable, value", [("PAYVERIFY_MAX_AGE_HOURS", "abc"), ("PAYVERIFY_MAX_ORDERS_PER_RUN", "0"),
                                              ("SUMUP_API_BASE_URL", "ftp://x"),
                                              ("PAYVERIFY_FAILED_GRACE_MINUTES", "-5")])
 def test_invalid_tunable_is_a_config_error(run, variable, value):

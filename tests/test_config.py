@@ -40,11 +40,11 @@ def test_defaults_do_not_read_the_process_environment(monkeypatch):
 
 def test_environment_values_are_parsed():
     """Environment variables set the matching fields, converted to numbers; blank means unset."""
-    s = load_settings(environ={"PAYVERIFY_MAX_AGE_HOURS": "3.5", "PAYVERIFY_CONCURRENCY": "4",
+    s = load_settings(environ={"PAYVERIFY_MAX_AGE_HOURS": "3.5", "PAYVERIFY_LEASE_SECONDS": "60",
                                "PAYVERIFY_ALERT_EMAIL": "ops@example.com", "SUMUP_API_BASE_URL": "http://127.0.0.1:9/",
                                "PAYVERIFY_LOG_LEVEL": "debug", "PAYVERIFY_RESCUE_HOURS": "  "})
     assert s.policy.max_age_hours == 3.5
-    assert s.concurrency == 4
+    assert s.lease_seconds == 60
     assert s.alert_email == "ops@example.com"
     assert s.sumup_api_base_url == "http://127.0.0.1:9"  # trailing slash dropped
     assert s.log_level == "DEBUG"
@@ -102,15 +102,15 @@ def test_toml_syntax_error(tmp_path):
 
 def test_toml_table_value_is_refused(tmp_path):
     """A table or boolean where a string/number is expected is a ConfigError naming the key."""
-    path = write_toml(tmp_path, "PAYVERIFY_CONCURRENCY = true\n")
-    with pytest.raises(ConfigError, match="PAYVERIFY_CONCURRENCY"):
+    path = write_toml(tmp_path, "PAYVERIFY_MAX_ORDERS_PER_RUN = true\n")
+    with pytest.raises(ConfigError, match="PAYVERIFY_MAX_ORDERS_PER_RUN"):
         load_settings(environ={}, config_file=path)
 
 
 def test_invalid_toml_value_names_the_variable(tmp_path):
     """A bad value in the file is reported by its variable name, like a bad environment value."""
-    path = write_toml(tmp_path, "PAYVERIFY_CONCURRENCY = 0\n")
-    with pytest.raises(ConfigError, match="PAYVERIFY_CONCURRENCY"):
+    path = write_toml(tmp_path, "PAYVERIFY_MAX_ORDERS_PER_RUN = 0\n")
+    with pytest.raises(ConfigError, match="PAYVERIFY_MAX_ORDERS_PER_RUN"):
         load_settings(environ={}, config_file=path)
 
 
@@ -123,8 +123,9 @@ def test_missing_config_file(tmp_path):
 
 
 @pytest.mark.parametrize("variable, value", [("PAYVERIFY_MAX_AGE_HOURS", "abc"), ("PAYVERIFY_MAX_AGE_HOURS", "0"),
-                                             ("PAYVERIFY_CONCURRENCY", "0"), ("PAYVERIFY_CONCURRENCY", "2.5"),
+                                             ("PAYVERIFY_MAX_ORDERS_PER_RUN", "0"), ("PAYVERIFY_MAX_ORDERS_PER_RUN", "2.5"),
                                              ("SUMUP_API_BASE_URL", "ftp://x"), ("SUMUP_API_BASE_URL", "https://"),
+                                             ("SUMUP_API_BASE_URL", "http://api.sumup.com"),
                                              ("PAYVERIFY_LOG_LEVEL", "LOUD"), ("PAYVERIFY_TIME_BUDGET", "nan")])
 def test_invalid_environment_value_names_the_variable(variable, value):
     """Every invalid value is a ConfigError whose message starts with the variable's name."""

@@ -146,14 +146,15 @@ def test_artist_without_merchant_code_is_never_paid():
     assert result.new_status == "requires_manual_review"
 
 
-def test_amount_compared_in_minor_units():
-    """25.0, 25 and 25.00 are the same amount; 25.01 is not."""
+def test_amounts_compared_exactly():
+    """25.0, 25 and 25.00 are the same amount; 25.01 and 24.995 are not (nothing is rounded first)."""
     for amount in (Decimal("25"), Decimal("25.0"), Decimal("25.000")):
         tx = [{"status": "SUCCESSFUL", "amount": amount, "currency": "GBP"}]
         assert d.decide(make_order(), answer(amount=amount, transactions=tx), NOW, POLICY).new_status == "completed"
-    tx = [{"status": "SUCCESSFUL", "amount": Decimal("25.01"), "currency": "GBP"}]
-    assert d.decide(make_order(), answer(amount=Decimal("25.01"), transactions=tx), NOW, POLICY).new_status \
-        == "requires_manual_review"
+    for amount in (Decimal("25.01"), Decimal("24.995")):
+        tx = [{"status": "SUCCESSFUL", "amount": amount, "currency": "GBP"}]
+        assert d.decide(make_order(), answer(amount=amount, transactions=tx), NOW, POLICY).new_status \
+            == "requires_manual_review"
 
 
 @pytest.mark.parametrize("missing", ["id", "checkout_reference", "amount", "currency", "merchant_code"])

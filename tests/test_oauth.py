@@ -199,6 +199,35 @@ def test_invalid_grant_leaves_artist_alone_and_alerts_once(seed, db, sumup, run_
     assert_no_secrets(first, second, artists=[artist])
 
 
+def test_reconnect_alert_rearmed_once_credentials_work_again(seed, db, sumup, run_payverify):
+    """One alert per artist until it works again: after the artist reconnects and a request succeeds,
+    a later revocation alerts staff again (a second row), instead of being silenced forever."""
+    artist = seed.artist(oauth=True, token_expires_in=timedelta(minutes=-5))
+    event, standing = shop(seed, artist)
+    seed.order([(standing, 1)], event_id=event)
+    sumup.revoke_refresh_token(artist.refresh_token)
+    assert run_payverify("sweep").returncode == ExitStatus.OK
+    assert count(db, f"SELECT count(*) FROM payverify_outbox WHERE kind = '{RECONNECT}'") == 1
+
+    # The artist reconnects on the site: new tokens in their row, known to SumUp.
+    sumup.add_access_token("at_reconnected", artist.merchant_code)
+    sumup.add_refresh_token("rt_reconnected", artist.merchant_code)
+    with db.transaction() as tx:
+        tx.fetch_sql("UPDATE artists_artist SET sumup_access_token = 'at_reconnected', "
+                     "sumup_refresh_token = 'rt_reconnected', sumup_token_expires_at = now() + interval '1 hour' "
+                     "WHERE id = %(id)s RETURNING id", {"id": artist.id})
+    assert run_payverify("sweep").returncode == ExitStatus.OK
+    assert count(db, "SELECT count(*) FROM orders_order WHERE status = 'completed'") == 1
+    assert count(db, f"SELECT count(*) FROM payverify_outbox WHERE kind = '{RECONNECT}'") == 1
+
+    # Revoked again later: a new alert.
+    seed.order([(standing, 1)], event_id=event)
+    sumup.expire_access_token("at_reconnected")
+    sumup.revoke_refresh_token("rt_reconnected")
+    assert run_payverify("sweep").returncode == ExitStatus.OK
+    assert count(db, f"SELECT count(*) FROM payverify_outbox WHERE kind = '{RECONNECT}'") == 2
+
+
 def test_token_endpoint_down_changes_nothing(seed, db, sumup, run_payverify, assert_no_secrets):
     """/token answering 503: the artist's order and tokens stay as they were and the run exits 0."""
     artist = seed.artist(oauth=True, token_expires_in=timedelta(minutes=-5))

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from payverify.settle import ALREADY_FULFILLED, SUPERSEDED
+from payverify.settle import SUPERSEDED
 from payverify.sumup.client import SumUpClient
 from payverify.verify import Verifier
 from tests.helpers import scalar
@@ -52,15 +52,18 @@ def test_order_changed_meanwhile_is_left_alone(verifier, db, paid_order, monkeyp
 
 def test_fulfilment_row_is_the_backstop_against_double_issuance(verifier, db, paid_order):
     """Even if the order were put back to pending after its tickets were issued, the fulfilment
-    row's primary key refuses a second issuance and the whole settle rolls back."""
+    row's primary key refuses a second issuance; the order goes to manual review with one alert
+    (instead of being retried every run) and no second ticket or confirmation is written."""
     assert verifier.verify(paid_order.id).outcome == "completed"
     with db.transaction() as tx:
         tx.script(f"UPDATE orders_order SET status = 'pending_verification' WHERE id = {paid_order.id}")
     result = verifier.verify(paid_order.id)
-    assert result.outcome == ALREADY_FULFILLED
+    assert result.outcome == "requires_manual_review"
+    assert "already issued" in result.decision.reason
     assert scalar(db, f"SELECT count(*) FROM tickets_ticket WHERE order_id = {paid_order.id}") == 2
-    assert scalar(db, f"SELECT status FROM orders_order WHERE id = {paid_order.id}") == "pending_verification"
+    assert scalar(db, f"SELECT status FROM orders_order WHERE id = {paid_order.id}") == "requires_manual_review"
     assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE kind = 'order_confirmation'") == 1
+    assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE kind = 'admin_alert_amount_mismatch'") == 1
 
 
 def test_every_attempt_is_audited_without_secrets(verifier, db, paid_order, settings):

@@ -156,13 +156,17 @@ def test_429_retry_after_seconds_is_honoured(client, mock, rec):
     assert rec.sleeps == [7.0]
 
 
-def test_429_retry_after_is_capped(mock, rec):
-    """Retry-After: 600 is capped at max_retry_after (30 s)."""
+def test_429_retry_after_beyond_the_cap_gives_up_at_once(mock, rec):
+    """Retry-After: 600 is longer than we may wait (max_retry_after 30 s): no early retry that SumUp
+    would refuse again; the order is left for a later run (SumUpUnavailable, 429, one call)."""
     client = SumUpClient(BASE, max_retry_after=30, wait=tenacity.wait_none(), sleep=rec.sleep)
     mock.get(CHECKOUT_URL, status=429, headers={"Retry-After": "600"})
     mock.get(CHECKOUT_URL, status=200, body="{}")
-    client.get_checkout(CHECKOUT_ID, Secret(CANARY))
-    assert rec.sleeps == [30.0]
+    with pytest.raises(SumUpUnavailable) as raised:
+        client.get_checkout(CHECKOUT_ID, Secret(CANARY))
+    assert raised.value.http_status == 429
+    assert rec.sleeps == []
+    assert len(mock.calls) == 1
 
 
 def test_429_retry_after_http_date(client, mock, rec):

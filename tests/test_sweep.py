@@ -145,3 +145,34 @@ def test_since_replays_old_failed_orders(seed, catalogue, db, run_payverify):
     assert order_row(db, order.id)["status"] == "failed"
     assert run_payverify("sweep", "--since", "48h").returncode == 0
     assert order_row(db, order.id)["status"] == "completed"
+
+
+def test_one_poisoned_order_does_not_stop_the_run(seed, catalogue, db, sumup, run_payverify):
+    """An order whose reply breaks something unexpected is audited as an error and moved to the back;
+    the orders after it are still settled and the run exits 0."""
+    from payverify.simulator.sumup_server import Scripted
+
+    poisoned = seed.order([(catalogue["standing"], 1)], event_id=catalogue["event"], age=timedelta(hours=1))
+    healthy = seed.order([(catalogue["standing"], 1)], event_id=catalogue["event"])
+    sumup.script(poisoned.checkout_id, Scripted(status=200, body='{"status": "PAID", "amount": 1e40}'))
+    result = run_payverify("sweep")
+    assert result.returncode == 0, result.stderr
+    assert order_row(db, poisoned.id)["status"] == "pending_verification"
+    assert order_row(db, healthy.id)["status"] == "completed"
+
+
+def test_order_deleted_between_select_and_verify_is_skipped(seed, catalogue, db, run_payverify):
+    """An order that vanished after selection is an error for that order only (audited), not the run."""
+    order = seed.order([(catalogue["standing"], 1)], event_id=catalogue["event"])
+    other = seed.order([(catalogue["standing"], 1)], event_id=catalogue["event"])
+    with db.transaction() as tx:
+        tx.fetch_sql("CREATE FUNCTION pv_test_vanish() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "DELETE FROM orders_orderitem WHERE order_id = NEW.order_id; "
+                     "DELETE FROM orders_order WHERE id = NEW.order_id; RETURN NEW; END $$; "
+                     "CREATE TRIGGER pv_test_vanish AFTER UPDATE OF lease_owner ON payverify_order_state "
+                     f"FOR EACH ROW WHEN (NEW.order_id = {order.id} AND NEW.lease_owner IS NOT NULL) "
+                     "EXECUTE FUNCTION pv_test_vanish(); SELECT 1")
+    result = run_payverify("sweep")
+    assert result.returncode == 0, result.stderr
+    assert order_row(db, other.id)["status"] == "completed"
+    assert count(db, f"SELECT count(*) FROM payverify_audit WHERE order_id = {order.id} AND outcome = 'error'") == 1

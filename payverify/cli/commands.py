@@ -91,7 +91,8 @@ def check(config_file, order, dry_run, as_json) -> int:
         click.echo(json.dumps(report.check_json(result), indent=2, default=str))
     else:
         report.print_check(result)
-    return ExitStatus.SUMUP_UNAVAILABLE if result.answer.transport_failure else ExitStatus.OK
+    no_answer = result.answer.kind == "unknown" and result.result.order.sumup_checkout_id
+    return ExitStatus.SUMUP_UNAVAILABLE if no_answer else ExitStatus.OK
 
 
 @cli.group()

@@ -55,17 +55,15 @@ WHERE order_id = (
     FOR UPDATE SKIP LOCKED)
 RETURNING order_id
 
--- name: release_order
-UPDATE payverify_order_state SET lease_owner = NULL, lease_expires_at = NULL
-WHERE order_id = %(order_id)s AND lease_owner = %(owner)s
-
 -- name: record_check
--- After an attempt: release the lease and remember what SumUp said.
+-- After an attempt: release our lease (never another run's) and remember what SumUp said.
 INSERT INTO payverify_order_state AS s
     (order_id, last_checked_at, checks, last_http_status, last_sumup_status, last_outcome, last_reason)
 VALUES (%(order_id)s, now(), 1, %(http_status)s, %(sumup_status)s, %(outcome)s, %(reason)s)
 ON CONFLICT (order_id) DO UPDATE
-SET lease_owner = NULL, lease_expires_at = NULL, last_checked_at = now(), checks = s.checks + 1,
+SET lease_owner = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_owner END,
+    lease_expires_at = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_expires_at END,
+    last_checked_at = now(), checks = s.checks + 1,
     last_http_status = EXCLUDED.last_http_status, last_sumup_status = EXCLUDED.last_sumup_status,
     last_outcome = EXCLUDED.last_outcome, last_reason = EXCLUDED.last_reason
 
@@ -116,6 +114,10 @@ INSERT INTO payverify_outbox (kind, dedup_key, order_id, recipients, context, me
 VALUES (%(kind)s, %(dedup_key)s, %(order_id)s, %(recipients)s, %(context)s::jsonb, %(message_id)s)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id
+
+-- name: rearm_alert
+-- The condition behind an alert is over: keep the row (history) but free its key for the next time.
+UPDATE payverify_outbox SET dedup_key = NULL WHERE dedup_key = %(dedup_key)s
 
 -- name: insert_audit
 INSERT INTO payverify_audit (run_id, host, command, order_id, order_number, checkout_id, http_status,

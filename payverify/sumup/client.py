@@ -178,7 +178,14 @@ class SumUpClient:
                     raise RetryableReply(resp.status_code, parse_retry_after(resp.headers.get("Retry-After")))
                 return Reply(resp.status_code, self._read_text(resp, started))
 
-        predicate = is_retryable if after_reply_retry else is_retryable_before_reply
+        base = is_retryable if after_reply_retry else is_retryable_before_reply
+
+        def predicate(exc: BaseException) -> bool:
+            # SumUp asked us to wait longer than we may: retrying early would only be refused again.
+            too_long = (isinstance(exc, RetryableReply) and exc.retry_after is not None
+                        and exc.retry_after > self._max_retry_after)
+            return base(exc) and not too_long
+
         retrying = tenacity.Retrying(stop=stop_after_attempt(self._max_attempts), wait=self._wait_for,
                                      retry=retry_if_exception(predicate), sleep=self._sleep, reraise=True)
         try:
@@ -190,7 +197,7 @@ class SumUpClient:
     def _wait_for(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RetryableReply) and exc.retry_after is not None:
-            return min(exc.retry_after, self._max_retry_after)
+            return exc.retry_after
         return self._wait(state)
 
     def _read_text(self, resp: requests.Response, started: float) -> str:
