@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from payverify.config import Settings
@@ -41,5 +41,11 @@ def check_order(settings: Settings, db: Database, client: SumUpClient, attempt: 
     result = Verifier(settings, db, client, attempt, dry_run=dry_run).verify(order_id)
     with db.transaction() as tx:
         audit = tx.all("recent_audit", order_id=order_id, limit=10)
-        mail = tx.all("order_outbox", order_id=order_id)
-    return CheckResult(result=result, audit=audit, outbox=mail)
+    return mail_state(db, CheckResult(result=result, audit=audit, outbox=[]))
+
+
+def mail_state(db: Database, check: CheckResult) -> CheckResult:
+    """The order's mail as it stands now (after any delivery)."""
+    with db.transaction() as tx:
+        mail = tx.all("order_outbox", order_id=check.result.order.id)
+    return replace(check, outbox=mail)

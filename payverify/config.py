@@ -44,6 +44,9 @@ class Settings:
     mail_from: str | None = None
     alert_email: str = DEFAULT_ALERT_EMAIL
     site_url: str | None = None
+    site_name: str | None = None
+    timezone: str = "Europe/Jersey"
+    templates_dir: str | None = None
     policy: Policy = field(default_factory=Policy)
     max_orders_per_run: int = 2500
     time_budget_seconds: float = 240.0
@@ -52,6 +55,14 @@ class Settings:
     sumup_read_timeout: float = 15.0
     log_file: str = "logs/payment_polling.log"
     log_level: str = "INFO"
+
+    @property
+    def display_site_name(self) -> str:
+        """The brand in mail: PAYVERIFY_SITE_NAME, else the site's host name."""
+        if self.site_name:
+            return self.site_name
+        host = urlsplit(self.site_url).hostname if self.site_url else None
+        return host or "Tickets"
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor (defence in depth: they should never be logged)."""
@@ -111,6 +122,16 @@ def _api_url(value: str) -> str:
     return url
 
 
+def _timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Jersey)") from None
+    return value
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -129,6 +150,9 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_MAIL_FROM": ("mail_from", _text),
     "PAYVERIFY_ALERT_EMAIL": ("alert_email", _text),
     "PAYVERIFY_SITE_URL": ("site_url", _http_url),
+    "PAYVERIFY_SITE_NAME": ("site_name", _text),
+    "PAYVERIFY_TIMEZONE": ("timezone", _timezone),
+    "PAYVERIFY_TEMPLATES_DIR": ("templates_dir", _text),
     "PAYVERIFY_MAX_AGE_HOURS": ("policy.max_age_hours", _positive_float),
     "PAYVERIFY_FAILED_GRACE_MINUTES": ("policy.failed_grace_minutes", _positive_float),
     "PAYVERIFY_RESCUE_HOURS": ("policy.rescue_hours", _positive_float),

@@ -37,6 +37,10 @@ class OrderNotFound(PayverifyError):
     exit_status = ExitStatus.ORDER_NOT_FOUND
 
 
+class NotAllowed(PayverifyError):
+    exit_status = ExitStatus.NOT_ALLOWED
+
+
 class SumUpUnavailable(PayverifyError):
     """SumUp gave no usable reply after retries (connection error, timeout, 5xx, 429)."""
 

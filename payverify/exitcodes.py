@@ -19,4 +19,6 @@ class ExitStatus(IntEnum):
     ORDER_NOT_FOUND = 6
     # SumUp could not be asked: `check` got no definitive answer, or every request of a sweep failed.
     SUMUP_UNAVAILABLE = 7
+    # `resend`: the order's status does not allow it (only completed orders have tickets to send).
+    NOT_ALLOWED = 8
     INTERRUPTED = 130

@@ -47,14 +47,14 @@ def _mail_domain(settings: Settings) -> str:
     return domain or "payverify.invalid"
 
 
-def queue(tx: Tx, settings: Settings, message: OutboxMessage) -> bool:
-    """Insert one outbox row; False when its dedup key was already queued."""
+def queue(tx: Tx, settings: Settings, message: OutboxMessage) -> int | None:
+    """Insert one outbox row; its id, or None when its dedup key was already queued."""
     row = tx.one(
         "insert_outbox", kind=message.kind, dedup_key=message.dedup_key, order_id=message.order_id,
         recipients=list(message.recipients),
         context=json.dumps(message.context, default=_json_default, sort_keys=True),
         message_id=make_msgid(idstring=message.kind.replace("_", "-"), domain=_mail_domain(settings)))
-    return row is not None
+    return row["id"] if row is not None else None
 
 
 def order_context(order: Order, items: list[OrderItem]) -> dict[str, Any]:

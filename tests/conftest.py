@@ -99,7 +99,16 @@ def seed(db, sumup) -> Seeder:
 
 
 @pytest.fixture
-def env(database_url, sumup, tmp_path) -> dict[str, str]:
+def smtp():
+    """A real SMTP server capturing every message."""
+    from payverify.simulator.smtp_capture import SmtpCapture
+
+    with SmtpCapture() as server:
+        yield server
+
+
+@pytest.fixture
+def env(database_url, sumup, smtp, tmp_path) -> dict[str, str]:
     """The environment of a payverify process pointed at the test database and the simulator."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PAYVERIFY_", "SUMUP_"))}
     base.update({
@@ -110,6 +119,8 @@ def env(database_url, sumup, tmp_path) -> dict[str, str]:
         "SUMUP_CLIENT_SECRET": sumup.client_secret,
         "PAYVERIFY_LOG_FILE": str(tmp_path / "payverify.log"),
         "PAYVERIFY_MAIL_FROM": "tickets@example.com",
+        "PAYVERIFY_SMTP_URL": smtp.url(),
+        "PAYVERIFY_SITE_URL": "https://tickets.example.je",
         "PAYVERIFY_SUMUP_READ_TIMEOUT": "2",
         "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": "2",
     })

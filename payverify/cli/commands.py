@@ -8,7 +8,7 @@ import sys
 import click
 
 from payverify.cli import report
-from payverify.cli.params import OrderRef, Since
+from payverify.cli.params import EmailAddress, OrderRef, Since
 from payverify.cli.runtime import start
 from payverify.exitcodes import ExitStatus
 
@@ -43,6 +43,8 @@ def sweep(config_file, since, limit, dry_run) -> int:
       payverify sweep
       payverify sweep --since 48h --dry-run
     """
+    from payverify.digest import queue_stuck_digest
+    from payverify.mail.sender import deliver
     from payverify.sweep import sweep as run_sweep
 
     rt = start(config_file)
@@ -54,6 +56,9 @@ def sweep(config_file, since, limit, dry_run) -> int:
                                dry_run=dry_run, keep_results=for_a_person)
         finally:
             client.close()
+        if not dry_run:
+            queue_stuck_digest(rt.settings, db)
+            deliver(rt.settings, db)
     if for_a_person:
         report.print_sweep(result)
     if result.sumup_down:
@@ -78,7 +83,8 @@ def check(config_file, order, dry_run, as_json) -> int:
       payverify check JE-7F3K2Q
       payverify check 1042 --dry-run --json
     """
-    from payverify.check import check_order
+    from payverify.check import check_order, mail_state
+    from payverify.mail.sender import deliver
 
     rt = start(config_file)
     with rt.database() as db:
@@ -87,12 +93,46 @@ def check(config_file, order, dry_run, as_json) -> int:
             result = check_order(rt.settings, db, client, rt.attempt("check"), order, dry_run=dry_run)
         finally:
             client.close()
+        if not dry_run:
+            deliver(rt.settings, db)
+            result = mail_state(db, result)
     if as_json:
         click.echo(json.dumps(report.check_json(result), indent=2, default=str))
     else:
         report.print_check(result)
     no_answer = result.answer.kind == "unknown" and result.result.order.sumup_checkout_id
     return ExitStatus.SUMUP_UNAVAILABLE if no_answer else ExitStatus.OK
+
+
+@cli.command()
+@click.argument("order", type=OrderRef())
+@click.option("--to", "to_address", type=EmailAddress(), metavar="ADDRESS",
+              help="Send it to this address instead of the order's.")
+@click.pass_obj
+def resend(config_file, order, to_address) -> int:
+    """Send a completed order's confirmation again, with the same tickets.
+
+    For the customer who says the mail never came. Any other status is refused (exit 8).
+
+    \b
+    Example:
+      payverify resend JE-7F3K2Q
+      payverify resend JE-7F3K2Q --to other.address@example.com
+    """
+    from payverify.mail.sender import deliver
+    from payverify.resend import queue_resend
+
+    rt = start(config_file)
+    with rt.database() as db:
+        queued = queue_resend(rt.settings, db, order, to_address)
+        report = deliver(rt.settings, db)
+        state = queued.state(db)
+    click.echo(f"Confirmation of {queued.order_number} queued for {queued.recipient}: {state}")
+    if report.not_configured:
+        click.echo(f"It waits in the outbox: {report.not_configured}")
+    elif report.smtp_down:
+        click.echo(f"It waits in the outbox: {report.smtp_down}; retried on the next run")
+    return ExitStatus.OK
 
 
 @cli.group()

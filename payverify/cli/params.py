@@ -53,6 +53,20 @@ class Since(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class EmailAddress(click.ParamType):
+    """One plain e-mail address (no display name, no list, no control characters)."""
+
+    name = "ADDRESS"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001
+        from payverify.mail.message import BadAddress, address
+
+        try:
+            return address(str(value).strip()).addr_spec
+        except BadAddress:
+            self.fail(f"{value!r} is not a single e-mail address", param, ctx)
+
+
 class OrderRef(click.ParamType):
     """An order number (as the customer sees it) or the order's numeric id."""
 

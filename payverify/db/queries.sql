@@ -153,3 +153,63 @@ SELECT kind, status, count(*) AS n FROM payverify_outbox GROUP BY kind, status O
 
 -- name: ticket_count
 SELECT count(*) AS n FROM tickets_ticket
+
+-- name: claim_outbox_row
+-- Take the next due message; pushing next_attempt_at ahead is its lease while we send it.
+UPDATE payverify_outbox
+SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE id = (
+    SELECT id FROM payverify_outbox
+    WHERE status = 'pending' AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, kind, order_id, recipients, context, message_id, attempts, created_at,
+          created_at < now() - %(give_up_hours)s * interval '1 hour' AS too_old
+
+-- name: mark_outbox_sent
+UPDATE payverify_outbox SET status = 'sent', sent_at = now(), last_error = %(note)s WHERE id = %(id)s
+
+-- name: mark_outbox_retry
+UPDATE payverify_outbox
+SET next_attempt_at = now() + make_interval(secs => %(delay_seconds)s), last_error = %(error)s
+WHERE id = %(id)s
+
+-- name: release_outbox_row
+-- Not attempted after all (the server went away before its turn): due again, attempt not counted.
+UPDATE payverify_outbox SET next_attempt_at = now(), attempts = attempts - 1 WHERE id = %(id)s
+
+-- name: mark_outbox_failed
+UPDATE payverify_outbox SET status = 'failed', last_error = %(error)s WHERE id = %(id)s
+
+-- name: order_tickets
+SELECT t.code, tt.name AS ticket_type, t.holder_name
+FROM tickets_ticket t JOIN events_tickettype tt ON tt.id = t.ticket_type_id
+WHERE t.order_id = %(order_id)s
+ORDER BY t.id
+
+-- name: outbox_backlog
+SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+       count(*) FILTER (WHERE status = 'failed') AS failed
+FROM payverify_outbox
+
+-- name: take_digest_lock
+SELECT pg_advisory_xact_lock(726931002)
+
+-- name: recent_alert_of_kind
+SELECT 1 AS found FROM payverify_outbox
+WHERE kind = %(kind)s AND created_at > now() - %(minutes)s * interval '1 minute'
+LIMIT 1
+
+-- name: stuck_orders
+-- Orders the site marked pending_verification that are still there after the stuck threshold.
+SELECT o.id, o.order_number, o.created_at, o.updated_at,
+       floor(extract(epoch FROM now() - o.updated_at) / 60)::int AS stuck_minutes,
+       s.last_checked_at, s.checks, s.last_http_status, s.last_sumup_status, s.last_outcome, s.last_reason
+FROM orders_order o LEFT JOIN payverify_order_state s ON s.order_id = o.id
+WHERE o.status = 'pending_verification' AND o.updated_at < now() - %(minutes)s * interval '1 minute'
+ORDER BY o.updated_at
+LIMIT %(limit)s
+
+-- name: outbox_row_state
+SELECT status, last_error, attempts FROM payverify_outbox WHERE id = %(id)s

@@ -1,0 +1,1 @@
+"""Mail: outbox rows rendered from templates, built into messages with their tickets, sent over SMTP."""

@@ -1,0 +1,141 @@
+"""Outbox row -> mail: a one-line subject, a plain-text part and an HTML part with its CSS inlined.
+
+Templates live in templates/emails/ (PAYVERIFY_TEMPLATES_DIR overrides). HTML templates are
+autoescaped, text templates are not (they are never parsed as markup). A missing context key raises
+(StrictUndefined): a mail with a silent hole in it is worse than one that is retried and alerted.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+import payverify
+from payverify.config import Settings
+from payverify.errors import ConfigError
+from payverify.money import format_amount
+
+# One small template per kind. Alerts start with "[payverify] " so staff can filter them.
+SUBJECTS: dict[str, str] = {
+    "order_confirmation": "Your tickets for {{ event.title }} – order {{ order_number }}",
+    "payment_failed": "Your payment for order {{ order_number }} did not go through – no tickets issued",
+    "admin_alert_amount_mismatch": "[payverify] Order {{ order_number }} needs manual review",
+    "admin_alert_late_payment":
+        "[payverify] Late payment: order {{ order_number }} was {{ status }}, tickets now issued",
+    "admin_alert_reconnect_sumup":
+        "[payverify] SumUp refused the credentials for {{ artist.name }} – orders not verified",
+    "admin_alert_stuck_orders": "[payverify] {{ orders|length }} order(s) stuck in pending_verification"
+                                " over {{ '%g'|format(stuck_minutes) }} min:"
+                                " {{ orders|map(attribute='order_number')|join(', ') }}",
+    "admin_alert_mail_failed": "[payverify] Mail not delivered: {{ failed.kind }}"
+                               "{% if failed.order_number %} for order {{ failed.order_number }}{% endif %}",
+}
+KINDS = frozenset(SUBJECTS)
+
+SUBJECT_MAX = 200
+# C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: none may reach a header.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def templates_dir(settings: Settings) -> Path:
+    """PAYVERIFY_TEMPLATES_DIR; else the source tree's templates/emails; else where the wheel put them."""
+    if settings.templates_dir:
+        path = Path(settings.templates_dir)
+        if not path.is_dir():
+            raise ConfigError(f"PAYVERIFY_TEMPLATES_DIR: {path} is not a directory")
+        return path
+    for path in (Path(payverify.__file__).resolve().parent.parent / "templates" / "emails",
+                 Path(sys.prefix) / "share" / "payverify" / "templates" / "emails"):
+        if path.is_dir():
+            return path
+    raise ConfigError("mail templates not found: set PAYVERIFY_TEMPLATES_DIR to the templates/emails directory")
+
+
+def clean_subject(subject: str) -> str:
+    """One header-safe line: control characters become spaces, runs of whitespace one space, <= 200 chars."""
+    line = " ".join(_CONTROL.sub(" ", subject).split())
+    return line if len(line) <= SUBJECT_MAX else line[:SUBJECT_MAX - 1].rstrip() + "…"
+
+
+def _local(value: str | datetime, zone: ZoneInfo) -> str:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        # The database hands out timestamptz; a naive time here would be guessed wrong on a ticket.
+        raise ValueError(f"not a timezone-aware time: {value!r}")
+    local = moment.astimezone(zone)
+    return f"{local:%A} {local.day} {local:%B %Y}, {local:%H:%M} ({local:%Z})"
+
+
+def _money(amount: str | Decimal | int, currency: str) -> str:
+    return format_amount(Decimal(str(amount)), currency)
+
+
+def _dash(value: Any) -> Any:
+    """A field SumUp (or the database) left empty shows as a dash, not as "None"."""
+    return "—" if value is None or value == "" else value
+
+
+def _line_total(item: dict[str, Any]) -> Decimal:
+    return Decimal(str(item["unit_price"])) * int(item["quantity"])
+
+
+class Renderer:
+    def __init__(self, settings: Settings, directory: Path | None = None) -> None:
+        self.settings = settings
+        self.directory = Path(directory) if directory is not None else templates_dir(settings)
+        zone = ZoneInfo(settings.timezone)
+        # default_for_string=False: subjects are header text, not HTML, and must not be entity-escaped.
+        self.env = Environment(loader=FileSystemLoader(str(self.directory)),
+                               autoescape=select_autoescape(["html"], default_for_string=False),
+                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                               keep_trailing_newline=True)
+        self.env.filters["local"] = lambda value: _local(value, zone)
+        self.env.filters["money"] = _money
+        self.env.filters["line_total"] = _line_total
+        self.env.filters["dash"] = _dash
+        self.env.globals["admin_url"] = self.admin_order_url
+        css = (self.directory / "style.css").read_text(encoding="utf-8")
+        # Mail clients ignore <style> and <link> unevenly: everything goes into style="" attributes,
+        # nothing is fetched from the network, and the <style> blocks are dropped once applied.
+        self.inliner = css_inline.CSSInliner(extra_css=css, keep_style_tags=False, keep_link_tags=False,
+                                             load_remote_stylesheets=False)
+
+    def admin_order_url(self, order_id: int | None) -> str | None:
+        """The order's page in the site's Django admin, or None when the site or the order is unknown."""
+        if not self.settings.site_url or order_id is None:
+            return None
+        return f"{self.settings.site_url.rstrip('/')}/admin/orders/order/{int(order_id)}/change/"
+
+    def render(self, kind: str, context: dict[str, Any], *, tickets: list[dict] | None = None) -> Rendered:
+        if kind not in KINDS:
+            raise ValueError(f"no mail template for kind {kind!r}")
+        full = {
+            **context,
+            "site_name": self.settings.display_site_name,
+            "site_url": self.settings.site_url.rstrip("/") if self.settings.site_url else None,
+            "admin_order_url": self.admin_order_url(context.get("order_id")),
+            "tickets": [{"code": t["code"], "ticket_type": t["ticket_type"], "holder_name": t["holder_name"]}
+                        for t in tickets or []],
+            "alert_email": self.settings.alert_email,
+            "kind": kind,
+        }
+        subject = clean_subject(self.env.from_string(SUBJECTS[kind]).render(full))
+        text = self.env.get_template(f"{kind}.txt").render(full)
+        html = self.inliner.inline(self.env.get_template(f"{kind}.html").render(full))
+        return Rendered(subject=subject, text=text, html=html)

@@ -1,0 +1,201 @@
+"""The outbox sender: claims due rows (SKIP LOCKED), sends them over SMTP, marks them sent.
+
+Runs after each sweep's settle phase and after `check`/`resend`. A message is marked sent only
+after the SMTP server accepted it, so a crash in between sends it again on a later run: the one
+documented window for a duplicate. Temporary failures retry with growing backoff (the next run,
+then doubling up to an hour); after 24 hours, or on a permanent 5xx, the row is marked failed
+and staff get one alert.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from payverify import faults, outbox
+from payverify.config import Settings
+from payverify.db import Database
+from payverify.decision import CONFIRMATION
+from payverify.mail import message as mime
+from payverify.mail.render import Renderer
+from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
+
+log = structlog.get_logger("payverify.mail")
+
+GIVE_UP_HOURS = 24
+CLAIM_LEASE_SECONDS = 600
+MAX_BACKOFF_SECONDS = 3600
+ALERT_MAIL_FAILED = "admin_alert_mail_failed"
+
+
+def backoff_seconds(attempts: int) -> int:
+    """After the n-th failed attempt: 1, 2, 4, ... minutes (due at the next cron run), at most an hour."""
+    return min(MAX_BACKOFF_SECONDS, 60 * 2 ** max(0, attempts - 1))
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    not_configured: str | None = None
+    smtp_down: str | None = None
+
+
+class OutboxSender:
+    def __init__(self, settings: Settings, db: Database, *, transport: SmtpTransport | None = None,
+                 renderer: Renderer | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self._transport = transport
+        self._renderer = renderer
+
+    def _missing_setting(self) -> str | None:
+        if not self.settings.smtp_url:
+            return "PAYVERIFY_SMTP_URL is not set"
+        if not self.settings.mail_from:
+            return "PAYVERIFY_MAIL_FROM is not set"
+        return None
+
+    def send_due(self, *, limit: int = 500, deadline: float | None = None) -> SendReport:
+        report = SendReport()
+        report.not_configured = self._missing_setting()
+        if report.not_configured:
+            return report
+        transport = self._transport or SmtpTransport(parse_smtp_url(self.settings.smtp_url))
+        renderer = self._renderer or Renderer(self.settings)
+        try:
+            while report.sent + report.failed + report.retried < limit:
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                with self.db.transaction() as tx:
+                    row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS)
+                if row is None:
+                    break
+                failure = self._deliver(row, transport, renderer, report)
+                if failure is not None and failure.connection:
+                    report.smtp_down = failure.reason  # the rest waits for the next run
+                    break
+        finally:
+            if self._transport is None:
+                transport.close()
+        return report
+
+    def _deliver(self, row: dict[str, Any], transport: SmtpTransport, renderer: Renderer,
+                 report: SendReport) -> DeliveryFailed | None:
+        try:
+            message, sender, recipients = self._build(row, renderer)
+        except mime.BadAddress as exc:
+            self._fail(row, f"cannot be sent: {exc}", report)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a template or attachment bug: retried, alerted after 24 h
+            log.error("mail.build_failed", outbox_id=row["id"], kind=row["kind"], error=type(exc).__name__,
+                      exc_info=True)
+            exc = DeliveryFailed(f"message could not be built ({type(exc).__name__})")
+            if row["too_old"]:
+                self._fail(row, f"still failing after {GIVE_UP_HOURS} h: {exc.reason}", report)
+            else:
+                self._retry(row, exc.reason, report)
+            return None
+        try:
+            refused = transport.send(message, sender, recipients)
+        except DeliveryFailed as exc:
+            if exc.permanent or row["too_old"]:
+                why = exc.reason if exc.permanent else f"still failing after {GIVE_UP_HOURS} h: {exc.reason}"
+                self._fail(row, why, report)
+            else:
+                self._retry(row, exc.reason, report)
+            return exc
+        faults.point("after_smtp_accept")
+        note = f"refused by the server for {', '.join(refused)}" if refused else None
+        faults.point("before_mark_sent")
+        with self.db.transaction() as tx:
+            tx.run("mark_outbox_sent", id=row["id"], note=note)
+        report.sent += 1
+        log.info("mail.sent", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"],
+                 attempts=row["attempts"], message_id=row["message_id"])
+        return None
+
+    def _retry(self, row: dict[str, Any], reason: str, report: SendReport) -> None:
+        with self.db.transaction() as tx:
+            tx.run("mark_outbox_retry", id=row["id"], error=reason, delay_seconds=backoff_seconds(row["attempts"]))
+        report.retried += 1
+        log.info("mail.retry", outbox_id=row["id"], kind=row["kind"], error=reason, attempts=row["attempts"])
+
+    def _fail(self, row: dict[str, Any], reason: str, report: SendReport) -> None:
+        """Give up on a row, and tell staff once (unless the row was itself such an alert)."""
+        with self.db.transaction() as tx:
+            tx.run("mark_outbox_failed", id=row["id"], error=reason)
+            if row["kind"] != ALERT_MAIL_FAILED:
+                outbox.queue(tx, self.settings, mail_failed_alert(row, reason, self.settings))
+        report.failed += 1
+        log.error("mail.failed", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"], error=reason)
+
+    def _build(self, row: dict[str, Any], renderer: Renderer):
+        context = row["context"]
+        kind = row["kind"]
+        tickets = None
+        attachments: list[mime.Attachment] = []
+        if kind == CONFIRMATION and row["order_id"] is not None:
+            with self.db.transaction() as tx:
+                tickets = tx.all("order_tickets", order_id=row["order_id"])
+            attachments = confirmation_attachments(context, tickets, self.settings)
+        rendered = renderer.render(kind, context, tickets=tickets)
+        customer = kind in outbox.CUSTOMER_KINDS
+        recipients = [mime.address(r, context.get("customer_name", "") if customer else "")
+                      for r in row["recipients"]]
+        sender = mime.sender_address(self.settings.mail_from, self.settings.display_site_name)
+        message = mime.build(rendered=rendered, sender=sender, recipients=recipients,
+                             message_id=row["message_id"], attachments=attachments,
+                             auto_generated=not customer)
+        return message, sender.addr_spec, [r.addr_spec for r in recipients]
+
+
+def confirmation_attachments(context: dict[str, Any], tickets: list[dict[str, Any]],
+                             settings: Settings) -> list[mime.Attachment]:
+    from payverify.mail.calendar_entry import event_ics
+    from payverify.mail.documents import EventInfo, TicketInfo
+    from payverify.mail.ticket_pdf import tickets_pdf
+
+    ev = context["event"]
+    event = EventInfo(id=ev["id"], title=ev["title"], venue=ev["venue"],
+                      starts_at=datetime.fromisoformat(ev["starts_at"]),
+                      ends_at=datetime.fromisoformat(ev["ends_at"]) if ev.get("ends_at") else None)
+    number = context["order_number"]
+    pdf = tickets_pdf(event=event, order_number=number, site_name=settings.display_site_name,
+                      timezone=settings.timezone,
+                      tickets=[TicketInfo(code=t["code"], ticket_type=t["ticket_type"], holder_name=t["holder_name"])
+                               for t in tickets])
+    domain = (settings.mail_from or "").rpartition("@")[2].strip(" >") or "payverify.invalid"
+    ics = event_ics(event=event, order_number=number, site_name=settings.display_site_name, domain=domain)
+    safe_number = "".join(c for c in number if c.isalnum() or c in "-_")
+    return [mime.Attachment(f"tickets-{safe_number}.pdf", pdf, "application", "pdf"),
+            mime.Attachment("event.ics", ics, "text", "calendar", (("method", "PUBLISH"),))]
+
+
+def mail_failed_alert(row: dict[str, Any], reason: str, settings: Settings) -> outbox.OutboxMessage:
+    context = row["context"] or {}
+    return outbox.OutboxMessage(
+        kind=ALERT_MAIL_FAILED, dedup_key=f"{ALERT_MAIL_FAILED}:outbox:{row['id']}", order_id=row["order_id"],
+        recipients=(settings.alert_email,),
+        context={"failed": {"id": row["id"], "kind": row["kind"], "recipients": list(row["recipients"]),
+                            "attempts": row["attempts"], "last_error": reason,
+                            "order_number": context.get("order_number"), "order_id": row["order_id"],
+                            "created_at": row["created_at"]}})
+
+
+def deliver(settings: Settings, db: Database, *, deadline: float | None = None) -> SendReport:
+    """Send what is due; say on stderr (through the log) when mail cannot go out at all."""
+    report = OutboxSender(settings, db).send_due(deadline=deadline)
+    if report.not_configured:
+        with db.transaction() as tx:
+            waiting = tx.one("outbox_backlog")["pending"]
+        if waiting:
+            log.warning("mail.not_configured", problem=report.not_configured, waiting=waiting)
+    elif report.smtp_down:
+        log.warning("mail.smtp_unavailable", error=report.smtp_down, sent=report.sent)
+    return report

@@ -1,0 +1,132 @@
+"""SMTP delivery: `smtp://` with STARTTLS when the server offers it, `smtps://` with implicit TLS.
+
+Certificates are verified with the system's default context (SSL_CERT_FILE / SSL_CERT_DIR add a CA).
+Credentials are never sent in clear: a server that offers no STARTTLS gets no login. Failures are
+classified for the outbox: temporary (retry later) or permanent (give up and alert).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from urllib.parse import unquote, urlsplit
+
+from payverify.errors import ConfigError
+from payverify.secret import Secret
+
+DEFAULT_PORTS = {"smtp": 587, "smtps": 465}
+
+
+class DeliveryFailed(Exception):
+    """`permanent`: the server refused this message for good (5xx). `connection`: the server as a
+    whole is unavailable, so the rest of the batch should wait too."""
+
+    def __init__(self, reason: str, *, permanent: bool = False, connection: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.connection = connection
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    scheme: str
+    host: str
+    port: int
+    username: str | None
+    password: Secret | None
+    timeout: float = 30.0
+
+    @property
+    def where(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+def parse_smtp_url(url: Secret, timeout: float = 30.0) -> SmtpConfig:
+    try:
+        parts = urlsplit(url.reveal())
+        port = parts.port
+    except ValueError:
+        raise ConfigError("PAYVERIFY_SMTP_URL is not a valid smtp:// or smtps:// URL") from None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ConfigError("PAYVERIFY_SMTP_URL must look like smtp://user:pass@host:587 or smtps://host:465")
+    return SmtpConfig(scheme=parts.scheme, host=parts.hostname, port=port or DEFAULT_PORTS[parts.scheme],
+                      username=unquote(parts.username) if parts.username else None,
+                      password=Secret(unquote(parts.password)) if parts.password else None, timeout=timeout)
+
+
+def _classify(exc: Exception) -> DeliveryFailed:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        permanent = bool(codes) and all(500 <= code < 600 for code in codes)
+        return DeliveryFailed(f"recipient refused (SMTP {', '.join(map(str, sorted(set(codes))))})",
+                              permanent=permanent)
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return DeliveryFailed(f"SMTP login refused ({exc.smtp_code}): check PAYVERIFY_SMTP_URL", connection=True)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        code = exc.smtp_code
+        return DeliveryFailed(f"SMTP server answered {code}", permanent=500 <= code < 600,
+                              connection=code in (421,))
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return DeliveryFailed(f"SMTP server certificate not trusted ({exc.verify_message})", connection=True)
+    if isinstance(exc, (smtplib.SMTPException, OSError, socket.timeout)):
+        return DeliveryFailed(f"SMTP unavailable ({type(exc).__name__})", connection=True)
+    raise exc
+
+
+class SmtpTransport:
+    """One connection, opened on first use and reused for the batch."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self._conn: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        cfg = self.config
+        context = ssl.create_default_context()
+        if cfg.scheme == "smtps":
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=context)
+        else:
+            conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+        try:
+            conn.ehlo()
+            if cfg.scheme == "smtp" and conn.has_extn("starttls"):
+                conn.starttls(context=context)
+                conn.ehlo()
+            elif cfg.scheme == "smtp" and cfg.username:
+                raise DeliveryFailed(f"{cfg.where} offers no STARTTLS: refusing to send the SMTP password in clear",
+                                     connection=True)
+            if cfg.username:
+                conn.login(cfg.username, cfg.password.reveal() if cfg.password else "")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> list[str]:
+        """Hand one message to the server; returns the recipients it refused while accepting it for
+        the others (it went out: nothing to retry). Raises DeliveryFailed."""
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            refused = self._conn.send_message(message, from_addr=sender, to_addrs=recipients)
+        except DeliveryFailed:
+            self.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified, never leaked
+            failure = _classify(exc)
+            if failure.connection or not isinstance(exc, smtplib.SMTPResponseException):
+                self.close()
+            raise failure from None
+        return sorted(refused)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                self._conn.close()
+            self._conn = None

@@ -1,0 +1,169 @@
+"""The tickets PDF: one A5 page per ticket with the event, the holder and the door code as text and QR.
+
+fpdf2 draws the pages with the bundled DejaVu Sans (wide Latin/Greek/Cyrillic coverage); segno makes
+the QR code, embedded as SVG so it stays vector and crisp at any zoom. Characters the font cannot draw
+(e.g. CJK) are replaced by U+FFFD before fpdf2 sees them, so it never logs a missing-glyph warning.
+The output is deterministic: a fixed creation date, nothing from the server's clock or host.
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import segno
+from fontTools.ttLib import TTFont
+from fpdf import FPDF
+from fpdf.enums import Align, MethodReturnValue, WrapMode, XPos, YPos
+
+from payverify.mail.documents import EventInfo, TicketInfo
+
+__all__ = ["EventInfo", "TicketInfo", "tickets_pdf", "format_local_time"]
+
+FONTS = Path(__file__).parent / "fonts"
+FONT = "DejaVu"
+# The PDF's /CreationDate: fixed, so identical tickets give identical bytes and no server clock leaks.
+CREATION_DATE = datetime(2000, 1, 1, tzinfo=UTC)
+A5 = (148, 210)  # mm; a tuple, since fpdf2 warns about the "A5" name (its size was fixed in 2.8.5)
+QR_WIDTH_MM = 66.0  # the image, 4-module quiet zone included: the symbol itself is about 50 mm wide
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December")
+_MISSING = "\ufffd"
+_DROP = {"Cc", "Cf", "Cs", "Co", "Cn"}  # controls, format (bidi overrides, ZWJ...), surrogates, unassigned
+
+
+def format_local_time(moment: datetime, timezone: str) -> str:
+    """'Saturday 12 December 2026, 19:30 GMT': locale-independent, in the event's local time."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    return (f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}, "
+            f"{local:%H:%M} {local.tzname()}")
+
+
+@lru_cache(maxsize=1)
+def _drawable() -> frozenset[int]:
+    """Code points both bundled fonts (regular and bold) have a glyph for."""
+    maps = []
+    for name in ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"):
+        with TTFont(FONTS / name) as font:
+            maps.append(frozenset(font.getBestCmap()))
+    return maps[0] & maps[1]
+
+
+def _clean(text: str, limit: int) -> str:
+    """One line of printable text the font can draw: whitespace collapsed, controls dropped, capped."""
+    drawable = _drawable()
+    text = " ".join(str(text).split())
+    text = "".join(ch if ord(ch) in drawable else _MISSING
+                   for ch in text if unicodedata.category(ch) not in _DROP)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _qr(pdf: FPDF, code: str, x: float, y: float) -> None:
+    """The code as a QR symbol (error correction M or better), vector SVG; PNG if the SVG is refused."""
+    qr = segno.make(code, error="m", micro=False)
+    svg = io.BytesIO()
+    qr.save(svg, kind="svg", border=4, xmldecl=False, omitsize=True, nl=False)
+    try:
+        pdf.image(io.BytesIO(svg.getvalue()), x=x, y=y, w=QR_WIDTH_MM, h=QR_WIDTH_MM)
+    except Exception:  # noqa: BLE001 - any SVG trouble: fall back to a sharp bitmap of the same symbol
+        png = io.BytesIO()
+        qr.save(png, kind="png", border=4, scale=12)
+        pdf.image(io.BytesIO(png.getvalue()), x=x, y=y, w=QR_WIDTH_MM, h=QR_WIDTH_MM)
+
+
+def _lines(pdf: FPDF, text: str, width: float, max_lines: int, wrap: WrapMode = WrapMode.WORD) -> list[str]:
+    """text wrapped to width in the current font, at most max_lines (the last one ellipsised if cut)."""
+    lines = pdf.multi_cell(width, 5, text, dry_run=True, output=MethodReturnValue.LINES, wrapmode=wrap)
+    if len(lines) <= max_lines:
+        return lines
+    last = lines[max_lines - 1]
+    while last and pdf.get_string_width(last + "…") > width:
+        last = last[:-1]
+    return [*lines[: max_lines - 1], last.rstrip() + "…"]
+
+
+def _text(pdf: FPDF, text: str, height: float, max_lines: int, *, x: float | None = None,
+          align: Align = Align.L, wrap: WrapMode = WrapMode.WORD) -> None:
+    """Bounded text from x (default: the left margin) to the right margin, then down to a new line."""
+    x = pdf.l_margin if x is None else x
+    width = pdf.w - pdf.r_margin - x
+    for line in _lines(pdf, text, width, max_lines, wrap):
+        pdf.set_x(x)
+        pdf.cell(width, height, line, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+
+def _row(pdf: FPDF, label: str, value: str) -> None:
+    pdf.set_font(FONT, "", 9)
+    pdf.set_text_color(110)
+    pdf.cell(32, 6.5, label)
+    pdf.set_font(FONT, "B", 11)
+    pdf.set_text_color(0)
+    _text(pdf, value, 6.5, 1, x=pdf.l_margin + 32)
+
+
+def _page(pdf: FPDF, *, site: str, title: str, when: str, venue: str, order: str,
+          ticket: TicketInfo, number: int, count: int) -> None:
+    pdf.add_page()
+    pdf.set_font(FONT, "B", 10)
+    pdf.set_text_color(90)
+    counter = f"Ticket {number} of {count}"
+    pdf.cell(0, 7, counter, align=Align.R)
+    pdf.set_x(pdf.l_margin)
+    pdf.cell(0, 7, _lines(pdf, site, pdf.epw - pdf.get_string_width(counter) - 6, 1)[0],
+             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_draw_color(180)
+    pdf.line(pdf.l_margin, pdf.get_y() + 1, pdf.w - pdf.r_margin, pdf.get_y() + 1)
+    pdf.set_y(pdf.get_y() + 5)
+    pdf.set_text_color(0)
+    pdf.set_font(FONT, "B", 18)
+    _text(pdf, title, 8, 2)
+    pdf.set_y(pdf.get_y() + 2)
+    pdf.set_font(FONT, "", 11)
+    _text(pdf, when, 6, 1)
+    _text(pdf, venue, 6, 2)
+
+    top = max(pdf.get_y() + 6, 58.0)
+    _qr(pdf, ticket.code, pdf.l_margin + (pdf.epw - QR_WIDTH_MM) / 2, top)
+    pdf.set_y(top + QR_WIDTH_MM + 1)
+    code = _clean(ticket.code, 180)
+    size = 12 if len(code) <= 40 else 9
+    pdf.set_font("Courier" if code.isascii() else FONT, "B", size)  # monospace for the usual ASCII codes
+    _text(pdf, code, 5, 3, align=Align.C, wrap=WrapMode.CHAR)
+    pdf.set_y(pdf.get_y() + 3)
+    _row(pdf, "Ticket type", _clean(ticket.ticket_type, 80))
+    _row(pdf, "Holder", _clean(ticket.holder_name, 120))
+    _row(pdf, "Order", order)
+
+    pdf.set_y(-20)
+    pdf.set_font(FONT, "", 8)
+    pdf.set_text_color(110)
+    pdf.multi_cell(0, 4, "Show this page at the door, printed or on screen. Each code admits one person "
+                         "once; keep it private.", align=Align.C)
+
+
+def tickets_pdf(*, event: EventInfo, order_number: str, tickets: list[TicketInfo], site_name: str,
+                timezone: str) -> bytes:
+    """The tickets of one order as a PDF: one A5 page per ticket, in the order given."""
+    if not tickets:
+        raise ValueError("tickets_pdf needs at least one ticket")
+    order = _clean(order_number, 64)
+    pdf = FPDF(orientation="portrait", unit="mm", format=A5)
+    pdf.set_margins(12, 12, 12)
+    pdf.set_auto_page_break(False)  # one page per ticket, whatever the text lengths
+    pdf.add_font(FONT, "", FONTS / "DejaVuSans.ttf")
+    pdf.add_font(FONT, "B", FONTS / "DejaVuSans-Bold.ttf")
+    pdf.set_creation_date(CREATION_DATE)
+    pdf.set_title(f"Tickets – {order}")
+    pdf.set_author(_clean(site_name, 80))
+    pdf.set_creator("payverify")
+    pdf.set_lang("en")
+    shared = {"site": _clean(site_name, 120), "title": _clean(event.title, 200), "venue": _clean(event.venue, 200),
+              "when": format_local_time(event.starts_at, timezone), "order": order}
+    for number, ticket in enumerate(tickets, start=1):
+        _page(pdf, **shared, ticket=ticket, number=number, count=len(tickets))
+    return bytes(pdf.output())

@@ -1,0 +1,42 @@
+"""`payverify resend ORDER`: queue a completed order's confirmation again (the same tickets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from payverify import outbox
+from payverify.check import resolve_order
+from payverify.config import Settings
+from payverify.db import Database
+from payverify.decision import CONFIRMATION
+from payverify.errors import NotAllowed
+from payverify.models import COMPLETED, Order, OrderItem
+
+
+@dataclass(frozen=True)
+class Queued:
+    outbox_id: int
+    order_number: str
+    recipient: str
+
+    def state(self, db: Database) -> str:
+        with db.transaction() as tx:
+            row = tx.one("outbox_row_state", id=self.outbox_id)
+        return row["status"] if not row["last_error"] else f"{row['status']} ({row['last_error']})"
+
+
+def queue_resend(settings: Settings, db: Database, ref: str, to_address: str | None) -> Queued:
+    order_id = resolve_order(db, ref)
+    with db.transaction() as tx:
+        order = Order.from_row(tx.one("load_order", order_id=order_id))
+        if order.status != COMPLETED:
+            raise NotAllowed(f"order {order.order_number} is {order.status}: only a completed order's "
+                             "confirmation can be sent again")
+        items = [OrderItem.from_row(r) for r in tx.all("load_order_items", order_id=order_id)]
+        context = outbox.order_context(order, items)
+        context.update(reason="sent again on request", new_status=order.status)
+        recipient = to_address or order.email
+        # No dedup key: every resend is a new message with its own Message-ID.
+        outbox_id = outbox.queue(tx, settings, outbox.OutboxMessage(
+            kind=CONFIRMATION, dedup_key=None, order_id=order_id, recipients=(recipient,), context=context))
+    return Queued(outbox_id=outbox_id, order_number=order.order_number, recipient=recipient)

@@ -1,0 +1,122 @@
+"""A real local SMTP server (aiosmtpd) that captures every message: for tests and the demo.
+
+Scriptable: queue replies for the next DATA or RCPT commands ("421 try later", "550 no such user"),
+offer STARTTLS with a given certificate, require a login.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+@dataclass(frozen=True)
+class Captured:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+
+    def parsed(self) -> EmailMessage:
+        return message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
+
+
+class _Handler:
+    def __init__(self, owner: "SmtpCapture") -> None:
+        self.owner = owner
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+        scripted = self.owner._next("rcpt")
+        if scripted:
+            return scripted
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        scripted = self.owner._next("data")
+        if scripted:
+            return scripted
+        self.owner._store(Captured(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.content)))
+        return "250 Message accepted"
+
+
+class SmtpCapture:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls_context: Any = None,
+                 require_starttls: bool = False, implicit_tls_context: Any = None,
+                 login: tuple[str, str] | None = None, save_dir: Path | None = None) -> None:
+        self._lock = threading.Lock()
+        self._scripts: dict[str, deque[str]] = {"data": deque(), "rcpt": deque()}
+        self._messages: list[Captured] = []
+        self.save_dir = save_dir
+        self._login = login
+        kwargs: dict[str, Any] = {}
+        if tls_context is not None:
+            kwargs.update(tls_context=tls_context, require_starttls=require_starttls)
+        if implicit_tls_context is not None:
+            kwargs.update(ssl_context=implicit_tls_context)
+        if login is not None:
+            kwargs.update(authenticator=self._authenticate,
+                          auth_require_tls=tls_context is not None and implicit_tls_context is None)
+        if port == 0:
+            port = _free_port(host)
+        self._controller = Controller(_Handler(self), hostname=host, port=port, **kwargs)
+        self.host, self.port = host, port
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+        ok = (isinstance(auth_data, LoginPassword) and self._login is not None
+              and (auth_data.login.decode(), auth_data.password.decode()) == self._login)
+        return AuthResult(success=ok)
+
+    def start(self) -> "SmtpCapture":
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> "SmtpCapture":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def url(self, scheme: str = "smtp", user: str | None = None, password: str | None = None) -> str:
+        auth = f"{user}:{password}@" if user else ""
+        return f"{scheme}://{auth}{self.host}:{self.port}"
+
+    def script(self, command: str, *replies: str) -> None:
+        """Replies for the next `command` ('data' or 'rcpt') calls, e.g. '421 4.3.0 try later'."""
+        with self._lock:
+            self._scripts[command].extend(replies)
+
+    def _next(self, command: str) -> str | None:
+        with self._lock:
+            return self._scripts[command].popleft() if self._scripts[command] else None
+
+    def _store(self, captured: Captured) -> None:
+        with self._lock:
+            self._messages.append(captured)
+            count = len(self._messages)
+        if self.save_dir is not None:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            (self.save_dir / f"{count:03d}.eml").write_bytes(captured.data)
+
+    @property
+    def messages(self) -> list[Captured]:
+        with self._lock:
+            return list(self._messages)
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
