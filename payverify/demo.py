@@ -20,7 +20,10 @@ from payverify.db.migrate import upgrade
 from payverify.errors import ConfigError
 from payverify.secret import Secret
 from payverify.settle import Attempt
+from payverify.digest import queue_stuck_digest
+from payverify.mail.sender import deliver
 from payverify.simulator.seed import PLATFORM_KEY, Seeder, load_site_schema
+from payverify.simulator.smtp_capture import SmtpCapture
 from payverify.simulator.sumup_server import FakeSumUp, Scripted
 from payverify.sumup.client import SumUpClient
 from payverify.sweep import sweep
@@ -84,29 +87,36 @@ def run_demo(output_dir: Path) -> None:
     except ImportError:
         raise ConfigError("the demo needs the embedded Postgres: pip install 'payverify[demo]'") from None
     output_dir.mkdir(parents=True, exist_ok=True)
+    for old in (output_dir / "mail").glob("*.eml"):
+        old.unlink()  # repeatable: only this run's mail
     with tempfile.TemporaryDirectory(prefix="payverify-demo-") as pgdata:
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
         try:
-            with Database.connect(Secret(server.get_uri())) as db, FakeSumUp() as sumup:
-                _run(db, sumup, output_dir)
+            with Database.connect(Secret(server.get_uri())) as db, FakeSumUp() as sumup, \
+                    SmtpCapture(save_dir=output_dir / "mail") as smtp:
+                _run(db, sumup, smtp, output_dir)
         finally:
             server.cleanup()
 
 
-def _run(db: Database, sumup: FakeSumUp, output_dir: Path) -> None:
+def _run(db: Database, sumup: FakeSumUp, smtp: SmtpCapture, output_dir: Path) -> None:
     load_site_schema(db)
     upgrade(db)
     scenarios = _seed(Seeder(db, sumup), sumup)
     before = _statuses(db, list(scenarios))
     settings = replace(Settings(), sumup_api_base_url=sumup.url, sumup_api_key=Secret(PLATFORM_KEY),
                        sumup_client_id=sumup.client_id, sumup_client_secret=Secret(sumup.client_secret),
-                       mail_from="tickets@demo.example", sumup_read_timeout=2.0)
+                       mail_from="tickets@demo.example", sumup_read_timeout=2.0,
+                       smtp_url=Secret(smtp.url()), site_url="https://tickets.demo.example",
+                       site_name="Jersey Live (demo)")
     client = SumUpClient(sumup.url, read_timeout=2.0)
     try:
         report = sweep(settings, db, client, Attempt(run_id="demo", host="demo", command="sweep",
                                                       lease_owner="demo"), keep_results=True)
     finally:
         client.close()
+    queue_stuck_digest(settings, db)
+    deliver(settings, db)
     reasons = {r.order.id: r for r in report.results}
     after = _statuses(db, list(scenarios))
     click.echo(f"{'order':<12} {'scenario':<36} {'before':<21} {'after':<23} reason")
@@ -118,6 +128,7 @@ def _run(db: Database, sumup: FakeSumUp, output_dir: Path) -> None:
     with db.transaction() as tx:
         queued = tx.all("outbox_summary")
         tickets = tx.one("ticket_count")["n"]
-    click.echo(f"\n{tickets} tickets issued; queued in the outbox: "
-               + ", ".join(f"{row['n']} {row['kind']}" for row in queued))
+    click.echo(f"\n{tickets} tickets issued; mail: "
+               + ", ".join(f"{row['n']} {row['kind']} {row['status']}" for row in queued))
+    click.echo(f"Mail as sent: {output_dir / 'mail'} ({len(smtp.messages)} .eml files)")
     click.echo(f"Log: {output_dir / 'payverify.log'} (one JSON line per order)")

@@ -6,17 +6,13 @@ and addresses go through `headerregistry.Address`, so nothing can inject a heade
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
-from payverify.mail.render import Rendered
-
-# C0 and C1 controls, DEL, and the Unicode line/paragraph separators.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+from payverify.mail.render import CONTROL_CHARS, Rendered, clean_subject
 
 
 class BadAddress(ValueError):
@@ -32,16 +28,12 @@ class Attachment:
     params: tuple[tuple[str, str], ...] = ()
 
 
-def clean_header_text(value: str, limit: int = 200) -> str:
-    return " ".join(_CONTROL.sub(" ", value).split())[:limit]
-
-
 def address(addr_spec: str, display_name: str = "") -> Address:
     """An Address from untrusted text; BadAddress if it is not exactly one plain address."""
-    if _CONTROL.search(addr_spec) or addr_spec.count("@") != 1 or any(c in addr_spec for c in '<>,;" '):
+    if CONTROL_CHARS.search(addr_spec) or addr_spec.count("@") != 1 or any(c in addr_spec for c in '<>,;" '):
         raise BadAddress("not a single plain e-mail address")
     try:
-        return Address(display_name=clean_header_text(display_name, 100), addr_spec=addr_spec.strip())
+        return Address(display_name=clean_subject(display_name, 100), addr_spec=addr_spec.strip())
     except (ValueError, IndexError) as exc:
         raise BadAddress(f"not a valid e-mail address ({type(exc).__name__})") from None
 
@@ -56,7 +48,7 @@ def build(*, rendered: Rendered, sender: Address, recipients: list[Address], mes
           attachments: list[Attachment] = (), auto_generated: bool = False,
           now: datetime | None = None) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = clean_header_text(rendered.subject)
+    msg["Subject"] = clean_subject(rendered.subject)
     msg["From"] = sender
     msg["To"] = recipients
     msg["Date"] = format_datetime(now or datetime.now(timezone.utc))

@@ -43,7 +43,7 @@ KINDS = frozenset(SUBJECTS)
 
 SUBJECT_MAX = 200
 # C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: none may reach a header.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,10 @@ def templates_dir(settings: Settings) -> Path:
     raise ConfigError("mail templates not found: set PAYVERIFY_TEMPLATES_DIR to the templates/emails directory")
 
 
-def clean_subject(subject: str) -> str:
-    """One header-safe line: control characters become spaces, runs of whitespace one space, <= 200 chars."""
-    line = " ".join(_CONTROL.sub(" ", subject).split())
-    return line if len(line) <= SUBJECT_MAX else line[:SUBJECT_MAX - 1].rstrip() + "…"
+def clean_subject(subject: str, limit: int = SUBJECT_MAX) -> str:
+    """One header-safe line: control characters become spaces, runs of whitespace one space, capped."""
+    line = " ".join(CONTROL_CHARS.sub(" ", subject).split())
+    return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
 
 
 def _local(value: str | datetime, zone: ZoneInfo) -> str:
