@@ -64,6 +64,10 @@ class Settings:
         host = urlsplit(self.site_url).hostname if self.site_url else None
         return host or "Tickets"
 
+    @property
+    def alert_recipients(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.alert_email.split(",") if a.strip())
+
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor (defence in depth: they should never be logged)."""
         values = [s.reveal() for s in (self.database_url, self.sumup_api_key, self.sumup_client_secret,
@@ -132,6 +136,39 @@ def _timezone(value: str) -> str:
     return value
 
 
+def _mail_from(value: str) -> str:
+    """`addr` or `Name <addr>`: checked now, so a typo stops the run instead of failing every mail."""
+    from payverify.addresses import BadAddress, sender_address
+
+    try:
+        sender_address(value, "")
+    except BadAddress:
+        raise ValueError("must be one address, e.g. tickets@example.com or \"Tickets <tickets@example.com>\"") from None
+    return value
+
+
+def _address_list(value: str) -> str:
+    from payverify.addresses import BadAddress, address
+
+    addresses = [a.strip() for a in value.split(",") if a.strip()]
+    try:
+        for item in addresses:
+            address(item)
+    except BadAddress:
+        raise ValueError("must be one or more addresses separated by commas") from None
+    if not addresses:
+        raise ValueError("must name at least one address")
+    return ", ".join(addresses)
+
+
+def _smtp_url(value: str) -> Secret:
+    from payverify.mail.smtp import parse_smtp_url
+
+    secret = Secret(value)
+    parse_smtp_url(secret)  # raises ConfigError naming the variable
+    return secret
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -146,9 +183,9 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SUMUP_API_KEY": ("sumup_api_key", _secret),
     "SUMUP_CLIENT_ID": ("sumup_client_id", _text),
     "SUMUP_CLIENT_SECRET": ("sumup_client_secret", _secret),
-    "PAYVERIFY_SMTP_URL": ("smtp_url", _secret),
-    "PAYVERIFY_MAIL_FROM": ("mail_from", _text),
-    "PAYVERIFY_ALERT_EMAIL": ("alert_email", _text),
+    "PAYVERIFY_SMTP_URL": ("smtp_url", _smtp_url),
+    "PAYVERIFY_MAIL_FROM": ("mail_from", _mail_from),
+    "PAYVERIFY_ALERT_EMAIL": ("alert_email", _address_list),
     "PAYVERIFY_SITE_URL": ("site_url", _http_url),
     "PAYVERIFY_SITE_NAME": ("site_name", _text),
     "PAYVERIFY_TIMEZONE": ("timezone", _timezone),

@@ -25,14 +25,14 @@ def queue_stuck_digest(settings: Settings, db: Database) -> int:
         stuck = tx.all("stuck_orders", minutes=minutes, limit=MAX_LISTED)
         if not stuck:
             return 0
-        now = tx.one("now")["now"]
         orders = [{"order_id": r["id"], "order_number": r["order_number"], "stuck_minutes": r["stuck_minutes"],
                    "created_at": r["created_at"], "last_checked_at": r["last_checked_at"],
                    "checks": r["checks"] or 0, "last_http_status": r["last_http_status"],
                    "last_sumup_status": r["last_sumup_status"], "last_outcome": r["last_outcome"],
                    "last_reason": r["last_reason"]} for r in stuck]
         outbox.queue(tx, settings, outbox.OutboxMessage(
-            kind=ALERT_STUCK, dedup_key=f"{ALERT_STUCK}:{now:%Y-%m-%dT%H:%M}", order_id=None,
-            recipients=(settings.alert_email,),
+            # De-duplicated by the lock and the last-hour check above, not by a key.
+            kind=ALERT_STUCK, dedup_key=None, order_id=None,
+            recipients=settings.alert_recipients,
             context={"orders": orders, "stuck_minutes": minutes, "truncated": len(stuck) >= MAX_LISTED}))
     return len(orders)

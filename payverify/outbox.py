@@ -95,7 +95,7 @@ def messages_for(decision: d.Decision, order: Order, items: list[OrderItem], che
         if kind in CUSTOMER_KINDS:
             recipients = (order.email,)
         else:
-            recipients = (settings.alert_email,)
+            recipients = settings.alert_recipients
             context["expected"] = {"amount": order.total, "currency": order.currency,
                                    "merchant_code": order.artist_merchant_code,
                                    "checkout_reference": order.order_number,
@@ -114,5 +114,5 @@ def reconnect_alert(artist_id: int | None, artist_name: str, problem: str, setti
     """SumUp refused an artist's credentials (or the platform key, artist_id None): one alert until
     they work again (verify.py re-arms the key on the first accepted request)."""
     return OutboxMessage(kind=ALERT_RECONNECT, dedup_key=reconnect_key(artist_id),
-                         order_id=None, recipients=(settings.alert_email,),
+                         order_id=None, recipients=settings.alert_recipients,
                          context={"artist": {"id": artist_id, "name": artist_name}, "problem": problem})

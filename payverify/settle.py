@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from payverify import faults, outbox
 from payverify.config import Settings
 from payverify.db import Tx
-from payverify.decision import Decision
+from payverify.decision import PAYMENT_FAILED, Decision
 from payverify.errors import UniqueViolation
 from payverify.models import Order, OrderItem
 from payverify.sumup.answer import Answer
@@ -64,6 +64,9 @@ def settle(tx: Tx, settings: Settings, attempt: Attempt, order: Order, items: li
             result = Settled(outcome=SUPERSEDED, applied=False)
         else:
             tickets = _issue(tx, attempt, order, items, answer) if paid else 0
+            if paid:
+                # A rescued order must not also get "your payment failed" if that mail is still queued.
+                tx.run("cancel_pending_mail", order_id=order.id, kind=PAYMENT_FAILED)
             queued = tuple(m.kind for m in outbox.messages_for(decision, order, items, answer.checkout, settings)
                            if outbox.queue(tx, settings, m))
             result = Settled(outcome=decision.outcome, applied=True, tickets_issued=tickets, queued=queued)

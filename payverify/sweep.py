@@ -29,6 +29,7 @@ log = structlog.get_logger("payverify.sweep")
 class SweepReport:
     run_id: str
     dry_run: bool
+    deadline: float = 0.0  # time.monotonic() after which no new work starts
     due: int = 0
     verified: int = 0
     claimed_elsewhere: int = 0
@@ -48,7 +49,7 @@ def sweep(settings: Settings, db: Database, client: SumUpClient, attempt: Attemp
           since: datetime | None = None, limit: int | None = None, dry_run: bool = False,
           keep_results: bool = False) -> SweepReport:
     deadline = time.monotonic() + settings.time_budget_seconds
-    report = SweepReport(run_id=attempt.run_id, dry_run=dry_run)
+    report = SweepReport(run_id=attempt.run_id, dry_run=dry_run, deadline=deadline)
     with db.transaction() as tx:
         now = tx.one("now")["now"]
     policy = widen_rescue(settings.policy, since, now)

@@ -12,6 +12,7 @@ from icalendar import Calendar
 from pypdf import PdfReader
 
 from payverify.exitcodes import ExitStatus
+from payverify.simulator.sumup_server import checkout_body
 from tests.conftest import ROOT
 from tests.helpers import rows, scalar
 
@@ -251,3 +252,107 @@ def test_resend_refuses_orders_that_are_not_completed(seed, shop, smtp, run_payv
     assert result.returncode == ExitStatus.NOT_ALLOWED
     assert "pending_verification" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert smtp.messages == []
+
+
+def test_backoff_grows_to_an_hour():
+    """Retries come at the next run, then 2, 4, 8 ... minutes later, never more than an hour apart."""
+    from payverify.mail.sender import backoff_seconds
+
+    assert [backoff_seconds(n) for n in range(1, 9)] == [60, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert backoff_seconds(50) == 3600
+
+
+def test_temporary_refusal_at_rcpt_keeps_the_batch_going(seed, shop, db, smtp, run_payverify):
+    """451 for one recipient is that message's trouble only: it is retried later with backoff while
+    the other customers' mail goes out in the same run."""
+    seed.order([(shop["standing"], 1)], event_id=shop["event"], email="first@example.com")
+    seed.order([(shop["standing"], 1)], event_id=shop["event"], email="second@example.com")
+    smtp.script("rcpt", "451 4.3.2 Mailbox busy")
+    assert run_payverify("sweep").returncode == 0
+    assert len(smtp.messages) == 1
+    pending = rows(db, "SELECT recipients, attempts, next_attempt_at - now() > interval '50 seconds' AS backed_off "
+                       "FROM payverify_outbox WHERE status = 'pending'")
+    assert len(pending) == 1 and pending[0]["attempts"] == 1 and pending[0]["backed_off"]
+    make_due(db)
+    assert run_payverify("sweep").returncode == 0
+    assert sorted(r for m in smtp.messages for r in m.rcpt_tos) == ["first@example.com", "second@example.com"]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_server_wide_refusal_fails_no_message(seed, shop, db, run_payverify):
+    """A server that refuses the session (here: it demands a login we do not have) is the server's
+    trouble: every message stays pending for later, none is failed, no alert storm."""
+    from payverify.simulator.smtp_capture import SmtpCapture
+
+    for i in range(3):
+        seed.order([(shop["standing"], 1)], event_id=shop["event"], email=f"f{i}@example.com")
+    with SmtpCapture(login=("someone", "secret"), auth_required=True) as server:
+        result = run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": server.url()})
+        assert result.returncode == 0
+        assert server.messages == []
+    assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE status = 'failed'") == 0
+    assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE status = 'pending'") == 3
+    assert scalar(db, "SELECT max(attempts) FROM payverify_outbox") <= 1
+
+
+@pytest.mark.parametrize("variable, value", [("PAYVERIFY_MAIL_FROM", "Coderra Tickets tickets@coderra.je"),
+                                             ("PAYVERIFY_ALERT_EMAIL", "ops@example.com; oncall"),
+                                             ("PAYVERIFY_SMTP_URL", "smtp://usér:pw@127.0.0.1:25")])
+def test_bad_mail_settings_stop_before_anything_changes(variable, value, seed, shop, db, run_payverify):
+    """A mistyped sender, alert address or SMTP URL is a configuration error (exit 3, naming it),
+    not a reason to fail every queued message."""
+    order = seed.order([(shop["standing"], 1)], event_id=shop["event"])
+    result = run_payverify("sweep", extra_env={variable: value})
+    assert result.returncode == ExitStatus.CONFIG
+    assert variable in result.stderr
+    assert scalar(db, "SELECT status FROM orders_order WHERE id = %(id)s", id=order.id) == "pending_verification"
+
+
+def test_alerts_go_to_every_listed_address(seed, shop, smtp, run_payverify):
+    """PAYVERIFY_ALERT_EMAIL may list several addresses, separated by commas."""
+    seed.order([(shop["seated"], 1)], event_id=shop["event"], sumup_amount="1.00")
+    assert run_payverify("sweep", extra_env={"PAYVERIFY_ALERT_EMAIL": "ops@example.com, oncall@example.com"}
+                         ).returncode == 0
+    (alert,) = smtp.messages
+    assert sorted(alert.rcpt_tos) == ["oncall@example.com", "ops@example.com"]
+
+
+def test_stuck_digest_lists_age_and_last_answer_and_waits_an_hour(seed, shop, db, smtp, run_payverify):
+    """The digest lists each stuck order with its age and SumUp's last answer; 59 minutes after one
+    digest there is no other, 61 minutes after there is."""
+    stuck = seed.order([(shop["standing"], 1)], event_id=shop["event"], sumup_status="PENDING",
+                       age=timedelta(minutes=50))
+    assert run_payverify("sweep").returncode == 0
+    (digest,) = to(smtp, "alerts@coderra.je")
+    text = parts(digest.parsed())[0]
+    assert stuck.order_number in text and "PENDING" in text and "50" in text
+
+    def age_digest(minutes):
+        with db.transaction() as tx:
+            tx.fetch_sql("UPDATE payverify_outbox SET created_at = now() - %(m)s * interval '1 minute' "
+                         "WHERE kind = 'admin_alert_stuck_orders' RETURNING id", {"m": minutes})
+
+    age_digest(59)
+    assert run_payverify("sweep").returncode == 0
+    assert len(to(smtp, "alerts@coderra.je")) == 1
+    age_digest(61)
+    assert run_payverify("sweep").returncode == 0
+    assert len(to(smtp, "alerts@coderra.je")) == 2
+
+
+def test_late_payment_cancels_an_unsent_payment_failed_mail(seed, shop, db, smtp, run_payverify, sumup):
+    """If a failed order is rescued before its 'payment failed' mail went out, the customer gets
+    only the confirmation."""
+    order = seed.order([(shop["standing"], 1)], event_id=shop["event"], sumup_status="FAILED",
+                       age=timedelta(minutes=40), email="rescued@example.com")
+    assert run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": "smtp://127.0.0.1:1"}).returncode == 0
+    assert scalar(db, "SELECT status FROM orders_order WHERE id = %(id)s", id=order.id) == "failed"
+    sumup.update_checkout(order.checkout_id, **checkout_body(order.checkout_id, order.order_number, order.total,
+                                                             "GBP", order.merchant_code, "PAID"))
+    with db.transaction() as tx:  # the rescue window re-check is hourly: make it due now
+        tx.fetch_sql("UPDATE payverify_order_state SET last_checked_at = now() - interval '2 hours' RETURNING 1")
+    make_due(db)
+    assert run_payverify("sweep").returncode == 0
+    kinds = [m.parsed()["Subject"] for m in to(smtp, "rescued@example.com")]
+    assert len(kinds) == 1 and "tickets" in kinds[0].lower()
+    assert scalar(db, "SELECT status FROM payverify_outbox WHERE kind = 'payment_failed'") == "cancelled"

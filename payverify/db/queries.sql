@@ -167,6 +167,10 @@ WHERE id = (
 RETURNING id, kind, order_id, recipients, context, message_id, attempts, created_at,
           created_at < now() - %(give_up_hours)s * interval '1 hour' AS too_old
 
+-- name: cancel_pending_mail
+UPDATE payverify_outbox SET status = 'cancelled', last_error = 'no longer true: the order was paid'
+WHERE order_id = %(order_id)s AND kind = %(kind)s AND status = 'pending'
+
 -- name: mark_outbox_sent
 UPDATE payverify_outbox SET status = 'sent', sent_at = now(), last_error = %(note)s WHERE id = %(id)s
 

@@ -10,13 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime
 
-from payverify.mail.render import CONTROL_CHARS, Rendered, clean_subject
-
-
-class BadAddress(ValueError):
-    """An address that cannot be used in a header (the row can never be sent)."""
+from payverify.addresses import BadAddress, address, one_line, sender_address
+from payverify.mail.render import Rendered
 
 
 @dataclass(frozen=True)
@@ -28,27 +25,11 @@ class Attachment:
     params: tuple[tuple[str, str], ...] = ()
 
 
-def address(addr_spec: str, display_name: str = "") -> Address:
-    """An Address from untrusted text; BadAddress if it is not exactly one plain address."""
-    if CONTROL_CHARS.search(addr_spec) or addr_spec.count("@") != 1 or any(c in addr_spec for c in '<>,;" '):
-        raise BadAddress("not a single plain e-mail address")
-    try:
-        return Address(display_name=clean_subject(display_name, 100), addr_spec=addr_spec.strip())
-    except (ValueError, IndexError) as exc:
-        raise BadAddress(f"not a valid e-mail address ({type(exc).__name__})") from None
-
-
-def sender_address(mail_from: str, site_name: str) -> Address:
-    """PAYVERIFY_MAIL_FROM as `addr` or `Name <addr>`; the site's name is the default display name."""
-    name, addr = parseaddr(mail_from)
-    return address(addr, name or site_name)
-
-
 def build(*, rendered: Rendered, sender: Address, recipients: list[Address], message_id: str,
           attachments: list[Attachment] = (), auto_generated: bool = False,
           now: datetime | None = None) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = clean_subject(rendered.subject)
+    msg["Subject"] = one_line(rendered.subject)
     msg["From"] = sender
     msg["To"] = recipients
     msg["Date"] = format_datetime(now or datetime.now(timezone.utc))

@@ -7,7 +7,6 @@ autoescaped, text templates are not (they are never parsed as markup). A missing
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 import payverify
+from payverify.addresses import one_line
 from payverify.config import Settings
 from payverify.errors import ConfigError
 from payverify.money import format_amount
@@ -42,8 +42,6 @@ SUBJECTS: dict[str, str] = {
 KINDS = frozenset(SUBJECTS)
 
 SUBJECT_MAX = 200
-# C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: none may reach a header.
-CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -67,10 +65,8 @@ def templates_dir(settings: Settings) -> Path:
     raise ConfigError("mail templates not found: set PAYVERIFY_TEMPLATES_DIR to the templates/emails directory")
 
 
-def clean_subject(subject: str, limit: int = SUBJECT_MAX) -> str:
-    """One header-safe line: control characters become spaces, runs of whitespace one space, capped."""
-    line = " ".join(CONTROL_CHARS.sub(" ", subject).split())
-    return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
+def clean_subject(subject: str) -> str:
+    return one_line(subject, SUBJECT_MAX)
 
 
 def _local(value: str | datetime, zone: ZoneInfo) -> str:

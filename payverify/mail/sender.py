@@ -181,7 +181,7 @@ def mail_failed_alert(row: dict[str, Any], reason: str, settings: Settings) -> o
     context = row["context"] or {}
     return outbox.OutboxMessage(
         kind=ALERT_MAIL_FAILED, dedup_key=f"{ALERT_MAIL_FAILED}:outbox:{row['id']}", order_id=row["order_id"],
-        recipients=(settings.alert_email,),
+        recipients=settings.alert_recipients,
         context={"failed": {"id": row["id"], "kind": row["kind"], "recipients": list(row["recipients"]),
                             "attempts": row["attempts"], "last_error": reason,
                             "order_number": context.get("order_number"), "order_id": row["order_id"],

@@ -53,28 +53,37 @@ def parse_smtp_url(url: Secret, timeout: float = 30.0) -> SmtpConfig:
         raise ConfigError("PAYVERIFY_SMTP_URL is not a valid smtp:// or smtps:// URL") from None
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         raise ConfigError("PAYVERIFY_SMTP_URL must look like smtp://user:pass@host:587 or smtps://host:465")
+    if not unquote(parts.username or "").isascii() or not unquote(parts.password or "").isascii():
+        raise ConfigError("PAYVERIFY_SMTP_URL: the SMTP user name and password must be ASCII")
     return SmtpConfig(scheme=parts.scheme, host=parts.hostname, port=port or DEFAULT_PORTS[parts.scheme],
                       username=unquote(parts.username) if parts.username else None,
                       password=Secret(unquote(parts.password)) if parts.password else None, timeout=timeout)
 
 
 def _classify(exc: Exception) -> DeliveryFailed:
+    """Only a refusal of this message (at RCPT or DATA) is about the message; anything else - the
+    greeting, EHLO, TLS, login, MAIL FROM, a dropped connection - is about the server, so the whole
+    batch waits and no row is failed for it."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         permanent = bool(codes) and all(500 <= code < 600 for code in codes)
         return DeliveryFailed(f"recipient refused (SMTP {', '.join(map(str, sorted(set(codes))))})",
                               permanent=permanent)
+    if isinstance(exc, smtplib.SMTPDataError):
+        code = exc.smtp_code
+        return DeliveryFailed(f"SMTP server answered {code}", permanent=500 <= code < 600, connection=code == 421)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        # e.g. an address that needs SMTPUTF8 and a relay without it: this message can never go.
+        return DeliveryFailed("the SMTP server cannot carry this message (SMTPUTF8 not supported)", permanent=True)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return DeliveryFailed(f"SMTP login refused ({exc.smtp_code}): check PAYVERIFY_SMTP_URL", connection=True)
     if isinstance(exc, smtplib.SMTPResponseException):
-        code = exc.smtp_code
-        return DeliveryFailed(f"SMTP server answered {code}", permanent=500 <= code < 600,
-                              connection=code in (421,))
+        return DeliveryFailed(f"SMTP server refused the session ({exc.smtp_code})", connection=True)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return DeliveryFailed(f"SMTP server certificate not trusted ({exc.verify_message})", connection=True)
     if isinstance(exc, (smtplib.SMTPException, OSError, socket.timeout)):
         return DeliveryFailed(f"SMTP unavailable ({type(exc).__name__})", connection=True)
-    raise exc
+    return DeliveryFailed(f"SMTP session failed ({type(exc).__name__})", connection=True)
 
 
 class SmtpTransport:
@@ -118,7 +127,7 @@ class SmtpTransport:
             raise
         except Exception as exc:  # noqa: BLE001 - classified, never leaked
             failure = _classify(exc)
-            if failure.connection or not isinstance(exc, smtplib.SMTPResponseException):
+            if failure.connection or not isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
                 self.close()
             raise failure from None
         return sorted(refused)

@@ -50,7 +50,8 @@ class _Handler:
 class SmtpCapture:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls_context: Any = None,
                  require_starttls: bool = False, implicit_tls_context: Any = None,
-                 login: tuple[str, str] | None = None, save_dir: Path | None = None) -> None:
+                 login: tuple[str, str] | None = None, auth_required: bool = False,
+                 save_dir: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[str]] = {"data": deque(), "rcpt": deque()}
         self._messages: list[Captured] = []
@@ -62,7 +63,7 @@ class SmtpCapture:
         if implicit_tls_context is not None:
             kwargs.update(ssl_context=implicit_tls_context)
         if login is not None:
-            kwargs.update(authenticator=self._authenticate,
+            kwargs.update(authenticator=self._authenticate, auth_required=auth_required,
                           auth_require_tls=tls_context is not None and implicit_tls_context is None)
         if port == 0:
             port = _free_port(host)
