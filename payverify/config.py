@@ -55,6 +55,9 @@ class Settings:
     sumup_read_timeout: float = 15.0
     log_file: str = "logs/payment_polling.log"
     log_level: str = "INFO"
+    # healthchecks.io-style ping URL: whoever knows it can ping, so it is kept like a secret.
+    heartbeat_url: Secret | None = None
+    metrics_file: str | None = None
 
     @property
     def display_site_name(self) -> str:
@@ -71,7 +74,7 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor (defence in depth: they should never be logged)."""
         values = [s.reveal() for s in (self.database_url, self.sumup_api_key, self.sumup_client_secret,
-                                        self.smtp_url) if s]
+                                        self.smtp_url, self.heartbeat_url) if s]
         for url in (self.database_url, self.smtp_url):
             password = _url_password(url.reveal()) if url else None
             if password:
@@ -92,6 +95,12 @@ def _text(value: str) -> str:
 
 def _secret(value: str) -> Secret:
     return Secret(value)
+
+
+def _heartbeat_url(value: str) -> Secret:
+    """A ping URL (https://hc-ping.com/<uuid>): checked like any http(s) URL, kept as a Secret."""
+    url = _http_url(value)  # the error names the variable, never the value
+    return _secret(url)
 
 
 def _positive_float(value: str) -> float:
@@ -202,6 +211,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_SUMUP_READ_TIMEOUT": ("sumup_read_timeout", _positive_float),
     "PAYVERIFY_LOG_FILE": ("log_file", _text),
     "PAYVERIFY_LOG_LEVEL": ("log_level", _log_level),
+    "PAYVERIFY_HEARTBEAT_URL": ("heartbeat_url", _heartbeat_url),
+    "PAYVERIFY_METRICS_FILE": ("metrics_file", _text),
 }
 
 
@@ -230,6 +241,24 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: str | N
         else:
             top[target] = parsed
     return Settings(policy=Policy(**policy), **top)
+
+
+def sources(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> dict[str, str]:
+    """Where each variable's effective value comes from, in VARIABLES order: "environment",
+    "file <path>" or "default" (the same precedence as load_settings: a blank variable is unset)."""
+    environ = os.environ if environ is None else environ
+    path = config_file or environ.get("PAYVERIFY_CONFIG")
+    in_file = _read_toml(path) if path else {}
+    found: dict[str, str] = {}
+    for name in VARIABLES:
+        value = environ.get(name)
+        if value is not None and value.strip() != "":
+            found[name] = "environment"
+        elif name in in_file:
+            found[name] = f"file {path}"
+        else:
+            found[name] = "default"
+    return found
 
 
 def _read_toml(path: str) -> dict[str, str]:

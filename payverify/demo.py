@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from email import message_from_bytes, policy
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,7 @@ def _seed(seed: Seeder, sumup: FakeSumUp) -> dict[int, str]:
         age=timedelta(minutes=10))
     add("card declined, grace over", [(seated, 2)], show, sumup_status="FAILED", age=timedelta(minutes=50))
     add("still paying", [(standing, 1)], show, status="pending", sumup_status="PENDING", age=timedelta(minutes=15))
+    add("back from SumUp, still PENDING", [(standing, 2)], show, sumup_status="PENDING", age=timedelta(minutes=45))
     add("abandoned for over 2 h", [(standing, 4)], show, status="pending", sumup_status="PENDING",
         age=timedelta(hours=3))
     add("checkout expired at SumUp", [(standing, 1)], show, sumup_status="EXPIRED", age=timedelta(minutes=40))
@@ -79,6 +81,19 @@ def _statuses(db: Database, ids: list[int]) -> dict[int, tuple[str, str]]:
     return out
 
 
+def extract_attachments(eml: Path) -> list[Path]:
+    """Write a saved message's attachments beside it: 001.eml -> 001-tickets-JE-....pdf, 001-event.ics."""
+    message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    written = []
+    for part in message.iter_attachments():
+        name = Path(part.get_filename() or "attachment.bin").name  # never a path from the message
+        target = eml.with_name(f"{eml.stem}-{name}")
+        target.write_bytes(part.get_content() if isinstance(part.get_content(), bytes)
+                           else part.get_content().encode("utf-8"))
+        written.append(target)
+    return written
+
+
 def run_demo(output_dir: Path) -> None:
     try:
         with warnings.catch_warnings():
@@ -87,7 +102,7 @@ def run_demo(output_dir: Path) -> None:
     except ImportError:
         raise ConfigError("the demo needs the embedded Postgres: pip install 'payverify[demo]'") from None
     output_dir.mkdir(parents=True, exist_ok=True)
-    for old in (output_dir / "mail").glob("*.eml"):
+    for old in (output_dir / "mail").glob("*"):
         old.unlink()  # repeatable: only this run's mail
     with tempfile.TemporaryDirectory(prefix="payverify-demo-") as pgdata:
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
@@ -130,5 +145,8 @@ def _run(db: Database, sumup: FakeSumUp, smtp: SmtpCapture, output_dir: Path) ->
         tickets = tx.one("ticket_count")["n"]
     click.echo(f"\n{tickets} tickets issued; mail: "
                + ", ".join(f"{row['n']} {row['kind']} {row['status']}" for row in queued))
-    click.echo(f"Mail as sent: {output_dir / 'mail'} ({len(smtp.messages)} .eml files)")
-    click.echo(f"Log: {output_dir / 'payverify.log'} (one JSON line per order)")
+    attachments = [a for eml in sorted((output_dir / "mail").glob("*.eml")) for a in extract_attachments(eml)]
+    click.echo(f"\nWhere to look:\n  {output_dir / 'mail'}/  {len(smtp.messages)} messages as sent (.eml, open them "
+               f"in a mail client) and their {len(attachments)} attachments (ticket PDFs, calendar entries)")
+    click.echo(f"  {output_dir / 'payverify.log'}  the log, one JSON line per order")
+    click.echo("The database and the simulators are gone; run `make demo` again for a fresh one.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from payverify.config import Settings
 from payverify.db import Database
 from payverify.decision import widen_rescue
 from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
+from payverify.monitoring import sumup_error_kind
 from payverify.settle import Attempt, record_error
 from payverify.sumup.client import SumUpClient
 from payverify.verify import Result, Verifier
@@ -36,6 +38,7 @@ class SweepReport:
     errors: int = 0
     sumup_unreachable: int = 0
     outcomes: Counter = field(default_factory=Counter)
+    sumup_errors: Counter = field(default_factory=Counter)  # by kind, for the metrics
     stopped_early: str | None = None
     results: list[Result] = field(default_factory=list)
 
@@ -47,7 +50,8 @@ class SweepReport:
 
 def sweep(settings: Settings, db: Database, client: SumUpClient, attempt: Attempt, *,
           since: datetime | None = None, limit: int | None = None, dry_run: bool = False,
-          keep_results: bool = False) -> SweepReport:
+          keep_results: bool = False, progress: Callable[[int, int], None] | None = None) -> SweepReport:
+    """Verify due orders until done, the limit or the time budget. `progress(done, due)` after each."""
     deadline = time.monotonic() + settings.time_budget_seconds
     report = SweepReport(run_id=attempt.run_id, dry_run=dry_run, deadline=deadline)
     with db.transaction() as tx:
@@ -61,7 +65,9 @@ def sweep(settings: Settings, db: Database, client: SumUpClient, attempt: Attemp
     log.info("sweep.start", run_id=attempt.run_id, due=len(due), dry_run=dry_run,
              since=since.isoformat() if since else None)
     verifier = Verifier(settings, db, client, attempt, policy=policy, dry_run=dry_run)
-    for row in due:
+    for done, row in enumerate(due, start=1):
+        if progress is not None:
+            progress(done - 1, len(due))
         if time.monotonic() > deadline:
             report.stopped_early = "time budget spent"
             break
@@ -81,6 +87,8 @@ def sweep(settings: Settings, db: Database, client: SumUpClient, attempt: Attemp
         report.verified += 1
         report.outcomes[result.outcome] += 1
         report.sumup_unreachable += result.answer.transport_failure
+        if kind := sumup_error_kind(result.answer):
+            report.sumup_errors[kind] += 1
         if keep_results:
             report.results.append(result)
     log.info("sweep.end", run_id=attempt.run_id, due=report.due, verified=report.verified,

@@ -11,6 +11,7 @@ import sys
 import click
 
 from payverify.cli.commands import cli
+import payverify.cli.admin  # noqa: F401 - registers doctor and config
 from payverify.errors import PayverifyError
 from payverify.exitcodes import ExitStatus
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import click
 
@@ -44,30 +43,17 @@ def sweep(config_file, since, limit, dry_run) -> int:
       payverify sweep
       payverify sweep --since 48h --dry-run
     """
-    from payverify.digest import queue_stuck_digest
-    from payverify.mail.sender import deliver
-    from payverify.sweep import sweep as run_sweep
+    from payverify.run import scheduled_run
 
     rt = start(config_file)
-    for_a_person = dry_run or sys.stdout.isatty()
-    with rt.database() as db:
-        client = rt.sumup_client()
-        try:
-            result = run_sweep(rt.settings, db, client, rt.attempt("sweep"), since=since, limit=limit,
-                               dry_run=dry_run, keep_results=for_a_person)
-        finally:
-            client.close()
-        if not dry_run:
-            queue_stuck_digest(rt.settings, db)
-            # Mail shares the run's time budget (at least half a minute), so runs do not pile up.
-            deliver(rt.settings, db, deadline=max(result.deadline, time.monotonic() + 30))
-    if for_a_person:
-        report.print_sweep(result)
-    if result.sumup_down:
-        click.echo(f"payverify: SumUp did not answer for any of the {result.verified} orders asked; "
+    with report.ProgressBar(enabled=sys.stderr.isatty() and sys.stdout.isatty()) as bar:
+        run = scheduled_run(rt, since=since, limit=limit, dry_run=dry_run, progress=bar.update)
+    if dry_run or sys.stdout.isatty():
+        report.print_sweep(run.sweep, per_order=dry_run)
+    if run.sweep.sumup_down:
+        click.echo(f"payverify: SumUp did not answer for any of the {run.sweep.verified} orders asked; "
                    "they stay as they were and are retried next run", err=True)
-        return ExitStatus.SUMUP_UNAVAILABLE
-    return ExitStatus.OK
+    return run.status
 
 
 @cli.command()
@@ -137,6 +123,35 @@ def resend(config_file, order, to_address) -> int:
     return ExitStatus.OK
 
 
+@cli.command()
+@click.option("--stuck", is_flag=True,
+              help="Only orders in pending_verification for longer than PAYVERIFY_STUCK_MINUTES.")
+@click.option("--json", "as_json", is_flag=True, help="Print the orders as JSON.")
+@click.option("--limit", type=click.IntRange(min=1), default=500, show_default=True, metavar="N")
+@click.pass_obj
+def pending(config_file, stuck, as_json, limit) -> int:
+    """Orders awaiting verification or a person, with what payverify last saw of each.
+
+    Order number, status, age, artist, SumUp's last answer, how often it was checked, and whether
+    its mail is queued or failed. Read-only.
+
+    \b
+    Example:
+      payverify pending
+      payverify pending --stuck --json
+    """
+    rt = start(config_file)
+    with rt.database() as db:
+        with db.transaction() as tx:
+            orders = tx.all("pending_orders", stuck=stuck, stuck_minutes=rt.settings.policy.stuck_minutes,
+                            limit=limit)
+    if as_json:
+        click.echo(json.dumps(orders, indent=2, default=str))
+    else:
+        report.print_pending(orders, stuck_minutes=rt.settings.policy.stuck_minutes if stuck else None)
+    return ExitStatus.OK
+
+
 @cli.group()
 def db() -> None:
     """Manage payverify's own tables (payverify_*). Never touches the site's tables."""
@@ -181,11 +196,16 @@ def demo(output_dir) -> int:
     Example:
       payverify demo
     """
+    import os
     from pathlib import Path
 
     from payverify import logconfig
     from payverify.demo import run_demo
+    from payverify.errors import NotAllowed
 
+    if os.environ.get("PAYVERIFY_DATABASE_URL"):
+        # Someone with a production setup in their shell: the demo has nothing to do with it.
+        raise NotAllowed("the demo runs on its own throwaway database: unset PAYVERIFY_DATABASE_URL to run it")
     output = Path(output_dir)
     # The demo prints its own table; the log file has every detail.
     logconfig.configure(str(output / "payverify.log"), "INFO", [], stderr_level="CRITICAL")

@@ -12,13 +12,20 @@ from payverify.outbox import checkout_context
 from payverify.sweep import SweepReport
 
 
-def print_sweep(report: SweepReport) -> None:
+def print_sweep(report: SweepReport, *, per_order: bool) -> None:
+    """Per-order lines (dry runs), then a summary table by outcome."""
     mode = "dry run, nothing written" if report.dry_run else f"run {report.run_id}"
-    for result in report.results:
-        order = result.order
-        click.echo(f"{order.order_number:<16} {order.status:<22} -> {result.outcome:<24} {result.decision.reason}")
-    outcomes = ", ".join(f"{n} {name}" for name, n in sorted(report.outcomes.items())) or "nothing to do"
-    click.echo(f"{report.verified} of {report.due} due orders verified ({mode}): {outcomes}")
+    if per_order:
+        for result in report.results:
+            order = result.order
+            click.echo(f"{order.order_number:<16} {order.status:<22} -> {result.outcome:<24} {result.decision.reason}")
+        click.echo()
+    click.echo(f"{report.verified} of {report.due} due orders verified ({mode})")
+    if report.outcomes:
+        width = max(len(name) for name in report.outcomes)
+        click.echo(f"  {'outcome':<{width}}  orders")
+        for name, n in sorted(report.outcomes.items(), key=lambda item: (-item[1], item[0])):
+            click.echo(f"  {name:<{width}}  {n:>6}")
     if report.claimed_elsewhere:
         click.echo(f"{report.claimed_elsewhere} skipped: being verified by another run")
     if report.errors:
@@ -42,6 +49,9 @@ def print_check(check: CheckResult) -> None:
     order = result.order
     click.echo(f"Order:    {order.order_number} (id {order.id}), {order.status}, "
                f"{format_amount(order.total, order.currency)}, event {order.event_title!r}")
+    click.echo(f"Customer: {order.holder_name or '(no name)'}; artist {order.artist_name}")
+    for item in result.items:
+        click.echo(f"Item:     {item.quantity} x {item.ticket_type_name} at {format_amount(item.unit_price, order.currency)}")
     click.echo(f"Checkout: {order.sumup_checkout_id or '(none)'}")
     click.echo(_answer_line(check))
     for t in result.answer.checkout.transactions if result.answer.checkout else ():
@@ -61,7 +71,18 @@ def print_check(check: CheckResult) -> None:
     else:
         click.echo(f"Done:     nothing changed ({settled.outcome})")
     for row in check.outbox:
-        click.echo(f"Mail:     {row['kind']}: {row['status']} (attempts {row['attempts']})")
+        when = f", sent {row['sent_at']:%Y-%m-%d %H:%M UTC}" if row.get("sent_at") else ""
+        error = f", last error: {row['last_error']}" if row.get("last_error") and row["status"] != "sent" else ""
+        click.echo(f"Mail:     {row['kind']} to {', '.join(row['recipients'])}: {row['status']}"
+                   f" (attempts {row['attempts']}{when}{error})")
+    if not check.outbox:
+        click.echo("Mail:     none queued for this order")
+    if check.audit:
+        click.echo("Attempts: (newest first)")
+    for row in check.audit:
+        sumup = row["sumup_status"] or (f"HTTP {row['http_status']}" if row["http_status"] else "no answer")
+        click.echo(f"  {row['created_at']:%Y-%m-%d %H:%M:%S} {row['command']:<6} {sumup:<10} "
+                   f"{row['outcome']:<22} {row['reason']}")
 
 
 def check_json(check: CheckResult) -> dict[str, Any]:
@@ -83,3 +104,55 @@ def check_json(check: CheckResult) -> dict[str, Any]:
         "attempts": check.audit,
         "mail": check.outbox,
     }
+
+
+class ProgressBar:
+    """A progress bar on a terminal (replays of thousands of orders); nothing otherwise."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar = None
+        self._shown = 0
+
+    def update(self, done: int, due: int) -> None:
+        if not self.enabled or due < 2:
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(length=due, label="Verifying", file=click.get_text_stream("stderr"))
+            self._bar.__enter__()
+        self._bar.update(done - self._shown)
+        self._shown = done
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.update(self._bar.length - self._shown)
+            self._bar.__exit__(None, None, None)
+
+
+def age(seconds: int) -> str:
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    if minutes < 48 * 60:
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+    return f"{minutes // 1440}d{(minutes % 1440) // 60:02d}h"
+
+
+def print_pending(orders: list[dict[str, Any]], *, stuck_minutes: float | None) -> None:
+    if not orders:
+        what = f"stuck for more than {stuck_minutes:g} minutes" if stuck_minutes else "awaiting verification or review"
+        click.echo(f"No orders {what}.")
+        return
+    click.echo(f"{'ORDER':<14} {'STATUS':<22} {'AGE':>7}  {'ARTIST':<20} {'LAST SUMUP ANSWER':<30} {'CHECKS':>6}  MAIL")
+    for o in orders:
+        answer = o["last_sumup_status"] or (f"HTTP {o['last_http_status']}" if o["last_http_status"] else "")
+        if not answer:
+            answer = "not checked yet" if not o["checks"] else (o["last_outcome"] or "")
+        mail = ", ".join(part for part in (f"{o['mail_queued']} queued" if o["mail_queued"] else "",
+                                           f"{o['mail_failed']} FAILED" if o["mail_failed"] else "") if part) or "-"
+        click.echo(f"{o['order_number']:<14} {o['status']:<22} {age(o['age_seconds']):>7}  {o['artist_name'][:20]:<20} "
+                   f"{answer[:30]:<30} {o['checks']:>6}  {mail}")
+    click.echo(f"{len(orders)} orders. `payverify check ORDER` shows one in full.")

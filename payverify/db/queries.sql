@@ -217,3 +217,70 @@ LIMIT %(limit)s
 
 -- name: outbox_row_state
 SELECT status, last_error, attempts FROM payverify_outbox WHERE id = %(id)s
+
+-- name: pending_orders
+-- The on-call view: orders awaiting verification or a person, with what payverify last saw.
+SELECT o.id, o.order_number, o.status, o.created_at, o.updated_at,
+       floor(extract(epoch FROM now() - o.created_at))::bigint AS age_seconds,
+       a.name AS artist_name, s.last_checked_at, coalesce(s.checks, 0) AS checks, s.last_http_status,
+       s.last_sumup_status, s.last_outcome, s.last_reason,
+       (SELECT count(*) FROM payverify_outbox m WHERE m.order_id = o.id AND m.status = 'pending') AS mail_queued,
+       (SELECT count(*) FROM payverify_outbox m WHERE m.order_id = o.id AND m.status = 'failed') AS mail_failed
+FROM orders_order o
+JOIN events_event e ON e.id = o.event_id
+JOIN artists_artist a ON a.id = e.artist_id
+LEFT JOIN payverify_order_state s ON s.order_id = o.id
+WHERE ((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL)
+       OR o.status IN ('pending_verification', 'requires_manual_review'))
+  AND (NOT %(stuck)s
+       OR (o.status = 'pending_verification' AND o.updated_at < now() - %(stuck_minutes)s * interval '1 minute'))
+ORDER BY o.created_at, o.id
+LIMIT %(limit)s
+
+-- name: insert_run
+-- A run begins. Recording it twice (a retried call) changes nothing.
+INSERT INTO payverify_runs (run_id, host, command) VALUES (%(run_id)s, %(host)s, %(command)s)
+ON CONFLICT (run_id) DO NOTHING
+
+-- name: finish_run
+UPDATE payverify_runs
+SET finished_at = now(), exit_status = %(exit_status)s, verified = %(verified)s,
+    outcomes = %(outcomes)s::jsonb, sumup_errors = %(sumup_errors)s::jsonb,
+    mail_sent = %(mail_sent)s, mail_failed = %(mail_failed)s
+WHERE run_id = %(run_id)s
+
+-- name: metrics_runs_by_exit_status
+-- exit_status NULL: started and not (yet) finished, a run that is going or was killed.
+SELECT exit_status, count(*) AS n
+FROM payverify_runs WHERE host = %(host)s AND command = %(command)s
+GROUP BY exit_status ORDER BY exit_status NULLS LAST
+
+-- name: metrics_last_run
+SELECT run_id, started_at, finished_at, exit_status, verified, outcomes, sumup_errors,
+       extract(epoch FROM finished_at) AS finished_epoch
+FROM payverify_runs
+WHERE host = %(host)s AND command = %(command)s AND finished_at IS NOT NULL
+ORDER BY finished_at DESC, id DESC
+LIMIT 1
+
+-- name: metrics_last_success
+SELECT extract(epoch FROM max(finished_at)) AS finished_epoch
+FROM payverify_runs
+WHERE host = %(host)s AND command = %(command)s AND finished_at IS NOT NULL AND exit_status = 0
+
+-- name: metrics_oldest_due_order
+-- Age of the oldest order a sweep should settle (0 when there is none).
+SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age_seconds
+FROM orders_order
+WHERE status = 'pending_verification' OR (status = 'pending' AND sumup_checkout_id IS NOT NULL)
+
+-- name: metrics_payment_to_mail
+-- Payment verified -> confirmation accepted by the SMTP server, for confirmations sent in the last
+-- hour. Only the confirmation queued by the settle (it has a dedup key): a resend has none.
+SELECT count(*) AS n,
+       coalesce(sum(greatest(0, extract(epoch FROM ob.sent_at - o.paid_at))), 0) AS total_seconds,
+       coalesce(max(greatest(0, extract(epoch FROM ob.sent_at - o.paid_at))), 0) AS max_seconds
+FROM payverify_outbox ob
+JOIN orders_order o ON o.id = ob.order_id
+WHERE ob.kind = %(kind)s AND ob.status = 'sent' AND ob.dedup_key IS NOT NULL
+  AND ob.sent_at > now() - interval '1 hour' AND o.paid_at IS NOT NULL

@@ -115,6 +115,24 @@ class SmtpTransport:
             raise
         return conn
 
+    def verify(self) -> str:
+        """Connect, upgrade (STARTTLS for smtp:// when offered, TLS from the start for smtps://),
+        log in when a user is configured, and QUIT, sending no mail: for `payverify doctor`.
+        Returns what the session did ("STARTTLS, login"); raises DeliveryFailed."""
+        try:
+            conn = self._connect()
+        except DeliveryFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified, never leaked
+            raise _classify(exc) from None
+        encrypted = isinstance(conn.sock, ssl.SSLSocket)
+        try:
+            conn.quit()
+        except Exception:  # noqa: BLE001 - the check passed; closing a broken connection
+            conn.close()
+        tls = ("TLS" if self.config.scheme == "smtps" else "STARTTLS") if encrypted else "no TLS offered"
+        return f"{tls}, {'login' if self.config.username else 'no login configured'}"
+
     def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> list[str]:
         """Hand one message to the server; returns the recipients it refused while accepting it for
         the others (it went out: nothing to retry). Raises DeliveryFailed."""

@@ -73,7 +73,8 @@ class SmtpCapture:
     def _authenticate(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001
         ok = (isinstance(auth_data, LoginPassword) and self._login is not None
               and (auth_data.login.decode(), auth_data.password.decode()) == self._login)
-        return AuthResult(success=ok)
+        # handled=False: on failure aiosmtpd itself answers 535, as a real server would.
+        return AuthResult(success=ok, handled=False)
 
     def start(self) -> "SmtpCapture":
         self._controller.start()
