@@ -50,6 +50,8 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     max_orders_per_run: int = 2500
     time_budget_seconds: float = 240.0
+    concurrency: int = 8
+    sumup_rate: float = 10.0
     lease_seconds: int = 300
     sumup_connect_timeout: float = 5.0
     sumup_read_timeout: float = 15.0
@@ -114,6 +116,20 @@ def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
         raise ValueError("must be a whole number greater than 0")
+    return number
+
+
+def _concurrency(value: str) -> int:
+    number = _positive_int(value)
+    if number > 64:
+        raise ValueError("must be at most 64 (each worker holds a database connection)")
+    return number
+
+
+def _rate(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("must be a number of requests per second, 0 for no limit")
     return number
 
 
@@ -206,6 +222,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_RESCUE_RECHECK_MINUTES": ("policy.rescue_recheck_minutes", _positive_float),
     "PAYVERIFY_MAX_ORDERS_PER_RUN": ("max_orders_per_run", _positive_int),
     "PAYVERIFY_TIME_BUDGET": ("time_budget_seconds", _positive_float),
+    "PAYVERIFY_CONCURRENCY": ("concurrency", _concurrency),
+    "PAYVERIFY_SUMUP_RATE": ("sumup_rate", _rate),
     "PAYVERIFY_LEASE_SECONDS": ("lease_seconds", _positive_int),
     "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": ("sumup_connect_timeout", _positive_float),
     "PAYVERIFY_SUMUP_READ_TIMEOUT": ("sumup_read_timeout", _positive_float),

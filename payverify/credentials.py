@@ -9,6 +9,7 @@ one would lock the artist out.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -40,6 +41,26 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class RunMemory:
+    """What one run has learnt about credentials, shared by its worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: set[tuple[str, object]] = set()
+
+    def first(self, kind: str, key: object) -> bool:
+        """True the first time (kind, key) is noted in this run."""
+        with self._lock:
+            if (kind, key) in self._seen:
+                return False
+            self._seen.add((kind, key))
+            return True
+
+    def has(self, kind: str, key: object) -> bool:
+        with self._lock:
+            return (kind, key) in self._seen
+
+
 class Credentials:
     """Tokens for one run. Trouble that needs a person (a refused refresh token, a 401 that survives
     a refresh, missing OAuth client settings) is logged as an error once per artist and run, and
@@ -47,16 +68,14 @@ class Credentials:
 
     def __init__(self, settings: Settings, client: SumUpClient, db: Database,
                  clock: Callable[[], datetime] = _utcnow,
-                 on_auth_problem: Callable[[int | None, str, str], None] | None = None) -> None:
+                 on_auth_problem: Callable[[int | None, str, str], None] | None = None,
+                 memory: RunMemory | None = None) -> None:
         self._settings = settings
         self._client = client
         self._db = db
         self._clock = clock
         self._on_auth_problem = on_auth_problem
-        self._disconnected: set[int] = set()
-        self._refreshed_after_401: set[int] = set()
-        self._reported: set[tuple[int | None, str]] = set()
-        self._working: set[int | None] = set()
+        self._memory = memory or RunMemory()
 
     def token_for(self, order: Order) -> Secret:
         if order.artist_uses_oauth:
@@ -68,19 +87,21 @@ class Credentials:
 
     def after_unauthorized(self, order: Order, used: Secret) -> Secret | None:
         """A 401 with `used`: refresh once per artist and run. None: nothing to retry with."""
-        if not order.artist_uses_oauth or order.artist_id in self._refreshed_after_401:
+        if not order.artist_uses_oauth:
             return None
-        self._refreshed_after_401.add(order.artist_id)
+        if not self._memory.first("refreshed_after_401", order.artist_id):
+            # Another worker already refreshed after a 401 this run: use its token if it is newer.
+            with self._db.transaction() as tx:
+                row = self._learn(ArtistTokens.from_row(tx.one("read_artist_tokens", artist_id=order.artist_id)))
+            newer = row.sumup_access_token and row.sumup_access_token != used.reveal() and self._fresh(row)
+            return Secret(row.sumup_access_token) if newer else None
         return self._artist_token(order.artist_id, order.artist_name, used=used)
 
     def worked(self, order: Order) -> bool:
         """SumUp accepted this order's credentials. True the first time per artist and run, so the
         caller can re-arm that artist's "reconnect SumUp" alert once."""
         key = order.artist_id if order.artist_uses_oauth else None
-        if key in self._working:
-            return False
-        self._working.add(key)
-        return True
+        return self._memory.first("working", key)
 
     def still_unauthorized(self, order: Order) -> None:
         """SumUp refused the request even after a refresh (or with the platform key): staff must look."""
@@ -89,9 +110,8 @@ class Credentials:
                      f"SumUp refused {who} (HTTP 401) for checkout {order.sumup_checkout_id}")
 
     def _report(self, artist_id: int | None, artist_name: str, problem: str) -> None:
-        if (artist_id, problem) in self._reported:
+        if not self._memory.first("reported", (artist_id, problem)):
             return
-        self._reported.add((artist_id, problem))
         log.error("sumup.auth_problem", artist_id=artist_id, problem=problem)
         if self._on_auth_problem:
             self._on_auth_problem(artist_id, artist_name, problem)
@@ -113,7 +133,7 @@ class Credentials:
         return row.sumup_token_expires_at is None or row.sumup_token_expires_at - EXPIRY_MARGIN > self._clock()
 
     def _artist_token(self, artist_id: int, artist_name: str, *, used: Secret | None) -> Secret:
-        if artist_id in self._disconnected:
+        if self._memory.has("disconnected", artist_id):
             raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
         if used is None:
             with self._db.transaction() as tx:
@@ -124,7 +144,6 @@ class Credentials:
             return self._refresh(artist_id, used)
         except InvalidGrant:
             # The lock transaction has rolled back by now; the alert gets a transaction of its own.
-            self._disconnected.add(artist_id)
             self._report(artist_id, artist_name,
                          f"SumUp refused artist {artist_id}'s refresh token (invalid_grant): they must reconnect")
             raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)") from None
@@ -132,6 +151,9 @@ class Credentials:
     def _refresh(self, artist_id: int, used: Secret | None) -> Secret:
         with self._db.transaction() as tx:
             row = self._learn(ArtistTokens.from_row(tx.one("lock_artist_tokens", artist_id=artist_id)))
+            if self._memory.has("disconnected", artist_id):
+                # Another worker of this run had the refresh token refused while we waited for the lock.
+                raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
             # Re-check under the lock: another process may have refreshed while we waited.
             newer = used is not None and row.sumup_access_token and row.sumup_access_token != used.reveal()
             if self._fresh(row) and (used is None or newer):
@@ -142,8 +164,13 @@ class Credentials:
             if not (self._settings.sumup_client_id and self._settings.sumup_client_secret):
                 raise self._missing(artist_id, row.name, "SUMUP_CLIENT_ID and SUMUP_CLIENT_SECRET are needed "
                                     f"to refresh artist {artist_id}'s SumUp token")
-            grant = self._client.refresh_token(Secret(row.sumup_refresh_token), self._settings.sumup_client_id,
-                                               self._settings.sumup_client_secret)
+            try:
+                grant = self._client.refresh_token(Secret(row.sumup_refresh_token), self._settings.sumup_client_id,
+                                                   self._settings.sumup_client_secret)
+            except InvalidGrant:
+                # Noted before the lock is released, so a worker waiting for it does not try again.
+                self._memory.first("disconnected", artist_id)
+                raise
             logconfig.register_secret(grant.access_token.reveal())
             logconfig.register_secret(grant.refresh_token.reveal() if grant.refresh_token else None)
             faults.point("after_token_response")

@@ -109,12 +109,12 @@ def run_demo(output_dir: Path) -> None:
         try:
             with Database.connect(Secret(server.get_uri())) as db, FakeSumUp() as sumup, \
                     SmtpCapture(save_dir=output_dir / "mail") as smtp:
-                _run(db, sumup, smtp, output_dir)
+                _run(db, server.get_uri(), sumup, smtp, output_dir)
         finally:
             server.cleanup()
 
 
-def _run(db: Database, sumup: FakeSumUp, smtp: SmtpCapture, output_dir: Path) -> None:
+def _run(db: Database, url: str, sumup: FakeSumUp, smtp: SmtpCapture, output_dir: Path) -> None:
     load_site_schema(db)
     upgrade(db)
     scenarios = _seed(Seeder(db, sumup), sumup)
@@ -124,12 +124,9 @@ def _run(db: Database, sumup: FakeSumUp, smtp: SmtpCapture, output_dir: Path) ->
                        mail_from="tickets@demo.example", sumup_read_timeout=2.0,
                        smtp_url=Secret(smtp.url()), site_url="https://tickets.demo.example",
                        site_name="Jersey Live (demo)")
-    client = SumUpClient(sumup.url, read_timeout=2.0)
-    try:
-        report = sweep(settings, db, client, Attempt(run_id="demo", host="demo", command="sweep",
-                                                      lease_owner="demo"), keep_results=True)
-    finally:
-        client.close()
+    report = sweep(settings, lambda: Database.connect(Secret(url)),
+                   lambda limiter: SumUpClient(sumup.url, read_timeout=2.0, limiter=limiter),
+                   Attempt(run_id="demo", host="demo", command="sweep", lease_owner="demo"), keep_results=True)
     queue_stuck_digest(settings, db)
     deliver(settings, db)
     reasons = {r.order.id: r for r in report.results}

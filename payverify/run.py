@@ -51,12 +51,8 @@ def _run(rt: Runtime, *, since, limit, dry_run, progress) -> RunResult:
     with rt.database() as db:
         if not dry_run:
             record_run_start(db, rt.run_id, rt.host, "sweep")
-        client = rt.sumup_client()
-        try:
-            report = sweep(rt.settings, db, client, rt.attempt("sweep"), since=since, limit=limit,
-                           dry_run=dry_run, keep_results=dry_run, progress=progress)
-        finally:
-            client.close()
+        report = sweep(rt.settings, lambda: rt.database(check_schema=False), rt.sumup_client, rt.attempt("sweep"),
+                       since=since, limit=limit, dry_run=dry_run, keep_results=dry_run, progress=progress)
         mail = None
         if not dry_run:
             queue_stuck_digest(rt.settings, db)

@@ -6,9 +6,11 @@ asking SumUp about the same order at once; correctness does not depend on it (se
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,15 +18,20 @@ import structlog
 
 from payverify import faults
 from payverify.config import Settings
+from payverify.credentials import RunMemory
 from payverify.db import Database
 from payverify.decision import widen_rescue
 from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
 from payverify.monitoring import sumup_error_kind
 from payverify.settle import Attempt, record_error
 from payverify.sumup.client import SumUpClient
+from payverify.sumup.ratelimit import RateLimiter
 from payverify.verify import Result, Verifier
 
 log = structlog.get_logger("payverify.sweep")
+
+# Due orders fetched per query: memory stays flat however long the backlog.
+BATCH_SIZE = 200
 
 
 @dataclass
@@ -48,53 +55,164 @@ class SweepReport:
         return self.verified > 0 and self.sumup_unreachable == self.verified
 
 
-def sweep(settings: Settings, db: Database, client: SumUpClient, attempt: Attempt, *,
-          since: datetime | None = None, limit: int | None = None, dry_run: bool = False,
+@dataclass
+class _Worker:
+    """What one worker thread owns: its database connection, its SumUp client, its verifier."""
+
+    db: Database
+    client: SumUpClient
+    verifier: Verifier
+
+
+class _Workers:
+    """Per-thread resources, created on a thread's first task and closed together at the end."""
+
+    def __init__(self, make: Callable[[], _Worker]) -> None:
+        self._make = make
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[_Worker] = []
+
+    def get(self) -> _Worker:
+        worker = getattr(self._local, "worker", None)
+        if worker is None:
+            worker = self._local.worker = self._make()
+            with self._lock:
+                self._all.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self._all:
+            worker.client.close()
+            worker.db.close()
+
+
+def sweep(settings: Settings, connect: Callable[[], Database], make_client: Callable[[RateLimiter], SumUpClient],
+          attempt: Attempt, *, since: datetime | None = None, limit: int | None = None, dry_run: bool = False,
           keep_results: bool = False, progress: Callable[[int, int], None] | None = None) -> SweepReport:
-    """Verify due orders until done, the limit or the time budget. `progress(done, due)` after each."""
+    """Verify due orders until none is left, the limit or the time budget; up to
+    PAYVERIFY_CONCURRENCY at once, each worker with its own connection and no transaction open
+    while SumUp answers. Due orders are fetched in batches, so memory does not grow with the
+    backlog. `progress(done, total)` after each order."""
     deadline = time.monotonic() + settings.time_budget_seconds
     report = SweepReport(run_id=attempt.run_id, dry_run=dry_run, deadline=deadline)
-    with db.transaction() as tx:
-        now = tx.one("now")["now"]
-    policy = widen_rescue(settings.policy, since, now)
-    recheck = now if since else now - timedelta(minutes=policy.rescue_recheck_minutes)
-    with db.transaction() as tx:
-        due = tx.all("select_due_orders", rescue_since=now - timedelta(hours=policy.rescue_hours),
-                     rescue_checked_before=recheck, limit=limit or settings.max_orders_per_run)
-    report.due = len(due)
-    log.info("sweep.start", run_id=attempt.run_id, due=len(due), dry_run=dry_run,
-             since=since.isoformat() if since else None)
-    verifier = Verifier(settings, db, client, attempt, policy=policy, dry_run=dry_run)
-    for done, row in enumerate(due, start=1):
+    limit = limit or settings.max_orders_per_run
+    limiter = RateLimiter(settings.sumup_rate)
+    memory = RunMemory()
+    with connect() as db:
+        with db.transaction() as tx:
+            now = tx.one("now")["now"]
+        policy = widen_rescue(settings.policy, since, now)
+        selection = {"rescue_since": now - timedelta(hours=policy.rescue_hours),
+                     "rescue_checked_before": now if since else now - timedelta(minutes=policy.rescue_recheck_minutes),
+                     "aging": since is None, "run_started": now}
+        total = None
         if progress is not None:
-            progress(done - 1, len(due))
-        if time.monotonic() > deadline:
-            report.stopped_early = "time budget spent"
-            break
-        if not dry_run and not _claim(db, attempt, row, settings.lease_seconds):
-            report.claimed_elsewhere += 1
-            continue
+            with db.transaction() as tx:
+                total = min(limit, tx.one("count_due_orders", **selection)["n"])
+
+        def make_worker() -> _Worker:
+            worker_db = connect()
+            client = make_client(limiter)
+            return _Worker(worker_db, client, Verifier(settings, worker_db, client, attempt, policy=policy,
+                                                        dry_run=dry_run, memory=memory))
+
+        workers = _Workers(make_worker)
+
+        def task(row: dict) -> tuple[str, Result | None]:
+            if time.monotonic() > deadline:
+                return "budget", None
+            worker = workers.get()
+            if not dry_run and not _claim(worker.db, attempt, row, settings.lease_seconds):
+                return "claimed", None
+            try:
+                return "verified", worker.verifier.verify(row["id"])
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one order's trouble must not stop the run
+                log.error("order.error", run_id=attempt.run_id, order_id=row["id"], error=describe(exc),
+                          exc_info=True)
+                _record_error(worker.db, attempt, row["id"], exc)
+                return "error", None
+
+        log.info("sweep.start", run_id=attempt.run_id, dry_run=dry_run, concurrency=settings.concurrency,
+                 since=since.isoformat() if since else None)
         try:
-            result = verifier.verify(row["id"])
-        except DatabaseUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one order's trouble must not stop the run
-            report.errors += 1
-            log.error("order.error", run_id=attempt.run_id, order_id=row["id"], error=describe(exc),
-                      exc_info=True)
-            _record_error(db, attempt, row["id"], exc)
-            continue
-        report.verified += 1
-        report.outcomes[result.outcome] += 1
-        report.sumup_unreachable += result.answer.transport_failure
-        if kind := sumup_error_kind(result.answer):
-            report.sumup_errors[kind] += 1
-        if keep_results:
-            report.results.append(result)
+            with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="verify") as pool:
+                _drive(pool, task, db, selection, report, limit=limit, dry_run=dry_run,
+                       in_flight_max=2 * settings.concurrency, keep_results=keep_results,
+                       progress=(lambda done: progress(done, total or done)) if progress else None)
+        finally:
+            workers.close()
     log.info("sweep.end", run_id=attempt.run_id, due=report.due, verified=report.verified,
              claimed_elsewhere=report.claimed_elsewhere, errors=report.errors,
              outcomes=dict(report.outcomes), stopped_early=report.stopped_early)
     return report
+
+
+def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], tuple[str, Result | None]], db: Database,
+           selection: dict, report: SweepReport, *, limit: int, dry_run: bool, in_flight_max: int,
+           keep_results: bool, progress: Callable[[int], None] | None) -> None:
+    """Keep the pool busy: fetch the next batch of due orders when the queue runs dry, never the ones
+    in flight (or already done: after their check they are no longer due)."""
+    queue: deque[dict] = deque()
+    in_flight: dict[Future, int] = {}
+    seen: set[int] = set()
+    exhausted = False
+    done = 0
+    try:
+        while True:
+            while len(in_flight) < in_flight_max and report.due < limit and time.monotonic() <= report.deadline:
+                if not queue and not exhausted:
+                    with db.transaction() as tx:
+                        rows = tx.all("select_due_orders", **selection, exclude=list(in_flight.values()),
+                                      limit=limit - report.due if dry_run else min(BATCH_SIZE, limit - report.due))
+                    fresh = [r for r in rows if r["id"] not in seen]
+                    exhausted = not fresh or dry_run  # a dry run writes nothing: one batch, its size the limit
+                    queue.extend(fresh)
+                    seen.update(r["id"] for r in fresh)
+                if not queue:
+                    break
+                row = queue.popleft()
+                report.due += 1
+                in_flight[pool.submit(task, row)] = row["id"]
+            if not in_flight:
+                break
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                del in_flight[future]
+                _tally(report, *future.result(), keep_results=keep_results)
+                done += 1
+                if progress is not None:
+                    progress(done)
+    except BaseException:
+        for future in in_flight:
+            future.cancel()
+        raise
+    if queue or not exhausted:
+        if time.monotonic() > report.deadline:
+            report.stopped_early = "time budget spent"
+        elif report.due >= limit:
+            report.stopped_early = "per-run limit reached"
+
+
+def _tally(report: SweepReport, kind: str, result: Result | None, *, keep_results: bool) -> None:
+    if kind == "claimed":
+        report.claimed_elsewhere += 1
+    elif kind == "error":
+        report.errors += 1
+    elif kind == "budget":
+        report.due -= 1
+        report.stopped_early = "time budget spent"
+    else:
+        assert result is not None
+        report.verified += 1
+        report.outcomes[result.outcome] += 1
+        report.sumup_unreachable += result.answer.transport_failure
+        if error_kind := sumup_error_kind(result.answer):
+            report.sumup_errors[error_kind] += 1
+        if keep_results:
+            report.results.append(result)
 
 
 def _claim(db: Database, attempt: Attempt, row: dict, lease_seconds: int) -> bool:

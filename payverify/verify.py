@@ -13,7 +13,7 @@ import structlog
 
 from payverify import faults, outbox
 from payverify.config import Policy, Settings
-from payverify.credentials import ArtistDisconnected, Credentials, MissingCredentials
+from payverify.credentials import ArtistDisconnected, Credentials, MissingCredentials, RunMemory
 from payverify.db import Database
 from payverify.decision import ALERT_REVIEW, Decision, decide
 from payverify.errors import OrderNotFound, SumUpUnavailable, TokenRefreshFailed, UniqueViolation
@@ -41,14 +41,15 @@ class Result:
 
 class Verifier:
     def __init__(self, settings: Settings, db: Database, client: SumUpClient, attempt: Attempt, *,
-                 policy: Policy | None = None, dry_run: bool = False) -> None:
+                 policy: Policy | None = None, dry_run: bool = False, memory: RunMemory | None = None) -> None:
         self.settings = settings
         self.db = db
         self.client = client
         self.attempt = attempt
         self.policy = policy or settings.policy
         self.dry_run = dry_run
-        self.credentials = Credentials(settings, client, db, on_auth_problem=self._queue_reconnect_alert)
+        self.credentials = Credentials(settings, client, db, on_auth_problem=self._queue_reconnect_alert,
+                                       memory=memory)
 
     def load(self, order_id: int) -> tuple[Order, list[OrderItem]]:
         with self.db.transaction() as tx:

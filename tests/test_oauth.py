@@ -135,7 +135,8 @@ def test_unauthorized_fresh_token_refreshes_once_and_retries(seed, db, sumup, ru
 
 def test_unauthorized_after_refresh_leaves_order_unchanged(seed, db, sumup, run_payverify, assert_no_secrets):
     """401 again after the one refresh: the order stays as it was (audit 'unchanged'), staff get one
-    alert, and the artist's next order in the same run does not refresh again."""
+    alert, and the artist's next order in the same run (already using the refreshed token) does not
+    refresh again."""
     artist = seed.artist(oauth=True, token_expires_in=timedelta(hours=1))
     event, standing = shop(seed, artist)
     order = seed.order([(standing, 1)], event_id=event)
@@ -143,7 +144,8 @@ def test_unauthorized_after_refresh_leaves_order_unchanged(seed, db, sumup, run_
     sumup.script(order.checkout_id, Scripted(status=401), Scripted(status=401))
     sumup.script(second.checkout_id, Scripted(status=401))
 
-    result = run_payverify("sweep")
+    # One worker, so "the next order" really comes after the refresh.
+    result = run_payverify("sweep", extra_env={"PAYVERIFY_CONCURRENCY": "1"})
 
     assert result.returncode == ExitStatus.OK, result.stderr
     assert sumup.token_calls == 1

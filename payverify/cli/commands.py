@@ -1,4 +1,8 @@
-"""The commands. Each docstring is its --help."""
+"""The commands. Each docstring is its --help.
+
+Heavy modules (the database driver, requests, the mail stack) are imported inside the commands
+that use them, so `payverify --help` starts fast.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import sys
 
 import click
 
-from payverify.cli import report
 from payverify.cli.params import EmailAddress, OrderRef, Since
 from payverify.cli.runtime import start
 from payverify.exitcodes import ExitStatus
@@ -43,6 +46,8 @@ def sweep(config_file, since, limit, dry_run) -> int:
       payverify sweep
       payverify sweep --since 48h --dry-run
     """
+    from payverify.cli import report
+
     from payverify.run import scheduled_run
 
     rt = start(config_file)
@@ -71,6 +76,8 @@ def check(config_file, order, dry_run, as_json) -> int:
       payverify check JE-7F3K2Q
       payverify check 1042 --dry-run --json
     """
+    from payverify.cli import report
+
     from payverify.check import check_order, mail_state
     from payverify.mail.sender import deliver
 
@@ -107,6 +114,8 @@ def resend(config_file, order, to_address) -> int:
       payverify resend JE-7F3K2Q
       payverify resend JE-7F3K2Q --to other.address@example.com
     """
+    from payverify.cli import report
+
     from payverify.mail.sender import deliver
     from payverify.resend import queue_resend
 
@@ -140,6 +149,8 @@ def pending(config_file, stuck, as_json, limit) -> int:
       payverify pending
       payverify pending --stuck --json
     """
+    from payverify.cli import report
+
     rt = start(config_file)
     with rt.database() as db:
         with db.transaction() as tx:

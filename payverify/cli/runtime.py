@@ -42,12 +42,12 @@ class Runtime:
                 raise
         return db
 
-    def sumup_client(self):
+    def sumup_client(self, limiter=None):
         from payverify.sumup.client import SumUpClient
 
         s = self.settings
         return SumUpClient(s.sumup_api_base_url, connect_timeout=s.sumup_connect_timeout,
-                           read_timeout=s.sumup_read_timeout)
+                           read_timeout=s.sumup_read_timeout, limiter=limiter)
 
 
 def start(config_file: str | None) -> Runtime:

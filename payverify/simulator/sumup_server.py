@@ -119,7 +119,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.fake._track(self.connection, add=False)
 
     def _dispatch(self):
-        self.server.fake._handle(self)
+        fake = self.server.fake
+        fake._in_flight(+1)
+        try:
+            fake._handle(self)
+        finally:
+            fake._in_flight(-1)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
@@ -143,6 +148,8 @@ class FakeSumUp:
         self._token_script: deque[Scripted] = deque()
         self._global_fault: Scripted | None = None
         self._requests: list[RequestRecord] = []
+        self._current = 0
+        self.max_in_flight = 0  # the most requests handled at the same moment
         self._issued: list[str] = []  # refresh tokens issued by /token, in order
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -265,6 +272,12 @@ class FakeSumUp:
         with self._lock:
             self._requests.clear()
             self._issued.clear()
+            self.max_in_flight = 0
+
+    def _in_flight(self, delta: int) -> None:
+        with self._lock:
+            self._current += delta
+            self.max_in_flight = max(self.max_in_flight, self._current)
 
     # ---- request handling ----------------------------------------------------------------------
     def _track(self, conn: socket.socket, *, add: bool) -> None:

@@ -26,6 +26,7 @@ from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponen
 from payverify import __version__
 from payverify.errors import InvalidGrant, SumUpUnavailable, TokenRefreshFailed
 from payverify.secret import Secret
+from payverify.sumup.ratelimit import RateLimiter
 
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_EXPIRES_IN = 3600
@@ -106,6 +107,7 @@ class SumUpClient:
                  wait: Callable[[tenacity.RetryCallState], float] | None = None,
                  session: requests.Session | None = None, user_agent: str = f"payverify/{__version__}",
                  before_request: Callable[[], None] | None = None,
+                 limiter: "RateLimiter | None" = None,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if max_attempts < 1:
@@ -121,6 +123,7 @@ class SumUpClient:
         self._session = session if session is not None else requests.Session()
         self._user_agent = user_agent
         self._before_request = before_request
+        self._limiter = limiter
         self._sleep = sleep
         self._clock = clock
 
@@ -169,13 +172,20 @@ class SumUpClient:
             attempts += 1
             if self._before_request is not None:
                 self._before_request()
+            if self._limiter is not None:
+                self._limiter.acquire()
             started = self._clock()
             # stream=True so the body read can be bounded in time and size; no redirects, so the
             # bearer token never follows a Location header (a 3xx comes back as a Reply).
             with self._session.request(method, url, headers=headers, timeout=self._timeout, stream=True,
                                        allow_redirects=False, **kwargs) as resp:
                 if resp.status_code == 429 or resp.status_code >= 500:
-                    raise RetryableReply(resp.status_code, parse_retry_after(resp.headers.get("Retry-After")))
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    if resp.status_code == 429 and self._limiter is not None:
+                        self._limiter.rate_limited(retry_after)
+                    raise RetryableReply(resp.status_code, retry_after)
+                if self._limiter is not None:
+                    self._limiter.accepted()
                 return Reply(resp.status_code, self._read_text(resp, started))
 
         base = is_retryable if after_reply_retry else is_retryable_before_reply
