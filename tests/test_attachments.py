@@ -210,3 +210,26 @@ def test_ics_end_defaults_to_three_hours_after_the_start():
     vevent = ics(event(WINTER)).walk("VEVENT")[0]
     assert vevent["DTSTART"].dt == WINTER
     assert vevent["DTEND"].dt == WINTER + timedelta(hours=3)
+
+
+def test_latin1_tickets_use_the_builtin_font_and_long_lines_still_fit():
+    """An all-Latin-1 order is drawn in the PDF's built-in Helvetica (no font embedded), and a name too
+    wide for its line is cut with '...' instead of a character Helvetica lacks."""
+    event = EventInfo(id=9, title="Harbour Lights", venue="Fort Regent",
+                      starts_at=datetime(2026, 12, 12, 19, 30, tzinfo=UTC))
+    holder = "Eve Bcc: victim@example.org <script>alert(1)</script> Bartholomew-Featherstonehaugh"
+    pdf = ticket_pdf.tickets_pdf(event=event, order_number="JE-LAT1",
+                                 tickets=[TicketInfo(code="c0de" * 8, ticket_type="Standing", holder_name=holder)],
+                                 site_name="Jersey Live", timezone="Europe/Jersey")
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    fonts = {str(f.get_object()["/BaseFont"]) for f in reader.pages[0]["/Resources"]["/Font"].values()}
+    assert fonts and all("DejaVu" not in f for f in fonts)
+    text = reader.pages[0].extract_text()
+    assert "Eve Bcc: victim@example.org" in text and "..." in text
+    unicode_pdf = ticket_pdf.tickets_pdf(event=event, order_number="JE-UNI1",
+                                         tickets=[TicketInfo(code="c0de" * 8, ticket_type="Standing",
+                                                             holder_name="Łukasz")],
+                                         site_name="Jersey Live", timezone="Europe/Jersey")
+    page = pypdf.PdfReader(io.BytesIO(unicode_pdf)).pages[0]
+    assert any("DejaVu" in str(f.get_object()["/BaseFont"]) for f in page["/Resources"]["/Font"].values())
+    assert "Łukasz" in page.extract_text()

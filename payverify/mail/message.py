@@ -13,7 +13,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from payverify.addresses import BadAddress, address, one_line, sender_address
-from payverify.mail.render import Rendered
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the renderer pulls in Jinja2: only load it when a message is really rendered
+    from payverify.mail.render import Rendered
 
 
 @dataclass(frozen=True)

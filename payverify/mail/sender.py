@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -21,8 +21,10 @@ from payverify.config import Settings
 from payverify.db import Database
 from payverify.decision import CONFIRMATION
 from payverify.mail import message as mime
-from payverify.mail.render import Renderer
 from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
+
+if TYPE_CHECKING:
+    from payverify.mail.render import Renderer
 
 log = structlog.get_logger("payverify.mail")
 
@@ -48,7 +50,7 @@ class SendReport:
 
 class OutboxSender:
     def __init__(self, settings: Settings, db: Database, *, transport: SmtpTransport | None = None,
-                 renderer: Renderer | None = None) -> None:
+                 renderer: "Renderer | None" = None) -> None:
         self.settings = settings
         self.db = db
         self._transport = transport
@@ -61,13 +63,13 @@ class OutboxSender:
             return "PAYVERIFY_MAIL_FROM is not set"
         return None
 
-    def send_due(self, *, limit: int = 500, deadline: float | None = None) -> SendReport:
+    def send_due(self, *, limit: int = 5000, deadline: float | None = None) -> SendReport:
         report = SendReport()
         report.not_configured = self._missing_setting()
         if report.not_configured:
             return report
         transport = self._transport or SmtpTransport(parse_smtp_url(self.settings.smtp_url))
-        renderer = self._renderer or Renderer(self.settings)
+        renderer = self._renderer
         try:
             while report.sent + report.failed + report.retried < limit:
                 if deadline is not None and time.monotonic() > deadline:
@@ -76,6 +78,10 @@ class OutboxSender:
                     row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS)
                 if row is None:
                     break
+                if renderer is None:
+                    from payverify.mail.render import Renderer  # Jinja2 only when there is mail to render
+
+                    renderer = Renderer(self.settings)
                 failure = self._deliver(row, transport, renderer, report)
                 if failure is not None and failure.connection:
                     report.smtp_down = failure.reason  # the rest waits for the next run
@@ -85,7 +91,7 @@ class OutboxSender:
                 transport.close()
         return report
 
-    def _deliver(self, row: dict[str, Any], transport: SmtpTransport, renderer: Renderer,
+    def _deliver(self, row: dict[str, Any], transport: SmtpTransport, renderer: "Renderer",
                  report: SendReport) -> DeliveryFailed | None:
         try:
             message, sender, recipients = self._build(row, renderer)
@@ -135,7 +141,7 @@ class OutboxSender:
         report.failed += 1
         log.error("mail.failed", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"], error=reason)
 
-    def _build(self, row: dict[str, Any], renderer: Renderer):
+    def _build(self, row: dict[str, Any], renderer: "Renderer"):
         context = row["context"]
         kind = row["kind"]
         tickets = None
