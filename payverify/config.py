@@ -55,6 +55,8 @@ class Settings:
     lease_seconds: int = 300
     sumup_connect_timeout: float = 5.0
     sumup_read_timeout: float = 15.0
+    db_statement_timeout_ms: int = 30_000
+    db_lock_timeout_ms: int = 10_000
     log_file: str = "logs/payment_polling.log"
     log_level: str = "INFO"
     # healthchecks.io-style ping URL: whoever knows it can ping, so it is kept like a secret.
@@ -227,6 +229,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_LEASE_SECONDS": ("lease_seconds", _positive_int),
     "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": ("sumup_connect_timeout", _positive_float),
     "PAYVERIFY_SUMUP_READ_TIMEOUT": ("sumup_read_timeout", _positive_float),
+    "PAYVERIFY_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _positive_int),
+    "PAYVERIFY_DB_LOCK_TIMEOUT_MS": ("db_lock_timeout_ms", _positive_int),
     "PAYVERIFY_LOG_FILE": ("log_file", _text),
     "PAYVERIFY_LOG_LEVEL": ("log_level", _log_level),
     "PAYVERIFY_HEARTBEAT_URL": ("heartbeat_url", _heartbeat_url),

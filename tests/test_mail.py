@@ -356,3 +356,29 @@ def test_late_payment_cancels_an_unsent_payment_failed_mail(seed, shop, db, smtp
     kinds = [m.parsed()["Subject"] for m in to(smtp, "rescued@example.com")]
     assert len(kinds) == 1 and "tickets" in kinds[0].lower()
     assert scalar(db, "SELECT status FROM payverify_outbox WHERE kind = 'payment_failed'") == "cancelled"
+
+
+def test_421_three_times_then_accepted(seed, shop, db, smtp, run_payverify):
+    """421 on three runs in a row, then the server takes it: delivered exactly once, after 4 attempts."""
+    seed.order([(shop["standing"], 1)], event_id=shop["event"], email="patient@example.com")
+    smtp.script("data", "421 4.3.0 Busy", "421 4.3.0 Busy", "421 4.3.0 Busy")
+    for _ in range(4):
+        assert run_payverify("sweep").returncode == 0
+        make_due(db)
+    assert len(to(smtp, "patient@example.com")) == 1
+    assert rows(db, "SELECT status, attempts FROM payverify_outbox")[0] == {"status": "sent", "attempts": 4}
+
+
+def test_connection_dropped_after_data_duplicates_at_most_once(seed, shop, db, smtp, run_payverify):
+    """The server got the message but the connection died before its 250: payverify cannot know, so it
+    sends again later; the customer may see it twice (the documented window), with the same Message-ID."""
+    seed.order([(shop["standing"], 1)], event_id=shop["event"], email="twice@example.com")
+    smtp.script("data", "drop")
+    assert run_payverify("sweep").returncode == 0
+    assert scalar(db, "SELECT status FROM payverify_outbox") == "pending"
+    make_due(db)
+    assert run_payverify("sweep").returncode == 0
+    mails = to(smtp, "twice@example.com")
+    assert len(mails) == 2
+    assert len({m.parsed()["Message-ID"].strip() for m in mails}) == 1
+    assert scalar(db, "SELECT status FROM payverify_outbox") == "sent"

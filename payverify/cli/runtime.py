@@ -31,7 +31,9 @@ class Runtime:
         from payverify.db.contract import require_site_tables
         from payverify.db.migrate import require_current
 
-        db = Database.connect(require_database_url(self.settings))
+        db = Database.connect(require_database_url(self.settings),
+                              statement_timeout_ms=self.settings.db_statement_timeout_ms,
+                              lock_timeout_ms=self.settings.db_lock_timeout_ms)
         if check_schema:
             try:
                 with db.transaction() as tx:

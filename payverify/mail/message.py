@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.headerregistry import Address
+from email import message_from_bytes
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime
 
 from payverify.addresses import BadAddress, address, one_line, sender_address
@@ -28,13 +30,28 @@ class Attachment:
     params: tuple[tuple[str, str], ...] = ()
 
 
+def _header_safe(recipients: list[Address]) -> list[Address]:
+    """The recipients, minus any display name that would not survive serialisation. Python's header
+    folding (3.11) drops the quotes around a long display name, so a customer's name like
+    "padding..., evil@example.org, x" would turn into extra addresses in the To header. Each address
+    is written and parsed back; one that does not come back identical loses its display name."""
+    safe = []
+    for recipient in recipients:
+        probe = EmailMessage()
+        probe["To"] = recipient
+        parsed = message_from_bytes(probe.as_bytes(), policy=default_policy)["To"].addresses
+        safe.append(recipient if parsed == (recipient,) else Address(username=recipient.username,
+                                                                     domain=recipient.domain))
+    return safe
+
+
 def build(*, rendered: Rendered, sender: Address, recipients: list[Address], message_id: str,
           attachments: list[Attachment] = (), auto_generated: bool = False,
           now: datetime | None = None) -> EmailMessage:
     msg = EmailMessage()
     msg["Subject"] = one_line(rendered.subject)
     msg["From"] = sender
-    msg["To"] = recipients
+    msg["To"] = _header_safe(recipients)
     msg["Date"] = format_datetime(now or datetime.now(timezone.utc))
     msg["Message-ID"] = message_id
     if auto_generated:

@@ -41,6 +41,11 @@ class _Handler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
         scripted = self.owner._next("data")
+        if scripted == "drop":
+            # The message arrived, then the connection dies before the 250: the client cannot know.
+            self.owner._store(Captured(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.content)))
+            server.transport.abort()
+            return "250 never seen"
         if scripted:
             return scripted
         self.owner._store(Captured(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.content)))
@@ -94,7 +99,8 @@ class SmtpCapture:
         return f"{scheme}://{auth}{self.host}:{self.port}"
 
     def script(self, command: str, *replies: str) -> None:
-        """Replies for the next `command` ('data' or 'rcpt') calls, e.g. '421 4.3.0 try later'."""
+        """Replies for the next `command` ('data' or 'rcpt') calls, e.g. '421 4.3.0 try later';
+        'drop' for DATA keeps the message and drops the connection before answering."""
         with self._lock:
             self._scripts[command].extend(replies)
 

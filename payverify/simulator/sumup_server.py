@@ -9,6 +9,7 @@ import datetime as _dt
 import json
 import secrets
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -132,7 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeSumUp:
     def __init__(self, *, latency: float = 0.0, client_id: str = "test-client", client_secret: str = "test-secret",
                  host: str = "127.0.0.1", port: int = 0, rotate_refresh_tokens: bool = True,
-                 access_token_ttl: int = 3600):
+                 access_token_ttl: int = 3600, tls_context: "ssl.SSLContext | None" = None):
+        self.tls_context = tls_context  # a server-side context: serve HTTPS instead of HTTP
         self.latency, self.client_id, self.client_secret = latency, client_id, client_secret
         self.host, self.port = host, port
         self.rotate_refresh_tokens, self.access_token_ttl = rotate_refresh_tokens, access_token_ttl
@@ -158,6 +160,9 @@ class FakeSumUp:
             return self
         self._stopping.clear()
         self._server = _Server((self.host, self.port), _Handler)
+        if self.tls_context is not None:
+            self._server.socket = self.tls_context.wrap_socket(self._server.socket, server_side=True,
+                                                                do_handshake_on_connect=False)
         self._server.fake = self
         self.port = self._server.server_address[1]  # a restart after stop() reuses the same port
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -190,7 +195,7 @@ class FakeSumUp:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("FakeSumUp is not running; call start() first")
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls_context is not None else 'http'}://{self.host}:{self.port}"
 
     # ---- credentials ---------------------------------------------------------------------------
     def add_api_key(self, key: str, merchant_code: str) -> None:
