@@ -40,6 +40,7 @@ class SweepReport:
     dry_run: bool
     deadline: float = 0.0  # time.monotonic() after which no new work starts
     due: int = 0
+    total_due: int = 0  # as counted by the first batch's query, for a progress bar
     verified: int = 0
     claimed_elsewhere: int = 0
     errors: int = 0
@@ -106,10 +107,6 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
         selection = {"rescue_since": now - timedelta(hours=policy.rescue_hours),
                      "rescue_checked_before": now if since else now - timedelta(minutes=policy.rescue_recheck_minutes),
                      "aging": since is None, "run_started": now}
-        total = None
-        if progress is not None:
-            with db.transaction() as tx:
-                total = min(limit, tx.one("count_due_orders", **selection)["n"])
 
         def make_worker() -> _Worker:
             worker_db = connect()
@@ -141,7 +138,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
             with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="verify") as pool:
                 _drive(pool, task, db, selection, report, limit=limit, dry_run=dry_run,
                        in_flight_max=2 * settings.concurrency, keep_results=keep_results,
-                       progress=(lambda done: progress(done, total or done)) if progress else None)
+                       progress=(lambda done: progress(done, report.total_due or done)) if progress else None)
         finally:
             workers.close()
     log.info("sweep.end", run_id=attempt.run_id, due=report.due, verified=report.verified,
@@ -167,6 +164,8 @@ def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], tuple[str, Result | 
                     with db.transaction() as tx:
                         rows = tx.all("select_due_orders", **selection, exclude=list(in_flight.values()),
                                       limit=limit - report.due if dry_run else min(BATCH_SIZE, limit - report.due))
+                    if rows and not report.total_due:
+                        report.total_due = min(limit, rows[0]["due_total"])
                     fresh = [r for r in rows if r["id"] not in seen]
                     exhausted = not fresh or dry_run  # a dry run writes nothing: one batch, its size the limit
                     queue.extend(fresh)

@@ -98,6 +98,32 @@ def seed(db, sumup) -> Seeder:
     return Seeder(db, sumup)
 
 
+@pytest.fixture(scope="session")
+def ca():
+    """A throwaway certificate authority for the TLS tests."""
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(ca):
+    """A server-side TLS context with a certificate for 127.0.0.1 signed by the test CA."""
+    import ssl
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    return server_ctx
+
+
+@pytest.fixture
+def ca_file(ca, tmp_path):
+    """The test CA as a PEM file (for SSL_CERT_FILE / REQUESTS_CA_BUNDLE)."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
 @pytest.fixture
 def smtp():
     """A real SMTP server capturing every message."""

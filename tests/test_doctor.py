@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import ssl
 import uuid
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import trustme
 
 from payverify.config import VARIABLES
 from payverify.db import Database
@@ -64,25 +62,11 @@ def platform_key(sumup):
     sumup.add_api_key(PLATFORM_KEY, PLATFORM_MERCHANT)
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
 @pytest.fixture
-def tls_smtp(ca):
+def tls_smtp(tls_server):
     """An SMTP server that requires STARTTLS (certificate from the test CA) and a login."""
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
-    with SmtpCapture(tls_context=server_ctx, require_starttls=True, login=(SMTP_USER, SMTP_PASSWORD)) as server:
+    with SmtpCapture(tls_context=tls_server, require_starttls=True, login=(SMTP_USER, SMTP_PASSWORD)) as server:
         yield server
-
-
-@pytest.fixture
-def ca_file(ca, tmp_path):
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @pytest.fixture

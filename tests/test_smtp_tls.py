@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ssl
 
 import pytest
-import trustme
 
 from payverify.simulator.smtp_capture import SmtpCapture
 from tests.helpers import scalar
@@ -13,31 +11,11 @@ from tests.helpers import scalar
 USER, PASSWORD = "mailer", "Sm7pCanaryPw"
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls_server(ca):
-    """A server-side TLS context with a certificate for 127.0.0.1 signed by the test CA."""
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
-    return server_ctx
-
-
 @pytest.fixture
 def paid_order(seed):
     artist = seed.artist()
     event = seed.event(artist)
     return seed.order([(seed.ticket_type(event), 1)], event_id=event, email="tls@example.com")
-
-
-@pytest.fixture
-def ca_file(ca, tmp_path):
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 def test_starttls_with_login_when_ca_trusted(paid_order, tls_server, ca_file, db, run_payverify):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ssl
 
 import pytest
-import trustme
 
 from payverify.exitcodes import ExitStatus
 from payverify.simulator.seed import Seeder
@@ -13,25 +11,11 @@ from payverify.simulator.sumup_server import FakeSumUp
 from tests.helpers import rows, scalar, status_of, tickets_of
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
 @pytest.fixture
-def https_sumup(ca):
+def https_sumup(tls_server):
     """The SumUp simulator serving HTTPS with a certificate for 127.0.0.1 signed by the test CA."""
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
-    with FakeSumUp(tls_context=server_ctx) as server:
+    with FakeSumUp(tls_context=tls_server) as server:
         yield server
-
-
-@pytest.fixture
-def ca_file(ca, tmp_path):
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ SELECT now() AS now
 -- Fresh orders are due every run; awaiting orders over 30 min old are checked less often as they
 -- age (every age/8, at most every 30 min) unless replaying; failed/expired ones in the rescue
 -- window at most every rescue_checked_before. Orders checked since this run started, leased by
--- another run, or in flight (exclude) are left out.
-SELECT o.id, s.last_checked_at
+-- another run, or in flight (exclude) are left out. due_total counts them all (before the LIMIT).
+SELECT o.id, s.last_checked_at, count(*) OVER () AS due_total
 FROM orders_order o
 LEFT JOIN payverify_order_state s ON s.order_id = o.id
 WHERE (
@@ -45,23 +45,6 @@ WHERE (
   AND o.id <> ALL(%(exclude)s::bigint[])
 ORDER BY coalesce(s.last_checked_at, o.created_at), o.id
 LIMIT %(limit)s
-
--- name: count_due_orders
--- How many select_due_orders would find in all (for a progress bar).
-SELECT count(*) AS n
-FROM orders_order o
-LEFT JOIN payverify_order_state s ON s.order_id = o.id
-WHERE (
-        (((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL) OR o.status = 'pending_verification')
-         AND (NOT %(aging)s OR s.last_checked_at IS NULL OR o.created_at > now() - interval '30 minutes'
-              OR s.last_checked_at <= now() - least(interval '30 minutes', (now() - o.created_at) / 8)))
-     OR (o.status IN ('failed', 'expired')
-         AND o.sumup_checkout_id IS NOT NULL
-         AND o.created_at >= %(rescue_since)s
-         AND (s.last_checked_at IS NULL OR s.last_checked_at < %(rescue_checked_before)s))
-      )
-  AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now())
-  AND (s.last_checked_at IS NULL OR s.last_checked_at < %(run_started)s)
 
 -- name: ensure_order_state
 INSERT INTO payverify_order_state (order_id) VALUES (%(order_id)s) ON CONFLICT (order_id) DO NOTHING
