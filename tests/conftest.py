@@ -3,6 +3,7 @@ database cloned per test, the SumUp simulator, factories, and a way to run real 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -64,21 +65,28 @@ def template_db(pg_url) -> str:
     _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@contextlib.contextmanager
+def scratch_database(pg_url: str, prefix: str, template: str | None = None):
+    """A new database (a copy of `template`, or empty) for one test; dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin(pg_url, f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    try:
+        yield _with_dbname(pg_url, name)
+    finally:
+        _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def database_url(pg_url, template_db) -> str:
-    name = f"pv_t_{uuid.uuid4().hex[:10]}"
-    _admin(pg_url, f"CREATE DATABASE {name} TEMPLATE {template_db}")
-    yield _with_dbname(pg_url, name)
-    _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database(pg_url, "pv_t", template_db) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_database_url(pg_url) -> str:
     """A database with nothing in it (not even the site's tables)."""
-    name = f"pv_e_{uuid.uuid4().hex[:10]}"
-    _admin(pg_url, f"CREATE DATABASE {name}")
-    yield _with_dbname(pg_url, name)
-    _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database(pg_url, "pv_e") as url:
+        yield url
 
 
 @pytest.fixture

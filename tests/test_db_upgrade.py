@@ -6,9 +6,7 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -18,6 +16,7 @@ from payverify.db.migrate import latest_version, migrations
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
 from payverify.simulator.seed import load_site_schema
+from tests.conftest import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_SITE_SCHEMA = ROOT.parent / "shared" / "site-schema.sql"
@@ -62,21 +61,6 @@ def site_catalogue(url: str) -> dict[str, list[tuple]]:
     }
 
 
-def _with_dbname(url: str, dbname: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
-
-
-def _admin(url: str, sql: str) -> None:
-    db = Database.connect(Secret(url))
-    try:
-        db._conn.autocommit = True
-        with db._conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        db.close()
-
-
 @pytest.fixture
 def site_only_url(empty_database_url) -> str:
     """A database holding only the site's tables (payverify's copy of site-schema.sql)."""
@@ -87,10 +71,8 @@ def site_only_url(empty_database_url) -> str:
 
 @pytest.fixture
 def another_empty_url(pg_url) -> str:
-    name = f"pv_e2_{uuid.uuid4().hex[:10]}"
-    _admin(pg_url, f"CREATE DATABASE {name}")
-    yield _with_dbname(pg_url, name)
-    _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database(pg_url, "pv_e2") as url:
+        yield url
 
 
 def _env(url: str, tmp_path: Path) -> dict[str, str]:
