@@ -80,18 +80,19 @@ def seed(url: str, sumup: FakeSumUp, n: int) -> None:
     """N paid orders of two tickets each, in bulk (the per-order seeder is too slow for thousands)."""
     sumup.add_api_key(PLATFORM_KEY, PLATFORM_MERCHANT)
     with Database.connect(Secret(url)) as db, db.transaction() as tx:
-        artist = tx.fetch_sql("INSERT INTO artists_artist (name, email, sumup_merchant_code) VALUES "
-                              "('Bench Band', 'band@example.com', %(m)s) RETURNING id", {"m": PLATFORM_MERCHANT})[0]["id"]
-        event = tx.fetch_sql("INSERT INTO events_event (artist_id, title, venue, starts_at, ends_at) VALUES "
+        artist = tx.fetch_sql("INSERT INTO artists_artist (name, email, sumup_merchant_code, created_at) VALUES "
+                              "('Bench Band', 'band@example.com', %(m)s, now()) RETURNING id", {"m": PLATFORM_MERCHANT})[0]["id"]
+        event = tx.fetch_sql("INSERT INTO events_event (artist_id, title, venue, starts_at, ends_at, created_at) VALUES "
                              "(%(a)s, 'On-sale Night', 'Fort Regent', now() + interval '30 days', "
-                             "now() + interval '30 days 3 hours') RETURNING id", {"a": artist})[0]["id"]
+                             "now() + interval '30 days 3 hours', now()) RETURNING id", {"a": artist})[0]["id"]
         ticket_type = tx.fetch_sql("INSERT INTO events_tickettype (event_id, name, price) VALUES "
                                    "(%(e)s, 'Standing', 12.50) RETURNING id", {"e": event})[0]["id"]
         orders = tx.fetch_sql(
             "INSERT INTO orders_order (order_number, event_id, email, first_name, last_name, total, currency, "
-            "status, sumup_checkout_id, created_at) "
+            "status, sumup_checkout_id, created_at, updated_at) "
             "SELECT 'B-' || lpad(g::text, 6, '0'), %(e)s, 'fan' || g || '@example.com', 'Fan', g::text, 25.00, "
-            "'GBP', 'pending_verification', md5(random()::text || g)::uuid::text, now() - interval '3 minutes' "
+            "'GBP', 'pending_verification', md5(random()::text || g)::uuid::text, now() - interval '3 minutes', "
+            "now() - interval '3 minutes' "
             "FROM generate_series(1, %(n)s) g RETURNING id, order_number, sumup_checkout_id",
             {"e": event, "n": n})
         tx.fetch_sql("INSERT INTO orders_orderitem (order_id, ticket_type_id, quantity, unit_price) "

@@ -67,8 +67,10 @@ def test_the_invariant_checker_catches_every_kind_of_violation(seed, db, smtp, r
         tx.fetch_sql("DELETE FROM payverify_fulfilment WHERE order_id = %(id)s RETURNING order_id",
                      {"id": o["paid_1"].id})
         tx.fetch_sql("ALTER TABLE tickets_ticket DROP CONSTRAINT tickets_ticket_code_key; "
-                     "INSERT INTO tickets_ticket (order_id, order_item_id, event_id, ticket_type_id, code) "
-                     "SELECT %(to)s, order_item_id, event_id, ticket_type_id, code FROM tickets_ticket "
+                     "INSERT INTO tickets_ticket (order_id, order_item_id, event_id, ticket_type_id, code, holder_name, "
+                     "status, created_at) "
+                     "SELECT %(to)s, order_item_id, event_id, ticket_type_id, code, holder_name, status, now() "
+                     "FROM tickets_ticket "
                      "WHERE order_id = %(from)s LIMIT 1 RETURNING id",
                      {"to": o["mismatch"].id, "from": o["paid_mixed"].id})
         tx.fetch_sql("UPDATE payverify_outbox SET message_id = '<lost@example.com>' WHERE order_id = %(id)s "

@@ -112,8 +112,12 @@ INSERT INTO payverify_fulfilment (order_id, checkout_id, transaction_code, ticke
 VALUES (%(order_id)s, %(checkout_id)s, %(transaction_code)s, %(tickets_issued)s, %(run_id)s)
 
 -- name: insert_ticket
-INSERT INTO tickets_ticket (order_id, order_item_id, event_id, ticket_type_id, code, holder_name, status)
-VALUES (%(order_id)s, %(order_item_id)s, %(event_id)s, %(ticket_type_id)s, %(code)s, %(holder_name)s, 'valid')
+-- Every NOT NULL column is written here, as Django would (auto_now_add): the site's tables have no
+-- database defaults. created_at is the database's clock, like every other time payverify writes.
+INSERT INTO tickets_ticket (order_id, order_item_id, event_id, ticket_type_id, code, holder_name, status,
+                            created_at, checked_in_at)
+VALUES (%(order_id)s, %(order_item_id)s, %(event_id)s, %(ticket_type_id)s, %(code)s, %(holder_name)s, 'valid',
+        now(), NULL)
 
 -- name: insert_outbox
 -- De-duplicated by key: an alert or mail already queued for this key is not queued again.

@@ -1,14 +1,15 @@
 -- Inserts into the site's tables, for tests, the demo and benchmarks only.
+-- Like Django, every NOT NULL column is written: the site's tables have no database defaults.
 
 -- name: insert_artist
 INSERT INTO artists_artist (name, email, sumup_merchant_code, sumup_access_token, sumup_refresh_token,
-                            sumup_token_expires_at)
-VALUES (%(name)s, %(email)s, %(merchant_code)s, %(access_token)s, %(refresh_token)s, %(expires_at)s)
+                            sumup_token_expires_at, created_at)
+VALUES (%(name)s, %(email)s, %(merchant_code)s, %(access_token)s, %(refresh_token)s, %(expires_at)s, now())
 RETURNING id
 
 -- name: insert_event
-INSERT INTO events_event (artist_id, title, venue, starts_at, ends_at)
-VALUES (%(artist_id)s, %(title)s, %(venue)s, %(starts_at)s, %(ends_at)s)
+INSERT INTO events_event (artist_id, title, venue, starts_at, ends_at, created_at)
+VALUES (%(artist_id)s, %(title)s, %(venue)s, %(starts_at)s, %(ends_at)s, now())
 RETURNING id
 
 -- name: insert_ticket_type
