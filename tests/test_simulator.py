@@ -69,9 +69,11 @@ def test_wrong_types_served_verbatim(fake, http):
 
 
 def test_unknown_token_401(fake, http):
-    """An unknown bearer token gets 401 NOT_AUTHORIZED."""
+    """An unknown bearer token gets 401 with an RFC 9457 problem body, as SumUp's spec declares."""
     r = get(http, fake, token="nope")
-    assert r.status_code == 401 and r.json()["error_code"] == "NOT_AUTHORIZED"
+    assert r.status_code == 401 and r.headers["Content-Type"] == "application/problem+json"
+    assert r.json() == {"type": "about:blank", "title": "Unauthorized", "status": 401,
+                        "detail": "Invalid or expired access token"}
     assert fake.requests[-1].token_kind == "unknown" and fake.requests[-1].status == 401
 
 

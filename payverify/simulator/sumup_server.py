@@ -21,7 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 CHECKOUTS = "/v0.1/checkouts"
-_NOT_FOUND = {"error_code": "NOT_FOUND", "message": "Resource not found"}
+_NOT_FOUND = {"error_code": "NOT_FOUND", "message": "Resource not found"}  # the spec's Error
+# SumUp's OpenAPI document declares 401 on the checkout routes as an RFC 9457 problem (type is required).
+_UNAUTHORIZED = {"type": "about:blank", "title": "Unauthorized", "status": 401,
+                 "detail": "Invalid or expired access token"}
 
 
 def dumps(obj) -> str:
@@ -325,8 +328,8 @@ class FakeSumUp:
         if scripted and scripted.reset:
             return self._abort(h)
         if scripted is None or (scripted.body is None and scripted.status == 200):
-            status, payload = self._normal(route, cid, token, parse_qs(parts.query), raw)
-            headers, ctype = dict(scripted.headers) if scripted else {}, "application/json"
+            status, payload, ctype = self._normal(route, cid, token, parse_qs(parts.query), raw)
+            headers = dict(scripted.headers) if scripted else {}
         else:
             status, headers, body = scripted.status, dict(scripted.headers), scripted.body
             if body is None:
@@ -342,15 +345,14 @@ class FakeSumUp:
             rec.status = status
         self._send(h, status, payload, headers, truncate=bool(scripted and scripted.truncate))
 
-    def _normal(self, route, cid, token, query, raw) -> tuple[int, bytes]:
+    def _normal(self, route, cid, token, query, raw) -> tuple[int, bytes, str]:
         with self._lock:
             if route == "token":
                 status, body = self._token(raw)
             elif route is None:
                 status, body = 404, _NOT_FOUND
             elif (merchant := self._merchant_for(token)) is None:
-                status, body = 401, {"error_code": "NOT_AUTHORIZED",
-                                     "error_message": "Invalid or expired access token"}
+                return 401, dumps(_UNAUTHORIZED).encode(), "application/problem+json"
             elif route == "checkout":
                 owner, co = self._checkouts.get(cid, (None, None))
                 status, body = (200, co) if co is not None and owner == merchant else (404, _NOT_FOUND)
@@ -358,7 +360,7 @@ class FakeSumUp:
                 refs = query.get("checkout_reference")
                 status, body = 200, [co for owner, co in self._checkouts.values() if owner == merchant
                                      and (refs is None or co.get("checkout_reference") in refs)]
-            return status, dumps(body).encode()
+            return status, dumps(body).encode(), "application/json"
 
     def _token(self, raw: bytes) -> tuple[int, dict]:
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
