@@ -36,6 +36,8 @@ class Policy:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     database_url: Secret | None = None
+    # The Postgres schema holding the site's tables (or views standing for them); None: search_path.
+    site_schema: str | None = None
     sumup_api_base_url: str = DEFAULT_SUMUP_API_BASE_URL
     sumup_api_key: Secret | None = None
     sumup_client_id: str | None = None
@@ -105,6 +107,13 @@ def _heartbeat_url(value: str) -> Secret:
     """A ping URL (https://hc-ping.com/<uuid>): checked like any http(s) URL, kept as a Secret."""
     url = _http_url(value)  # the error names the variable, never the value
     return _secret(url)
+
+
+def _schema_name(value: str) -> str:
+    """A Postgres schema name as written in the catalogue (case matters; it is quoted, never interpolated)."""
+    if len(value.encode()) > 63 or any(ord(c) < 32 for c in value):
+        raise ValueError("must be a Postgres schema name (at most 63 bytes, no control characters)")
+    return value
 
 
 def _positive_float(value: str) -> float:
@@ -206,6 +215,7 @@ def _log_level(value: str) -> str:
 # variable name -> (settings field, parser). Policy fields are prefixed "policy.".
 VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_DATABASE_URL": ("database_url", _secret),
+    "PAYVERIFY_SITE_SCHEMA": ("site_schema", _schema_name),
     "SUMUP_API_BASE_URL": ("sumup_api_base_url", _api_url),
     "SUMUP_API_KEY": ("sumup_api_key", _secret),
     "SUMUP_CLIENT_ID": ("sumup_client_id", _text),

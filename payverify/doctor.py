@@ -15,7 +15,7 @@ import structlog
 
 from payverify import logconfig
 from payverify.config import Settings, load_settings
-from payverify.errors import ConfigError, PayverifyError, SumUpUnavailable, TokenRefreshFailed
+from payverify.errors import ConfigError, PayverifyError, SchemaMismatch, SumUpUnavailable, TokenRefreshFailed
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
 
@@ -151,11 +151,11 @@ class Doctor:
             return Result(SKIP, check, "PAYVERIFY_DATABASE_URL is not set")
         try:
             db = Database.connect(self.settings.database_url, application_name="payverify-doctor",
-                                  connect_timeout=5)
+                                  connect_timeout=5, site_schema=self.settings.site_schema)
         except ConfigError as exc:
             return Result(FAIL, check, str(exc), ExitStatus.CONFIG)
         except PayverifyError as exc:
-            return Result(FAIL, check, str(exc), kind)
+            return Result(FAIL, check, str(exc), exc.exit_status if isinstance(exc, SchemaMismatch) else kind)
         self.db = db
         try:
             with db.transaction() as tx:
@@ -165,21 +165,22 @@ class Doctor:
         return Result(OK, check, "reachable")
 
     def _site_tables(self, check: str, kind: ExitStatus) -> Result:
-        from payverify.db.contract import SITE_COLUMNS, problems
+        from payverify.db.contract import SITE_COLUMNS, problems, summary
 
         if self.db is None:
             return Result(SKIP, check, "needs the database")
         try:
             with self.db.transaction() as tx:
                 found = problems(tx)
+                schema = tx.one("current_schema")["schema"]
         except PayverifyError as exc:
             return Result(FAIL, check, str(exc), kind)
         if found:
-            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-            return Result(FAIL, check, f"{found[0]}{more}: is PAYVERIFY_DATABASE_URL the ticketing site's database?",
-                          kind)
+            # A few problems are all worth reading at once; a wrong database is one line.
+            return Result(FAIL, check, "; ".join(found) if len(found) <= 3 else summary(found), kind)
         self.site_tables_ok = True
-        return Result(OK, check, f"match the contract ({len(SITE_COLUMNS)} tables)")
+        where = "PAYVERIFY_SITE_SCHEMA" if self.settings.site_schema else "the connection's search_path"
+        return Result(OK, check, f"match the contract ({len(SITE_COLUMNS)} tables in schema {schema}, from {where})")
 
     def _schema(self, check: str, kind: ExitStatus) -> Result:
         from payverify.db.migrate import current_version, latest_version, require_current

@@ -13,6 +13,8 @@ from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
 
 MASK = "***"
+# What an unset variable means, where that is not simply "none".
+_UNSET = {"PAYVERIFY_SITE_SCHEMA": "the site's tables are found through the connection's search_path"}
 _URL_SCHEMES = ("postgresql", "postgres", "smtp", "smtps")
 
 
@@ -82,7 +84,8 @@ def show_config(config_file, as_json) -> int:
         return ExitStatus.OK
     for name, entry in shown.items():
         if entry["value"] is None:
-            click.echo(f"{name} = (not set)")
+            meaning = _UNSET.get(name)
+            click.echo(f"{name} = (not set{': ' + meaning if meaning else ''})")
             continue
         where = {"environment": "from environment", "default": "default"}.get(entry["source"])
         where = where or f"from file {entry['file']}"

@@ -25,19 +25,21 @@ class Runtime:
 
         return Attempt(run_id=self.run_id, host=self.host, command=command, lease_owner=self.lease_owner)
 
-    def database(self, *, check_schema: bool = True):
-        """Connect and check the contract: site tables as expected, payverify's schema current."""
+    def database(self, *, check_schema: bool = True, read_only: bool = False):
+        """Connect and check the contract: site tables as expected, payverify's schema current.
+        `read_only` commands (pending) need not be able to fill every NOT NULL ticket column."""
         from payverify.db import Database
         from payverify.db.contract import require_site_tables
         from payverify.db.migrate import require_current
 
         db = Database.connect(require_database_url(self.settings),
                               statement_timeout_ms=self.settings.db_statement_timeout_ms,
-                              lock_timeout_ms=self.settings.db_lock_timeout_ms)
+                              lock_timeout_ms=self.settings.db_lock_timeout_ms,
+                              site_schema=self.settings.site_schema)
         if check_schema:
             try:
                 with db.transaction() as tx:
-                    require_site_tables(tx)
+                    require_site_tables(tx, issuing=not read_only)
                     require_current(tx)
             except BaseException:
                 db.close()

@@ -10,9 +10,10 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
+from psycopg2 import sql
 
 from payverify.db.queries import queries
-from payverify.errors import ConfigError, DatabaseError, DatabaseUnavailable, UniqueViolation
+from payverify.errors import ConfigError, DatabaseError, DatabaseUnavailable, SchemaMismatch, UniqueViolation
 from payverify.secret import Secret
 
 # SQLSTATEs that mean the connection is gone (class 08, admin shutdown, crash shutdown, cannot connect now).
@@ -77,22 +78,34 @@ class Tx:
             self._cursor.execute(sql, params) if params else self._cursor.execute(sql)
             return [dict(row) for row in self._cursor.fetchall()]
 
-    def script(self, sql: str) -> None:
+    def script(self, text: str) -> None:
         """Run literal SQL (migrations only: never with data in it)."""
         with wrap_exceptions(self._conn):
-            self._cursor.execute(sql)
+            self._cursor.execute(text)
+
+    def only_schema(self, schema: str) -> None:
+        """For the rest of this transaction, create and find objects in `schema` alone."""
+        with wrap_exceptions(self._conn):
+            self._cursor.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
 
 
 class Database:
-    """One connection. Work happens in `transaction()` blocks; nothing stays open between them."""
+    """One connection. Work happens in `transaction()` blocks; nothing stays open between them.
 
-    def __init__(self, conn: Any) -> None:
+    `own_schema` is where payverify's own tables live: the first schema of the connection's
+    search_path. With a site schema (PAYVERIFY_SITE_SCHEMA) the search_path becomes
+    (site schema, own schema): the site's names resolve to the site schema first, payverify_* to
+    its own tables, and migrations create those in the own schema only (`Tx.only_schema`).
+    """
+
+    def __init__(self, conn: Any, own_schema: str | None = None) -> None:
         self._conn = conn
+        self.own_schema = own_schema
 
     @classmethod
     def connect(cls, url: Secret, *, application_name: str = "payverify",
                 statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000,
-                connect_timeout: int = 10) -> "Database":
+                connect_timeout: int = 10, site_schema: str | None = None) -> "Database":
         options = f"-c statement_timeout={int(statement_timeout_ms)} -c lock_timeout={int(lock_timeout_ms)} -c TimeZone=UTC"
         try:
             password = psycopg2.extensions.parse_dsn(url.reveal()).get("password")
@@ -108,7 +121,12 @@ class Database:
             if password and password in str(exc):
                 raise type(exc)(str(exc).replace(password, "***")) from None
             raise
-        return cls(conn)
+        try:
+            own = _use_site_schema(conn, site_schema)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, own)
 
     @contextlib.contextmanager
     def transaction(self, named: dict[str, str] | None = None) -> Iterator[Tx]:
@@ -139,3 +157,23 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _use_site_schema(conn: Any, site_schema: str | None) -> str | None:
+    """Put the site schema first on the search_path; return payverify's own schema."""
+    with wrap_exceptions(conn), conn.cursor() as cur:
+        cur.execute("SELECT current_schema()::text AS own, "
+                    "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s) AS site_exists", (site_schema,))
+        row = cur.fetchone()
+        own = row["own"]
+        if site_schema and site_schema != own:
+            if not row["site_exists"]:
+                raise SchemaMismatch(f"PAYVERIFY_SITE_SCHEMA names schema {site_schema!r}, "
+                                     "which does not exist in the database")
+            if own is None:
+                raise SchemaMismatch("the connection's search_path names no existing schema for payverify's "
+                                     "own tables (PAYVERIFY_SITE_SCHEMA is only where the site's are)")
+            cur.execute(sql.SQL("SET search_path TO {}, {}").format(sql.Identifier(site_schema),
+                                                                    sql.Identifier(own)))
+        conn.commit()
+    return own

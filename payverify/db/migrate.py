@@ -47,6 +47,8 @@ def upgrade(db: Database) -> list[Migration]:
     """Apply every migration newer than the database's version; return those applied."""
     with db.transaction() as tx:
         tx.run("take_migration_lock")
+        if db.own_schema is not None:
+            tx.only_schema(db.own_schema)  # never in PAYVERIFY_SITE_SCHEMA: that schema is the site's
         tx.script(
             "CREATE TABLE IF NOT EXISTS payverify_schema_version ("
             " version integer PRIMARY KEY, name text NOT NULL,"

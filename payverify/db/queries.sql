@@ -13,11 +13,32 @@ SELECT coalesce(max(version), 0) AS version FROM payverify_schema_version
 -- name: record_migration
 INSERT INTO payverify_schema_version (version, name) VALUES (%(version)s, %(name)s)
 
+-- name: current_schema
+-- Where the site's tables are looked up: PAYVERIFY_SITE_SCHEMA, else the connection's search_path.
+SELECT current_schema()::text AS schema
+
 -- name: site_columns
--- The columns of the site's tables, to check the contract before doing anything.
-SELECT table_name::text AS table_name, column_name::text AS column_name, data_type::text AS data_type
+-- The columns of the site's tables (or the views standing for them), to check the contract first.
+SELECT table_name::text AS table_name, column_name::text AS column_name, data_type::text AS data_type,
+       character_maximum_length AS max_length, is_nullable::text AS is_nullable,
+       column_default::text AS column_default, is_identity::text AS is_identity,
+       is_generated::text AS is_generated
 FROM information_schema.columns
 WHERE table_schema = current_schema() AND table_name = ANY(%(tables)s)
+
+-- name: view_base_columns
+-- When a site table is a view: the columns of the table(s) behind it, and whether the view uses each.
+-- (A view reports every column nullable; an INSERT through it still fails on its base's NOT NULL.)
+SELECT c.table_schema::text || '.' || c.table_name::text AS table_name, c.column_name::text AS column_name,
+       c.is_nullable::text AS is_nullable, c.column_default::text AS column_default,
+       c.is_identity::text AS is_identity, c.is_generated::text AS is_generated,
+       EXISTS (SELECT 1 FROM information_schema.view_column_usage v
+               WHERE v.view_schema = u.view_schema AND v.view_name = u.view_name
+                 AND v.table_schema = c.table_schema AND v.table_name = c.table_name
+                 AND v.column_name = c.column_name) AS used
+FROM information_schema.view_table_usage u
+JOIN information_schema.columns c ON c.table_schema = u.table_schema AND c.table_name = u.table_name
+WHERE u.view_schema = current_schema() AND u.view_name = %(view)s
 
 -- name: now
 SELECT now() AS now

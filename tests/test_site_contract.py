@@ -1,0 +1,126 @@
+"""The site contract: the column types payverify accepts, and the ticket columns it cannot fill."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from payverify.db import Database
+from payverify.db.contract import problems, unfillable_ticket_columns
+from payverify.exitcodes import ExitStatus
+from tests.helpers import rows, scalar
+
+
+def alter(db: Database, *statements: str) -> None:
+    with db.transaction() as tx:
+        for statement in statements:
+            tx.script(statement)
+
+
+def contract_problems(db: Database) -> list[str]:
+    with db.transaction() as tx:
+        return problems(tx)
+
+
+def test_integer_ids_and_text_columns_are_accepted(db):
+    """AutoField (integer) ids and foreign keys, and text instead of varchar, match the contract."""
+    alter(db, *(f"ALTER TABLE {t} ALTER COLUMN {c} TYPE integer" for t, c in (
+        ("artists_artist", "id"), ("events_event", "artist_id"), ("orders_order", "event_id"),
+        ("orders_orderitem", "order_id"), ("tickets_ticket", "order_item_id"))),
+        "ALTER TABLE orders_order ALTER COLUMN email TYPE text",
+        "ALTER TABLE tickets_ticket ALTER COLUMN code TYPE text")
+    assert contract_problems(db) == []
+
+
+@pytest.mark.parametrize("statement, expected", [
+    ("ALTER TABLE orders_order ALTER COLUMN created_at TYPE timestamp without time zone",
+     "site column orders_order.created_at is timestamp without time zone: payverify needs timestamp with time "
+     "zone (Django's USE_TZ = True), since a time without a zone cannot be compared safely"),
+    ("ALTER TABLE orders_order ALTER COLUMN total TYPE double precision",
+     "site column orders_order.total is double precision, payverify expects numeric"),
+    ("ALTER TABLE orders_orderitem ALTER COLUMN quantity TYPE numeric",
+     "site column orders_orderitem.quantity is numeric, payverify expects bigint or integer or smallint"),
+    ("ALTER TABLE tickets_ticket ALTER COLUMN code TYPE varchar(16)",
+     "site column tickets_ticket.code is character varying(16), too short for what payverify writes there "
+     "(up to 32 characters)"),
+    ("ALTER TABLE orders_order ALTER COLUMN status TYPE varchar(20)",
+     "site column orders_order.status is character varying(20), too short"),
+])
+def test_columns_payverify_cannot_use_are_named(db, statement, expected):
+    """A type or length payverify cannot use is one problem naming the table, the column and why."""
+    alter(db, statement)
+    found = contract_problems(db)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_unfillable_ticket_columns_rules():
+    """NOT NULL without a default and not written: a problem; a default, identity, nullable or written: fine."""
+    def col(name, *, nullable="NO", default=None, identity="NO", generated="NEVER", used=True, table="t"):
+        return {"column_name": name, "is_nullable": nullable, "column_default": default, "is_identity": identity,
+                "is_generated": generated, "used": used, "table_name": table}
+
+    table = [col("id", identity="YES"), col("code"), col("created_at"), col("seat"), col("note", nullable="YES"),
+             col("kind", default="'ga'::text"), col("total", generated="ALWAYS")]
+    assert unfillable_ticket_columns(table, []) == ["tickets_ticket.seat"]
+    view = [col("id", nullable="YES"), col("code", nullable="YES"), col("gate", nullable="YES"),
+            col("row", nullable="YES", default="'A'::text")]
+    base = [col("id", identity="YES", table="s.t"), col("door_code", table="s.t"),  # renamed by the view: mapped
+            col("seat", used=False, table="s.t"), col("gate", table="s.t"), col("row", table="s.t")]
+    assert unfillable_ticket_columns(view, base) == [
+        "s.t.seat (behind the view tickets_ticket)", "s.t.gate (behind the view tickets_ticket)"]
+
+
+@pytest.fixture
+def paid_order(seed):
+    artist = seed.artist()
+    event = seed.event(artist)
+    return seed.order([(seed.ticket_type(event), 2)], event_id=event)
+
+
+def _snapshot(db: Database) -> list[dict]:
+    return rows(db, "SELECT id, status, updated_at, paid_at FROM orders_order ORDER BY id")
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("doctor",), ("sweep",), ("check", "ORDER"),
+                                     ("resend", "ORDER")])
+def test_extra_not_null_ticket_column_stops_every_command(db, sumup, paid_order, run_payverify, command):
+    """An extra NOT NULL ticket column without a default: exit 5 naming it, before any order is read or changed."""
+    alter(db, "ALTER TABLE tickets_ticket ADD COLUMN seat varchar(10) NOT NULL")
+    before = _snapshot(db)
+    result = run_payverify(*(paid_order.order_number if arg == "ORDER" else arg for arg in command))
+    assert result.returncode == ExitStatus.SCHEMA, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    output = result.stdout if command == ("doctor",) else result.stderr
+    line = next(line for line in output.splitlines() if "tickets_ticket.seat" in line)
+    assert "NOT NULL without a default" in line and "cannot fill it" in line
+    if command != ("doctor",):
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert _snapshot(db) == before
+    assert scalar(db, "SELECT count(*) FROM tickets_ticket") == 0
+    assert scalar(db, "SELECT count(*) FROM payverify_audit") == 0
+    assert scalar(db, "SELECT count(*) FROM payverify_order_state") == 0
+    assert sumup.get_count() == 0
+
+
+def test_extra_nullable_or_defaulted_ticket_columns_are_fine(db, paid_order, run_payverify):
+    """Extra ticket columns that are nullable or have a default do not stop payverify from issuing tickets."""
+    alter(db, "ALTER TABLE tickets_ticket ADD COLUMN seat varchar(10) NULL",
+          "ALTER TABLE tickets_ticket ADD COLUMN gate varchar(10) NOT NULL DEFAULT 'main'")
+    result = run_payverify("sweep")
+    assert result.returncode == ExitStatus.OK, result.stderr
+    assert scalar(db, "SELECT status FROM orders_order WHERE id = %(id)s", id=paid_order.id) == "completed"
+    assert rows(db, "SELECT gate, seat FROM tickets_ticket") == [{"gate": "main", "seat": None}] * 2
+
+
+def test_ticket_insert_writes_every_not_null_column(db, paid_order, run_payverify):
+    """The ticket rows carry created_at (the database's clock), status and holder name; the order's updated_at moved."""
+    updated_before = scalar(db, "SELECT updated_at FROM orders_order WHERE id = %(id)s", id=paid_order.id)
+    assert run_payverify("sweep").returncode == ExitStatus.OK
+    tickets = rows(db, "SELECT t.created_at, t.status, t.holder_name, o.paid_at, o.updated_at "
+                       "FROM tickets_ticket t JOIN orders_order o ON o.id = t.order_id")
+    assert len(tickets) == 2
+    for t in tickets:
+        assert t["status"] == "valid" and t["holder_name"] == "Alex Morgan"
+        assert t["created_at"] == t["paid_at"] == t["updated_at"]  # one transaction, one clock
+        assert t["updated_at"] - updated_before > timedelta(minutes=4)
