@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from payverify.db import Database
@@ -23,3 +25,16 @@ def status_of(db: Database, order_id: int) -> str:
 
 def tickets_of(db: Database, order_id: int) -> int:
     return scalar(db, "SELECT count(*) FROM tickets_ticket WHERE order_id = %(id)s", id=order_id)
+
+
+def normalised_columns(db: Database, tables: Iterable[str] | None = None) -> list[tuple]:
+    """(table, column, type, length, precision, scale, nullability, default, identity) of the current
+    schema's tables (or only `tables`), with sequence names in nextval() defaults masked."""
+    found = rows(db, """
+        SELECT table_name::text, column_name::text, data_type::text, character_maximum_length, numeric_precision,
+               numeric_scale, is_nullable::text, column_default::text, is_identity::text
+        FROM information_schema.columns
+        WHERE table_schema = current_schema() AND (%(tables)s::text[] IS NULL OR table_name = ANY(%(tables)s))
+        ORDER BY 1, 2""", tables=sorted(tables) if tables is not None else None)
+    return [(*r[:7], re.sub(r"nextval\('[^']*'::regclass\)", "nextval(<seq>)", r[7]) if r[7] else r[7], r[8])
+            for r in (tuple(row.values()) for row in found)]

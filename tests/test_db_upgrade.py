@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
 from payverify.simulator.seed import load_site_schema
 from tests.conftest import scratch_database
+from tests.helpers import normalised_columns
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_SITE_SCHEMA = ROOT.parent / "shared" / "site-schema.sql"
@@ -156,13 +156,8 @@ def test_upgrade_refuses_a_database_without_site_tables(empty_database_url, tmp_
 
 
 def _normalised_columns(url: str) -> list[tuple]:
-    """(table, column, type, nullability, default) with sequence names in nextval() defaults masked."""
-    found = rows(url, """
-        SELECT table_name::text, column_name::text, data_type::text, character_maximum_length, numeric_precision,
-               numeric_scale, is_nullable::text, column_default::text, is_identity::text
-        FROM information_schema.columns WHERE table_schema = current_schema() ORDER BY 1, 2""")
-    return [(*r[:7], re.sub(r"nextval\('[^']*'::regclass\)", "nextval(<seq>)", r[7]) if r[7] else r[7], r[8])
-            for r in found]
+    with Database.connect(Secret(url)) as db:
+        return normalised_columns(db)
 
 
 def test_project_site_schema_matches_shared_copy(empty_database_url, another_empty_url):
