@@ -56,6 +56,14 @@ def _drop_exc_info(logger: Any, method: str, event_dict: dict[str, Any]) -> dict
     return event_dict
 
 
+class _NotForStderr(logging.Filter):
+    """Drops events logged with console=False: the command tells a person about those itself, in its
+    own words (a sweep's one line per erroring order); the file still gets them in full."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, dict) and record.msg.get("console") is False)
+
+
 def build_logging_config(log_file: str | None, level: str, console_colors: bool,
                          redactor: Redactor, stderr_level: str = "WARNING") -> dict[str, Any]:
     """A pure dictConfig for stdlib logging with structlog's ProcessorFormatter."""
@@ -63,7 +71,7 @@ def build_logging_config(log_file: str | None, level: str, console_colors: bool,
                  structlog.processors.TimeStamper(fmt="iso", utc=True), redactor]
     handlers: dict[str, Any] = {
         "stderr": {"class": "logging.StreamHandler", "level": stderr_level, "formatter": "console",
-                   "stream": "ext://sys.stderr"},
+                   "filters": ["not_for_stderr"], "stream": "ext://sys.stderr"},
     }
     if log_file:
         handlers["file"] = {"class": "logging.FileHandler", "level": level, "formatter": "json",
@@ -71,6 +79,7 @@ def build_logging_config(log_file: str | None, level: str, console_colors: bool,
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"not_for_stderr": {"()": _NotForStderr}},
         "formatters": {
             # Tracebacks go to the file only, and are redacted after they are rendered as text.
             "json": {"()": structlog.stdlib.ProcessorFormatter, "foreign_pre_chain": pre_chain,

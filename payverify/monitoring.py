@@ -94,11 +94,13 @@ def record_run_start(db: Database, run_id: str, host: str, command: str) -> bool
 
 def record_run_end(db: Database, run_id: str, exit_status: int, report: SweepReport | None,
                    mail: SendReport | None, sumup_errors: Mapping[str, int] | None = None) -> bool:
-    """The run ends: exit status, orders verified by outcome, SumUp errors by kind, mail. Never raises."""
+    """The run ends: exit status, orders verified by outcome, SumUp errors by kind, orders that errored,
+    mail. Never raises."""
     outcomes = json.dumps({str(k): int(v) for k, v in report.outcomes.items()} if report else {})
     errors = json.dumps({str(k): int(v) for k, v in (sumup_errors or {}).items()})
     return _best_effort(db, "run.record_end_failed", "finish_run", run_id=run_id, exit_status=int(exit_status),
                         verified=report.verified if report else None, outcomes=outcomes, sumup_errors=errors,
+                        order_errors=report.errors if report else None,
                         mail_sent=mail.sent if mail else None, mail_failed=mail.failed if mail else None)
 
 
@@ -138,10 +140,14 @@ def collect_metrics(db: Database, host: str, *, command: str = "sweep") -> list[
         oldest = tx.one("metrics_oldest_due_order")["age_seconds"]
         mail = tx.one("metrics_payment_to_mail", kind=CONFIRMATION)
     by_status = {"unfinished" if r["exit_status"] is None else str(r["exit_status"]): r["n"] for r in runs}
+    order_errors = sum(r["order_errors"] for r in runs)
     errors = _by("kind", dict.fromkeys(ERROR_KINDS, 0) | (last.get("sumup_errors") or {}))
     return [
         Metric("payverify_runs_total", "counter", "Runs on this host by exit status (unfinished: running or killed).",
                _by("exit_status", by_status)),
+        Metric("payverify_order_errors_total", "counter",
+               "Orders whose verification errored (not a SumUp no-answer) in this host's runs.",
+               (("", (), float(order_errors)),)),
         Metric("payverify_last_run_orders_verified", "gauge", "Orders verified in the last run, by outcome.",
                _by("outcome", last.get("outcomes") or {})),
         Metric("payverify_last_run_sumup_errors", "gauge", "Non-definitive SumUp answers, last run, by kind.", errors),

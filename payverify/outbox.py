@@ -2,7 +2,8 @@
 
 Rows are written in the same transaction as the outcome that calls for them, so a settled order
 never lacks its mail and a rolled-back settle never leaves one. Sending is a separate step.
-Alerts are de-duplicated by key: one per order per kind, one per artist for a revoked connection.
+Alerts are de-duplicated by key: one per order per kind, one per artist for a revoked connection, one
+per error streak of an order.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from payverify.models import Order, OrderItem
 from payverify.sumup.checkout import Checkout
 
 ALERT_RECONNECT = "admin_alert_reconnect_sumup"
+ALERT_ORDER_ERROR = "admin_alert_order_error"
+# Erroring attempts in a row before staff hear of it: one is noise (a restart, a lock timeout), three
+# is a quarter of an hour of cron runs and a pattern.
+ORDER_ERROR_ALERT_RUNS = 3
 CUSTOMER_KINDS = frozenset({d.CONFIRMATION, d.PAYMENT_FAILED})
 
 
@@ -116,3 +121,17 @@ def reconnect_alert(artist_id: int | None, artist_name: str, problem: str, setti
     return OutboxMessage(kind=ALERT_RECONNECT, dedup_key=reconnect_key(artist_id),
                          order_id=None, recipients=settings.alert_recipients,
                          context={"artist": {"id": artist_id, "name": artist_name}, "problem": problem})
+
+
+def order_error_key(order_id: int) -> str:
+    return f"{ALERT_ORDER_ERROR}:order:{order_id}"
+
+
+def order_error_alert(order_id: int, order_number: str | None, error: str, since: datetime, runs: int,
+                      settings: Settings) -> OutboxMessage:
+    """An order's verification errored `runs` times in a row since `since`: one alert until it is
+    verified again (settle.record re-arms the key). `error` is already safe and one line."""
+    return OutboxMessage(kind=ALERT_ORDER_ERROR, dedup_key=order_error_key(order_id), order_id=order_id,
+                         recipients=settings.alert_recipients,
+                         context={"order_id": order_id, "order_number": order_number, "error": error,
+                                  "since": since, "runs": runs})

@@ -91,22 +91,40 @@ def _reason(decision: Decision, result: Settled) -> str:
 
 def record(tx: Tx, attempt: Attempt, order: Order, answer: Answer, outcome: str, reason: str,
            duration_ms: int) -> None:
-    """The audit row for this attempt, and the per-order bookkeeping (releases the lease)."""
+    """The audit row for this attempt, and the per-order bookkeeping (releases the lease). A decision
+    ends any error streak, and frees its alert's key so that a new streak alerts again."""
     tx.run("insert_audit", run_id=attempt.run_id, host=attempt.host, command=attempt.command,
            order_id=order.id, order_number=order.order_number, checkout_id=order.sumup_checkout_id,
            http_status=answer.http_status, sumup_status=answer.sumup_status, outcome=outcome,
            reason=reason, duration_ms=duration_ms)
     tx.run("record_check", order_id=order.id, owner=attempt.lease_owner, http_status=answer.http_status,
            sumup_status=answer.sumup_status, outcome=outcome, reason=reason)
+    # After record_check: its row lock waited for any erroring attempt, so an alert that one queued is seen.
+    tx.run("rearm_alert", dedup_key=outbox.order_error_key(order.id))
 
 
-def record_error(tx: Tx, attempt: Attempt, order_id: int, reason: str) -> None:
-    """An attempt that failed before reaching a decision: audited, and the order goes to the back."""
+@dataclass(frozen=True)
+class ErrorStreak:
+    order_number: str | None  # None: no such order (any more)
+    runs: int  # erroring attempts in a row, this one included
+
+
+def record_error(tx: Tx, settings: Settings, attempt: Attempt, order_id: int, reason: str) -> ErrorStreak:
+    """An attempt that failed before reaching a decision: audited, the order goes to the back and its
+    error streak grows; at ORDER_ERROR_ALERT_RUNS in a row staff get one alert (until it verifies)."""
+    found = tx.one("order_number_by_id", order_id=order_id)  # the order itself may not load
+    number = found["order_number"] if found else None
     tx.run("insert_audit", run_id=attempt.run_id, host=attempt.host, command=attempt.command,
-           order_id=order_id, order_number=None, checkout_id=None, http_status=None, sumup_status=None,
+           order_id=order_id, order_number=number, checkout_id=None, http_status=None, sumup_status=None,
            outcome=ERROR, reason=reason, duration_ms=0)
-    tx.run("record_check", order_id=order_id, owner=attempt.lease_owner, http_status=None,
-           sumup_status=None, outcome=ERROR, reason=reason)
+    streak = tx.one("record_error_check", order_id=order_id, owner=attempt.lease_owner, outcome=ERROR,
+                    reason=reason)
+    runs = streak["consecutive_errors"]
+    if runs >= outbox.ORDER_ERROR_ALERT_RUNS:  # de-duplicated by key: one per streak
+        outbox.queue(tx, settings, outbox.order_error_alert(order_id, number, reason, streak["first_error_at"],
+                                                            runs, settings))
+    return ErrorStreak(order_number=number, runs=runs)
 
 
-__all__ = ["Attempt", "Settled", "settle", "record", "record_error", "UniqueViolation", "SUPERSEDED", "ERROR"]
+__all__ = ["Attempt", "Settled", "ErrorStreak", "settle", "record", "record_error", "UniqueViolation",
+           "SUPERSEDED", "ERROR"]

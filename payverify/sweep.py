@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from payverify import faults
+from payverify.addresses import one_line
 from payverify.config import Settings
 from payverify.credentials import RunMemory
 from payverify.db import Database
@@ -32,6 +33,23 @@ log = structlog.get_logger("payverify.sweep")
 
 # Due orders fetched per query: memory stays flat however long the backlog.
 BATCH_SIZE = 200
+# Erroring orders a report keeps by name (for stderr); the rest are only counted.
+FAILURES_KEPT = 20
+ERROR_MAX_CHARS = 300
+
+
+@dataclass(frozen=True)
+class OrderFailure:
+    """An order whose verification raised (not a SumUp "no answer"): what a person is told."""
+
+    order_id: int
+    order_number: str | None  # None when unknown (the order is gone, or recording the error failed)
+    error: str  # safe and one line (describe())
+    runs: int  # erroring attempts in a row; 0 when not recorded (dry run, or the record failed)
+
+
+# What a task gives back: verified (a Result), error (an OrderFailure), claimed or budget (None).
+TaskOutcome = tuple[str, Result | OrderFailure | None]
 
 
 @dataclass
@@ -43,7 +61,8 @@ class SweepReport:
     total_due: int = 0  # as counted by the first batch's query, for a progress bar
     verified: int = 0
     claimed_elsewhere: int = 0
-    errors: int = 0
+    errors: int = 0  # orders whose verification raised
+    failures: list[OrderFailure] = field(default_factory=list)  # the first FAILURES_KEPT of them
     sumup_unreachable: int = 0
     outcomes: Counter = field(default_factory=Counter)
     sumup_errors: Counter = field(default_factory=Counter)  # by kind, for the metrics
@@ -116,7 +135,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
 
         workers = _Workers(make_worker)
 
-        def task(row: dict) -> tuple[str, Result | None]:
+        def task(row: dict) -> TaskOutcome:
             if time.monotonic() > deadline:
                 return "budget", None
             worker = workers.get()
@@ -127,10 +146,13 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
             except DatabaseUnavailable:
                 raise
             except Exception as exc:  # noqa: BLE001 - one order's trouble must not stop the run
-                log.error("order.error", run_id=attempt.run_id, order_id=row["id"], error=describe(exc),
-                          exc_info=True)
-                _record_error(worker.db, attempt, row["id"], exc)
-                return "error", None
+                error = describe(exc)
+                # stderr gets the command's own line for it (see SweepReport.failures), not this one.
+                log.error("order.error", run_id=attempt.run_id, order_id=row["id"], error=error, exc_info=True,
+                          console=False)
+                if dry_run:  # writes nothing, not even the error
+                    return "error", OrderFailure(row["id"], _order_number(worker.db, row["id"]), error, 0)
+                return "error", _record_error(worker.db, settings, attempt, row["id"], error)
 
         log.info("sweep.start", run_id=attempt.run_id, dry_run=dry_run, concurrency=settings.concurrency,
                  since=since.isoformat() if since else None)
@@ -147,7 +169,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
     return report
 
 
-def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], tuple[str, Result | None]], db: Database,
+def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], TaskOutcome], db: Database,
            selection: dict, report: SweepReport, *, limit: int, dry_run: bool, in_flight_max: int,
            keep_results: bool, progress: Callable[[int], None] | None) -> None:
     """Keep the pool busy: fetch the next batch of due orders when the queue runs dry, never the ones
@@ -195,16 +217,18 @@ def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], tuple[str, Result | 
             report.stopped_early = "per-run limit reached"
 
 
-def _tally(report: SweepReport, kind: str, result: Result | None, *, keep_results: bool) -> None:
+def _tally(report: SweepReport, kind: str, result: Result | OrderFailure | None, *, keep_results: bool) -> None:
     if kind == "claimed":
         report.claimed_elsewhere += 1
     elif kind == "error":
         report.errors += 1
+        if len(report.failures) < FAILURES_KEPT:
+            report.failures.append(result)
     elif kind == "budget":
         report.due -= 1
         report.stopped_early = "time budget spent"
     else:
-        assert result is not None
+        assert isinstance(result, Result)
         report.verified += 1
         report.outcomes[result.outcome] += 1
         report.sumup_unreachable += result.answer.transport_failure
@@ -225,14 +249,27 @@ def _claim(db: Database, attempt: Attempt, row: dict, lease_seconds: int) -> boo
 
 
 def describe(exc: Exception) -> str:
-    """Safe to store and show: our own errors carry vetted messages; others only their type."""
-    return str(exc) if isinstance(exc, PayverifyError) else f"unexpected {type(exc).__name__}"
+    """Safe to store and show: our own errors carry vetted messages; others only their type. One line."""
+    text = str(exc) if isinstance(exc, PayverifyError) else f"unexpected {type(exc).__name__}"
+    return one_line(text, ERROR_MAX_CHARS)
 
 
-def _record_error(db: Database, attempt: Attempt, order_id: int, exc: Exception) -> None:
-    """Audit the failed attempt and move the order back in the queue (it is retried next run)."""
+def _order_number(db: Database, order_id: int) -> str | None:
+    """A dry run names its erroring orders too, reading only."""
     try:
         with db.transaction() as tx:
-            record_error(tx, attempt, order_id, describe(exc))
+            found = tx.one("order_number_by_id", order_id=order_id)
     except DatabaseError:
-        pass  # the lease expires by itself
+        return None
+    return found["order_number"] if found else None
+
+
+def _record_error(db: Database, settings: Settings, attempt: Attempt, order_id: int, error: str) -> OrderFailure:
+    """Audit the failed attempt, count it in the order's error streak (alerting staff when it is long
+    enough) and move the order back in the queue (it is retried next run)."""
+    try:
+        with db.transaction() as tx:
+            streak = record_error(tx, settings, attempt, order_id, error)
+    except DatabaseError:
+        return OrderFailure(order_id, None, error, 0)  # the lease expires by itself
+    return OrderFailure(order_id, streak.order_number, error, streak.runs)

@@ -88,6 +88,13 @@ def mail_failed_context() -> dict:
     return roundtrip(mail_failed_alert(row, reason, SETTINGS).context)
 
 
+def order_error_context(order_number: str | None = "JE-7F3K2Q") -> dict:
+    """The alert for an order that errored three runs in a row, as settle.record_error queues it."""
+    return roundtrip(outbox.order_error_alert(
+        1042, order_number, "database error: canceling statement due to lock timeout",
+        datetime(2026, 12, 1, 18, 5, tzinfo=timezone.utc), 3, SETTINGS).context)
+
+
 def samples() -> dict[str, tuple[dict, list | None]]:
     """One realistic (context, tickets) per kind."""
     failed = Answer(kind=AnswerKind.CHECKOUT, http_status=200, checkout=checkout_from_dict(
@@ -102,6 +109,7 @@ def samples() -> dict[str, tuple[dict, list | None]]:
             3, "Lua Verde", "SumUp refused the refresh token (invalid_grant)", SETTINGS).context), None),
         "admin_alert_stuck_orders": (stuck_context(), None),
         "admin_alert_mail_failed": (mail_failed_context(), None),
+        "admin_alert_order_error": (order_error_context(), None),
     }
 
 
@@ -118,6 +126,9 @@ KEY_FIGURES = {
                                  "30 minutes", f"{SITE}/admin/orders/order/1057/change/"],
     "admin_alert_mail_failed": ["order_confirmation", "ann@example.com", "13", "Recipient address rejected",
                                 "payverify resend JE-7F3K2Q", f"{SITE}/admin/orders/order/1042/change/"],
+    "admin_alert_order_error": ["JE-7F3K2Q", "1042", "database error: canceling statement due to lock timeout",
+                                "3 runs in a row", "Tuesday 1 December 2026, 18:05 (GMT)", "payverify check JE-7F3K2Q",
+                                "order.error", f"{SITE}/admin/orders/order/1042/change/"],
 }
 ORDER_KINDS = sorted(KINDS - {"admin_alert_reconnect_sumup"})
 
@@ -242,6 +253,14 @@ def test_admin_link_when_site_url_is_set_order_id_when_not():
     without = Renderer(Settings(site_name="Jersey Live")).render("admin_alert_amount_mismatch", context)
     assert "admin/orders" not in without.text + without.html and "href=" not in without.html
     assert "Order id 1042" in without.text and "Order id 1042" in without.html
+
+
+def test_order_error_alert_for_an_order_without_a_number(renderer):
+    """An erroring order whose row is gone (no number): the alert names it by id, never "None"."""
+    mail = renderer.render("admin_alert_order_error", order_error_context(order_number=None))
+    assert "Order id 1042" in mail.subject
+    for part in (mail.text, mail.html):
+        assert "None" not in part and "payverify check 1042" in part and "order id 1042" in part.lower()
 
 
 def test_missing_context_key_raises(renderer):

@@ -39,7 +39,9 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 def sweep(config_file, since, limit, dry_run) -> int:
     """Verify every order awaiting payment and settle it.
 
-    Silent on success when not on a terminal (cron); details go to the log file.
+    Silent on success when not on a terminal (cron); details go to the log file. An order whose
+    verification errors gets one line on stderr; the exit status stays 0 (the order is retried next
+    run; the heartbeat gets /fail, and staff an alert after three such runs in a row).
 
     \b
     Example:
@@ -48,6 +50,7 @@ def sweep(config_file, since, limit, dry_run) -> int:
     """
     from payverify.cli import report
 
+    from payverify.logconfig import redact
     from payverify.run import scheduled_run
 
     rt = start(config_file)
@@ -55,6 +58,8 @@ def sweep(config_file, since, limit, dry_run) -> int:
         run = scheduled_run(rt, since=since, limit=limit, dry_run=dry_run, progress=bar.update)
     if dry_run or sys.stdout.isatty():
         report.print_sweep(run.sweep, per_order=dry_run)
+    for line in report.order_error_lines(run.sweep):
+        click.echo(redact(line), err=True)  # describe() made it safe; the redactor is the second line
     if run.sweep.sumup_down:
         click.echo(f"payverify: SumUp did not answer for any of the {run.sweep.verified} orders asked; "
                    "they stay as they were and are retried next run", err=True)
@@ -141,8 +146,9 @@ def resend(config_file, order, to_address) -> int:
 def pending(config_file, stuck, as_json, limit) -> int:
     """Orders awaiting verification or a person, with what payverify last saw of each.
 
-    Order number, status, age, artist, SumUp's last answer, how often it was checked, and whether
-    its mail is queued or failed. Read-only.
+    Order number, status, age, artist, SumUp's last answer, how often it was checked, how many
+    runs in a row its verification errored (with the last error), and whether its mail is queued
+    or failed. Failed/expired orders in the rescue window are listed while they error. Read-only.
 
     \b
     Example:
@@ -155,7 +161,7 @@ def pending(config_file, stuck, as_json, limit) -> int:
     with rt.database() as db:
         with db.transaction() as tx:
             orders = tx.all("pending_orders", stuck=stuck, stuck_minutes=rt.settings.policy.stuck_minutes,
-                            limit=limit)
+                            rescue_hours=rt.settings.policy.rescue_hours, limit=limit)
     if as_json:
         click.echo(json.dumps(orders, indent=2, default=str))
     else:

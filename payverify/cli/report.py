@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timezone
 from typing import Any
 
 import click
@@ -9,7 +10,7 @@ import click
 from payverify.check import CheckResult
 from payverify.money import format_amount
 from payverify.outbox import checkout_context
-from payverify.sweep import SweepReport
+from payverify.sweep import FAILURES_KEPT, SweepReport
 
 
 def print_sweep(report: SweepReport, *, per_order: bool) -> None:
@@ -29,9 +30,24 @@ def print_sweep(report: SweepReport, *, per_order: bool) -> None:
     if report.claimed_elsewhere:
         click.echo(f"{report.claimed_elsewhere} skipped: being verified by another run")
     if report.errors:
-        click.echo(f"{report.errors} failed with a database error (see the log file)")
+        click.echo(f"{report.errors} could not be verified because of an error (listed on stderr; see the log file)")
     if report.stopped_early:
         click.echo(f"stopped early: {report.stopped_early}; the rest are verified next run")
+
+
+def order_error_lines(report: SweepReport, *, limit: int = FAILURES_KEPT) -> list[str]:
+    """One stderr line per order whose verification errored (cron mails stderr), then how many more."""
+    lines = []
+    for failure in report.failures[:limit]:
+        who = (f"order {failure.order_number} (id {failure.order_id})" if failure.order_number
+               else f"order id {failure.order_id}")
+        streak = f" ({failure.runs} runs in a row)" if failure.runs > 1 else ""
+        lines.append(f"payverify: {who} could not be verified{streak}: {failure.error}")
+    if report.errors > len(lines):
+        more = report.errors - len(lines)
+        lines.append(f"payverify: and {more} more order{'s' if more != 1 else ''} could not be verified "
+                     "(see the log file)")
+    return lines
 
 
 def _answer_line(check: CheckResult) -> str:
@@ -146,13 +162,19 @@ def print_pending(orders: list[dict[str, Any]], *, stuck_minutes: float | None) 
         what = f"stuck for more than {stuck_minutes:g} minutes" if stuck_minutes else "awaiting verification or review"
         click.echo(f"No orders {what}.")
         return
-    click.echo(f"{'ORDER':<14} {'STATUS':<22} {'AGE':>7}  {'ARTIST':<20} {'LAST SUMUP ANSWER':<30} {'CHECKS':>6}  MAIL")
+    click.echo(f"{'ORDER':<14} {'STATUS':<22} {'AGE':>7}  {'ARTIST':<20} {'LAST SUMUP ANSWER':<30} {'CHECKS':>6} "
+               f"{'ERRORS':>6}  MAIL")
     for o in orders:
         answer = o["last_sumup_status"] or (f"HTTP {o['last_http_status']}" if o["last_http_status"] else "")
         if not answer:
             answer = "not checked yet" if not o["checks"] else (o["last_outcome"] or "")
         mail = ", ".join(part for part in (f"{o['mail_queued']} queued" if o["mail_queued"] else "",
                                            f"{o['mail_failed']} FAILED" if o["mail_failed"] else "") if part) or "-"
+        errors = o["consecutive_errors"]
         click.echo(f"{o['order_number']:<14} {o['status']:<22} {age(o['age_seconds']):>7}  {o['artist_name'][:20]:<20} "
-                   f"{answer[:30]:<30} {o['checks']:>6}  {mail}")
+                   f"{answer[:30]:<30} {o['checks']:>6} {errors or '-':>6}  {mail}")
+        if errors:  # the error itself on its own line: it is too long for a column
+            since = o["first_error_at"].astimezone(timezone.utc)
+            click.echo(f"{'':<14} last error ({errors} run(s) in a row since {since:%Y-%m-%d %H:%M} UTC): "
+                       f"{o['last_error']}")
     click.echo(f"{len(orders)} orders. `payverify check ORDER` shows one in full.")

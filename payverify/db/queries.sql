@@ -84,7 +84,8 @@ WHERE order_id = (
 RETURNING order_id
 
 -- name: record_check
--- After an attempt: release our lease (never another run's) and remember what SumUp said.
+-- After an attempt that reached a decision: release our lease (never another run's), remember what
+-- SumUp said, and end any error streak.
 INSERT INTO payverify_order_state AS s
     (order_id, last_checked_at, checks, last_http_status, last_sumup_status, last_outcome, last_reason)
 VALUES (%(order_id)s, now(), 1, %(http_status)s, %(sumup_status)s, %(outcome)s, %(reason)s)
@@ -93,7 +94,23 @@ SET lease_owner = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_own
     lease_expires_at = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_expires_at END,
     last_checked_at = now(), checks = s.checks + 1,
     last_http_status = EXCLUDED.last_http_status, last_sumup_status = EXCLUDED.last_sumup_status,
-    last_outcome = EXCLUDED.last_outcome, last_reason = EXCLUDED.last_reason
+    last_outcome = EXCLUDED.last_outcome, last_reason = EXCLUDED.last_reason,
+    consecutive_errors = 0, first_error_at = NULL, last_error = NULL
+
+-- name: record_error_check
+-- After an attempt that errored before a decision: release our lease, and lengthen the error streak.
+INSERT INTO payverify_order_state AS s
+    (order_id, last_checked_at, checks, last_outcome, last_reason, consecutive_errors, first_error_at, last_error)
+VALUES (%(order_id)s, now(), 1, %(outcome)s, %(reason)s, 1, now(), %(reason)s)
+ON CONFLICT (order_id) DO UPDATE
+SET lease_owner = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_owner END,
+    lease_expires_at = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_expires_at END,
+    last_checked_at = now(), checks = s.checks + 1,
+    last_http_status = NULL, last_sumup_status = NULL,
+    last_outcome = EXCLUDED.last_outcome, last_reason = EXCLUDED.last_reason,
+    consecutive_errors = s.consecutive_errors + 1,
+    first_error_at = coalesce(s.first_error_at, now()), last_error = EXCLUDED.last_error
+RETURNING consecutive_errors, first_error_at
 
 -- name: load_order
 SELECT o.id, o.order_number, o.status, o.email, o.first_name, o.last_name, o.total, o.currency,
@@ -112,6 +129,10 @@ SELECT id FROM orders_order WHERE order_number = %(order_number)s
 
 -- name: find_order_id_by_id
 SELECT id FROM orders_order WHERE id = %(order_id)s
+
+-- name: order_number_by_id
+-- For an order that errored: its number even when the whole order cannot be loaded.
+SELECT order_number FROM orders_order WHERE id = %(order_id)s
 
 -- name: load_order_items
 SELECT i.id, i.ticket_type_id, t.name AS ticket_type_name, i.quantity, i.unit_price
@@ -251,21 +272,34 @@ LIMIT %(limit)s
 SELECT status, last_error, attempts FROM payverify_outbox WHERE id = %(id)s
 
 -- name: pending_orders
--- The on-call view: orders awaiting verification or a person, with what payverify last saw.
+-- The on-call view: orders awaiting verification or a person, with what payverify last saw; plus
+-- failed/expired orders in the rescue window whose verification keeps erroring. Those are found
+-- from the partial index on payverify_order_state (MATERIALIZED: a few rows, each looked up by id),
+-- never by going through every failed or expired order there ever was.
+WITH erroring AS MATERIALIZED (
+    SELECT order_id FROM payverify_order_state WHERE consecutive_errors > 0 AND NOT %(stuck)s
+), listed AS (
+    SELECT o.id FROM orders_order o
+    WHERE ((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL)
+           OR o.status IN ('pending_verification', 'requires_manual_review'))
+      AND (NOT %(stuck)s
+           OR (o.status = 'pending_verification' AND o.updated_at < now() - %(stuck_minutes)s * interval '1 minute'))
+    UNION ALL
+    SELECT o.id FROM erroring JOIN orders_order o ON o.id = erroring.order_id
+    WHERE o.status IN ('failed', 'expired') AND o.created_at >= now() - %(rescue_hours)s * interval '1 hour'
+)
 SELECT o.id, o.order_number, o.status, o.created_at, o.updated_at,
        floor(extract(epoch FROM now() - o.created_at))::bigint AS age_seconds,
        a.name AS artist_name, s.last_checked_at, coalesce(s.checks, 0) AS checks, s.last_http_status,
        s.last_sumup_status, s.last_outcome, s.last_reason,
+       coalesce(s.consecutive_errors, 0) AS consecutive_errors, s.first_error_at, s.last_error,
        (SELECT count(*) FROM payverify_outbox m WHERE m.order_id = o.id AND m.status = 'pending') AS mail_queued,
        (SELECT count(*) FROM payverify_outbox m WHERE m.order_id = o.id AND m.status = 'failed') AS mail_failed
-FROM orders_order o
+FROM listed
+JOIN orders_order o ON o.id = listed.id
 JOIN events_event e ON e.id = o.event_id
 JOIN artists_artist a ON a.id = e.artist_id
 LEFT JOIN payverify_order_state s ON s.order_id = o.id
-WHERE ((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL)
-       OR o.status IN ('pending_verification', 'requires_manual_review'))
-  AND (NOT %(stuck)s
-       OR (o.status = 'pending_verification' AND o.updated_at < now() - %(stuck_minutes)s * interval '1 minute'))
 ORDER BY o.created_at, o.id
 LIMIT %(limit)s
 
@@ -278,12 +312,13 @@ ON CONFLICT (run_id) DO NOTHING
 UPDATE payverify_runs
 SET finished_at = now(), exit_status = %(exit_status)s, verified = %(verified)s,
     outcomes = %(outcomes)s::jsonb, sumup_errors = %(sumup_errors)s::jsonb,
-    mail_sent = %(mail_sent)s, mail_failed = %(mail_failed)s
+    mail_sent = %(mail_sent)s, mail_failed = %(mail_failed)s, order_errors = %(order_errors)s
 WHERE run_id = %(run_id)s
 
 -- name: metrics_runs_by_exit_status
 -- exit_status NULL: started and not (yet) finished, a run that is going or was killed.
-SELECT exit_status, count(*) AS n
+-- order_errors: orders whose verification errored in those runs.
+SELECT exit_status, count(*) AS n, coalesce(sum(order_errors), 0) AS order_errors
 FROM payverify_runs WHERE host = %(host)s AND command = %(command)s
 GROUP BY exit_status ORDER BY exit_status NULLS LAST
 

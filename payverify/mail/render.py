@@ -38,6 +38,8 @@ SUBJECTS: dict[str, str] = {
                                 " {{ orders|map(attribute='order_number')|join(', ') }}",
     "admin_alert_mail_failed": "[payverify] Mail not delivered: {{ failed.kind }}"
                                "{% if failed.order_number %} for order {{ failed.order_number }}{% endif %}",
+    "admin_alert_order_error": "[payverify] Order {{ order_number or 'id %s'|format(order_id) }} could not be"
+                               " verified in {{ runs }} runs in a row",
 }
 KINDS = frozenset(SUBJECTS)
 
