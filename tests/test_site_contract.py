@@ -124,3 +124,11 @@ def test_ticket_insert_writes_every_not_null_column(db, paid_order, run_payverif
         assert t["status"] == "valid" and t["holder_name"] == "Alex Morgan"
         assert t["created_at"] == t["paid_at"] == t["updated_at"]  # one transaction, one clock
         assert t["updated_at"] - updated_before > timedelta(minutes=4)
+
+
+def test_pending_still_reads_when_tickets_cannot_be_issued(db, paid_order, run_payverify):
+    """`pending` only reads: an unfillable ticket column does not stop on-call from seeing the orders."""
+    alter(db, "ALTER TABLE tickets_ticket ADD COLUMN seat varchar(10) NOT NULL")
+    result = run_payverify("pending")
+    assert result.returncode == ExitStatus.OK, result.stderr
+    assert paid_order.order_number in result.stdout

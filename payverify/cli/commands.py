@@ -158,7 +158,7 @@ def pending(config_file, stuck, as_json, limit) -> int:
     from payverify.cli import report
 
     rt = start(config_file)
-    with rt.database() as db:
+    with rt.database(read_only=True) as db:  # it reads: works even while tickets could not be issued
         with db.transaction() as tx:
             orders = tx.all("pending_orders", stuck=stuck, stuck_minutes=rt.settings.policy.stuck_minutes,
                             rescue_hours=rt.settings.policy.rescue_hours, limit=limit)
