@@ -63,31 +63,48 @@ def test_views_settle_orders_and_keep_payverify_tables_out_of_the_site_schema(
 
     seed = Seeder(site_db, sumup)
     artist = seed.artist()
-    event = seed.event(artist)
-    standing = seed.ticket_type(event, "Standing", "12.50")
-    paid = seed.order([(standing, 3)], event_id=event)
-    declined = seed.order([(standing, 1)], event_id=event, sumup_status="FAILED", age=timedelta(minutes=45))
-    short = seed.order([(standing, 2)], event_id=event, sumup_amount="12.50")
-    by_check = seed.order([(standing, 1)], event_id=event)
+    event, over = seed.event(artist), seed.event(artist, "Matinee", starts_in=timedelta(days=-2))
+    standing, past = seed.ticket_type(event, "Standing", "12.50"), seed.ticket_type(over, "General", "10.00")
+    minutes = timedelta(minutes=1)
+    cases = {  # the decision table, row by row: (order, the status it must end in)
+        "paid": (seed.order([(standing, 3)], event_id=event), "completed"),
+        "paid, never came back": (seed.order([(standing, 1)], event_id=event, status="pending"), "completed"),
+        "declined, in the grace": (seed.order([(standing, 1)], event_id=event, sumup_status="FAILED",
+                                              age=10 * minutes), "pending_verification"),
+        "declined, grace over": (seed.order([(standing, 1)], event_id=event, sumup_status="FAILED",
+                                            age=45 * minutes), "failed"),
+        "still paying": (seed.order([(standing, 1)], event_id=event, sumup_status="PENDING"),
+                         "pending_verification"),
+        "abandoned": (seed.order([(standing, 1)], event_id=event, status="pending", sumup_status="PENDING",
+                                 age=180 * minutes), "expired"),
+        "expired at SumUp": (seed.order([(standing, 1)], event_id=event, sumup_status="EXPIRED"), "expired"),
+        "unknown to SumUp": (seed.order([(standing, 1)], event_id=event, sumup_status=None),
+                             "requires_manual_review"),
+        "short payment": (seed.order([(standing, 2)], event_id=event, sumup_amount="12.50"),
+                          "requires_manual_review"),
+        "event over": (seed.order([(past, 1)], event_id=over), "requires_manual_review"),
+        "late payment": (seed.order([(standing, 2)], event_id=event, status="failed", age=180 * minutes),
+                         "completed"),
+        "status unknown to payverify": (seed.order([(standing, 1)], event_id=event, status="on_hold"), "on_hold"),
+    }
 
-    sweep = run_payverify("sweep", "--limit", "3", extra_env=views_env)
+    sweep = run_payverify("sweep", extra_env=views_env)
     assert sweep.returncode == ExitStatus.OK, sweep.stderr
     with Database.connect(Secret(site_url)) as base:  # the site's own tables, under the site's own names
-        state = {r["reference"]: r for r in rows(
-            base, "SELECT reference, status, amount_total, paid_at, updated_at, created_at FROM orders_order")}
-        assert state[paid.order_number]["status"] == "completed"
-        assert state[declined.order_number]["status"] == "failed"
-        assert state[short.order_number]["status"] == "requires_manual_review"
-        assert state[by_check.order_number]["status"] == "pending_verification"
-        assert scalar(base, "SELECT count(*) FROM tickets_ticket WHERE order_id = %(id)s", id=paid.id) == 3
-        assert scalar(base, "SELECT count(*) FROM tickets_ticket") == 3
+        state = {r["reference"]: r for r in rows(base, "SELECT reference, status, updated_at FROM orders_order")}
+        for scenario, (order, want) in cases.items():
+            assert state[order.order_number]["status"] == want, scenario
+            tickets = scalar(base, "SELECT count(*) FROM tickets_ticket WHERE order_id = %(id)s", id=order.id)
+            assert tickets == (order.admissions if want == "completed" else 0), scenario
 
+        by_check = seed.order([(standing, 1)], event_id=event)
         check = run_payverify("check", by_check.order_number, extra_env=views_env)
         assert check.returncode == ExitStatus.OK, check.stderr
         assert "order is now completed" in check.stdout
         assert scalar(base, "SELECT status FROM orders_order WHERE id = %(id)s", id=by_check.id) == "completed"
         assert scalar(base, "SELECT count(*) FROM tickets_ticket WHERE order_id = %(id)s", id=by_check.id) == 1
-    assert {m.rcpt_tos[0] for m in smtp.messages} >= {"fan@example.com"}
+    confirmations = [m for m in smtp.messages if m.parsed()["Subject"].startswith("Your tickets")]
+    assert len(confirmations) == 4  # three paid in the sweep, one by check
     assert payverify_tables(site_url) == tables  # nothing new anywhere, least of all in the site schema
 
 
