@@ -25,7 +25,7 @@ quick-test: $(VENV)/.installed
 	$(PY) -m pytest -m "not subprocess" $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/payverify demo
+	$(PY) -m payverify_dev.demo
 
 clean:
 	rm -rf .venv-* $(VENV) demo-output build *.egg-info

@@ -30,9 +30,9 @@ from urllib.parse import urlsplit, urlunsplit
 from payverify.db import Database
 from payverify.db.migrate import upgrade
 from payverify.secret import Secret
-from payverify.simulator.seed import PLATFORM_KEY, PLATFORM_MERCHANT, load_site_schema
-from payverify.simulator.smtp_capture import SmtpCapture
-from payverify.simulator.sumup_server import FakeSumUp, checkout_body
+from payverify_dev.seed import PLATFORM_KEY, PLATFORM_MERCHANT, load_site_schema
+from payverify_dev.smtp_capture import SmtpCapture
+from payverify_dev.sumup_server import FakeSumUp, checkout_body
 
 ROOT = Path(__file__).resolve().parent.parent
 ORIGINAL_PER_CYCLE, CYCLE_SECONDS = 20, 300

@@ -198,7 +198,7 @@ def _address_list(value: str) -> str:
 
 
 def _smtp_url(value: str) -> Secret:
-    from payverify.mail.smtp import parse_smtp_url
+    from payverify.smtp_url import parse_smtp_url
 
     secret = Secret(value)
     parse_smtp_url(secret)  # raises ConfigError naming the variable

@@ -17,8 +17,8 @@ from payverify.config import Settings, load_settings
 from payverify.db import Database
 from payverify.db.migrate import upgrade
 from payverify.secret import Secret
-from payverify.simulator.seed import PLATFORM_KEY, Seeder, load_site_schema
-from payverify.simulator.sumup_server import FakeSumUp
+from payverify_dev.seed import PLATFORM_KEY, Seeder, load_site_schema
+from payverify_dev.sumup_server import FakeSumUp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,7 +135,7 @@ def ca_file(ca, tmp_path):
 @pytest.fixture
 def smtp():
     """A real SMTP server capturing every message."""
-    from payverify.simulator.smtp_capture import SmtpCapture
+    from payverify_dev.smtp_capture import SmtpCapture
 
     with SmtpCapture() as server:
         yield server

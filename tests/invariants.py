@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 
 from payverify.db import Database
-from payverify.decision import CONFIRMATION
+from payverify.mail.kinds import CONFIRMATION
 from tests.helpers import rows
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from payverify.exitcodes import ExitStatus
-from payverify.simulator.sumup_server import Scripted
+from payverify_dev.sumup_server import Scripted
 from tests.helpers import scalar
 
 

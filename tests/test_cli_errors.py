@@ -21,7 +21,7 @@ from payverify.cli.params import parse_since
 from payverify.db import Database
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
-from payverify.simulator.seed import load_site_schema
+from payverify_dev.seed import load_site_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Sekr1tPw"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from payverify.simulator.sumup_server import Scripted
+from payverify_dev.sumup_server import Scripted
 from tests.conftest import ROOT
 
 

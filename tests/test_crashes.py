@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from payverify.outbox import ALERT_RECONNECT
+from payverify.mail.outbox import ALERT_RECONNECT
 from tests.conftest import ROOT
 from tests.helpers import rows, scalar, status_of, tickets_of
 from tests.invariants import assert_invariants, check_invariants

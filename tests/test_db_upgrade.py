@@ -14,7 +14,7 @@ from payverify.db.contract import SITE_COLUMNS
 from payverify.db.migrate import latest_version, migrations
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
-from payverify.simulator.seed import load_site_schema
+from payverify_dev.seed import load_site_schema
 from tests.conftest import scratch_database
 from tests.helpers import normalised_columns
 
@@ -161,7 +161,7 @@ def _normalised_columns(url: str) -> list[tuple]:
 
 
 def test_project_site_schema_matches_shared_copy(empty_database_url, another_empty_url):
-    """payverify/simulator/site_schema.sql builds the same tables and columns as ../shared/site-schema.sql."""
+    """payverify_dev/site_schema.sql builds the same tables and columns as ../shared/site-schema.sql."""
     if not SHARED_SITE_SCHEMA.exists():
         # CI sets PAYVERIFY_REQUIRE_SHARED_SCHEMA: there the contract must be compared, never skipped.
         if os.environ.get("PAYVERIFY_REQUIRE_SHARED_SCHEMA"):

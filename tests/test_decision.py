@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from payverify import decision as d
+from payverify.orders import decision as d
 from payverify.config import Policy
 from payverify.models import Order
 from payverify.sumup.answer import Answer, AnswerKind

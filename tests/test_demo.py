@@ -1,4 +1,4 @@
-"""`payverify demo`: the newcomer's path, on an embedded Postgres with the simulators."""
+"""`make demo` (python -m payverify_dev.demo): the newcomer's path, on an embedded Postgres with the simulators."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_demo_shows_every_outcome_with_its_mail(tmp_path):
     every mail is written as .eml with its attachments, and the demo exits 0."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYVERIFY_", "SUMUP_"))}
     out = tmp_path / "demo-output"
-    result = subprocess.run([sys.executable, "-m", "payverify", "demo", "--output", str(out)], env=env, cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "payverify_dev.demo", "--output", str(out)], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     table = result.stdout
@@ -34,7 +34,7 @@ def test_demo_shows_every_outcome_with_its_mail(tmp_path):
 def test_demo_refuses_a_configured_database(tmp_path):
     """With PAYVERIFY_DATABASE_URL set the demo refuses (exit 8) and touches nothing."""
     env = {**os.environ, "PAYVERIFY_DATABASE_URL": "postgresql://prod.example/tickets"}
-    result = subprocess.run([sys.executable, "-m", "payverify", "demo", "--output", str(tmp_path / "o")], env=env,
+    result = subprocess.run([sys.executable, "-m", "payverify_dev.demo", "--output", str(tmp_path / "o")], env=env,
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 8
     assert "PAYVERIFY_DATABASE_URL" in result.stderr

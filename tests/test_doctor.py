@@ -15,8 +15,8 @@ from payverify.config import VARIABLES
 from payverify.db import Database
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
-from payverify.simulator.seed import PLATFORM_KEY, PLATFORM_MERCHANT
-from payverify.simulator.smtp_capture import SmtpCapture
+from payverify_dev.seed import PLATFORM_KEY, PLATFORM_MERCHANT
+from payverify_dev.smtp_capture import SmtpCapture
 from tests.helpers import rows
 
 SMTP_USER, SMTP_PASSWORD = "mailer", "Sm7pDoctorCanaryPw"

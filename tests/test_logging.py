@@ -39,8 +39,8 @@ def test_one_canonical_line_per_order(seed, env, run_payverify):
 def test_canary_secrets_never_leak(seed, env, db, sumup, run_payverify):
     """With canary credentials at DEBUG, through refreshes, 401s and failures, no secret appears in
     stdout, stderr, the log file, the audit table or the outbox."""
-    from payverify.simulator.seed import PLATFORM_MERCHANT
-    from payverify.simulator.sumup_server import Scripted
+    from payverify_dev.seed import PLATFORM_MERCHANT
+    from payverify_dev.sumup_server import Scripted
 
     canary_key = "sup_sk_CANARYKEY0001"
     sumup.add_api_key(canary_key, PLATFORM_MERCHANT)

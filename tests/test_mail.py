@@ -12,7 +12,7 @@ from icalendar import Calendar
 from pypdf import PdfReader
 
 from payverify.exitcodes import ExitStatus
-from payverify.simulator.sumup_server import checkout_body
+from payverify_dev.sumup_server import checkout_body
 from tests.conftest import ROOT
 from tests.helpers import rows, scalar
 
@@ -282,7 +282,7 @@ def test_temporary_refusal_at_rcpt_keeps_the_batch_going(seed, shop, db, smtp, r
 def test_server_wide_refusal_fails_no_message(seed, shop, db, run_payverify):
     """A server that refuses the session (here: it demands a login we do not have) is the server's
     trouble: every message stays pending for later, none is failed, no alert storm."""
-    from payverify.simulator.smtp_capture import SmtpCapture
+    from payverify_dev.smtp_capture import SmtpCapture
 
     for i in range(3):
         seed.order([(shop["standing"], 1)], event_id=shop["event"], email=f"f{i}@example.com")

@@ -16,16 +16,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import structlog
 
-from payverify import monitoring
 from payverify.config import load_settings
 from payverify.db import Database
 from payverify.errors import ConfigError
 from payverify.mail.sender import SendReport
 from payverify.monitoring import (Heartbeat, Metric, collect_metrics, publish_metrics, record_run_end,
-                                  record_run_start, render_metrics, sumup_error_kind, write_metrics_file)
+                                  record_run_start, render_metrics, write_metrics_file)
+from payverify.sumup.answer import ERROR_KINDS, sumup_error_kind
 from payverify.secret import Secret
 from payverify.sumup.answer import Answer, AnswerKind, answer_from_reply
-from payverify.sweep import SweepReport
+from payverify.modes.sweep import SweepReport
 from tests.helpers import rows
 
 PING_TOKEN = "0b7f3c1e-5d2a-4c8e-9f61-canary-ping-token"
@@ -269,7 +269,7 @@ def test_heartbeat_setting_is_a_validated_secret():
 def test_sumup_error_kind(answer, kind):
     """Each kind of non-definitive answer gets its label; definitive answers and 'not asked' get none."""
     assert sumup_error_kind(answer) == kind
-    assert kind is None or kind in monitoring.ERROR_KINDS
+    assert kind is None or kind in ERROR_KINDS
 
 
 def test_definitive_checkout_answer_is_no_error():
@@ -461,7 +461,7 @@ def test_publish_metrics_never_raises(db, tmp_path):
 def test_sweep_pings_the_heartbeat_and_writes_metrics(seed, sumup, run_payverify, tmp_path):
     """A real cron run pings /start then the URL itself, records the run and writes the metrics file;
     a run where SumUp answers nothing pings /fail (exit 7)."""
-    from payverify.simulator.sumup_server import Scripted
+    from payverify_dev.sumup_server import Scripted
 
     artist = seed.artist()
     event = seed.event(artist)

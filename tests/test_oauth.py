@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from payverify.exitcodes import ExitStatus
-from payverify.simulator.seed import PLATFORM_KEY
-from payverify.simulator.sumup_server import Scripted
+from payverify_dev.seed import PLATFORM_KEY
+from payverify_dev.sumup_server import Scripted
 from tests.helpers import rows, scalar, tickets_of
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,14 +13,14 @@ from hypothesis import HealthCheck, event, given, settings as hsettings, strateg
 from payverify import models
 from payverify.config import Policy
 from payverify.db import Database
-from payverify.decision import decide
+from payverify.orders.decision import decide
 from payverify.models import Order
 from payverify.secret import Secret
-from payverify.settle import Attempt
+from payverify.orders.settle import Attempt
 from payverify.sumup.answer import Answer, AnswerKind
 from payverify.sumup.checkout import KNOWN_STATUSES, REVERSED_TRANSACTION_STATUSES, checkout_from_dict
 from payverify.sumup.client import SumUpClient
-from payverify.verify import Verifier
+from payverify.orders.verify import Verifier
 from tests.helpers import scalar
 
 NOW = datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc)

@@ -6,16 +6,16 @@ from datetime import timedelta
 
 import pytest
 
-from payverify.settle import SUPERSEDED
+from payverify.orders.settle import SUPERSEDED
 from payverify.sumup.client import SumUpClient
-from payverify.verify import Verifier
+from payverify.orders.verify import Verifier
 from tests.helpers import scalar
 
 
 
 @pytest.fixture
 def verifier(settings, db, sumup):
-    from payverify.settle import Attempt
+    from payverify.orders.settle import Attempt
 
     client = SumUpClient(sumup.url)
     yield Verifier(settings, db, client, Attempt(run_id="test", host="h", command="sweep", lease_owner="h:1:test"))
@@ -91,7 +91,7 @@ def test_holder_name_and_codes(verifier, db, seed):
 
 def test_expired_token_order_is_not_expired_by_the_clock(verifier, db, seed, sumup):
     """An old order whose SumUp answer is unknown stays as it was (never expired on the clock alone)."""
-    from payverify.simulator.sumup_server import Scripted
+    from payverify_dev.sumup_server import Scripted
 
     artist = seed.artist()
     event = seed.event(artist)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from payverify.simulator.sumup_server import FakeSumUp, Scripted, checkout_body, dumps
+from payverify_dev.sumup_server import FakeSumUp, Scripted, checkout_body, dumps
 
 MERCHANT, OTHER = "MH4H92C7", "MOTHER01"
 KEY, OTHER_KEY = "sup_sk_test_key", "sup_sk_other_key"

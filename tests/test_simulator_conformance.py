@@ -26,7 +26,7 @@ import requests
 from sumup.checkouts.resource import ListCheckouts200Response
 from sumup.types import CheckoutSuccess, CheckoutSuccessTransaction, Error, Problem
 
-from payverify.simulator.sumup_server import FakeSumUp, checkout_body
+from payverify_dev.sumup_server import FakeSumUp, checkout_body
 from payverify.sumup.answer import AnswerKind, answer_from_reply
 
 MERCHANT, OTHER = "MH4H92C7", "MOTHER01"

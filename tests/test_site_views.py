@@ -10,7 +10,7 @@ import pytest
 from payverify.db import Database
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
-from payverify.simulator.seed import Seeder, load_site_schema
+from payverify_dev.seed import Seeder, load_site_schema
 from tests.helpers import rows, scalar
 
 VIEWS = Path(__file__).resolve().parent.parent / "examples" / "site-views.sql"

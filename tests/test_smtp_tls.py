@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from payverify.simulator.smtp_capture import SmtpCapture
+from payverify_dev.smtp_capture import SmtpCapture
 from tests.helpers import scalar
 
 USER, PASSWORD = "mailer", "Sm7pCanaryPw"

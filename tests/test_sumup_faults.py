@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from payverify.simulator.sumup_server import Scripted, checkout_body
+from payverify_dev.sumup_server import Scripted, checkout_body
 from tests.helpers import scalar
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 
@@ -38,7 +37,7 @@ def test_successful_payment_issues_tickets_once(seed, catalogue, db, run_payveri
     assert row["paid_at"] is not None and row["sumup_transaction_code"]
     assert count(db, f"SELECT count(*) FROM tickets_ticket WHERE order_id = {order.id}") == 3
     assert count(db, "SELECT count(DISTINCT code) FROM tickets_ticket") == 3
-    assert count(db, f"SELECT min(length(code)) FROM tickets_ticket") >= 22  # >= 128 bits base64url
+    assert count(db, "SELECT min(length(code)) FROM tickets_ticket") >= 22  # >= 128 bits base64url
     assert count(db, f"SELECT count(*) FROM payverify_outbox WHERE order_id = {order.id} "
                      "AND kind = 'order_confirmation'") == 1
     again = run_payverify("sweep")
@@ -82,7 +81,7 @@ def test_amount_mismatch_goes_to_review_with_one_alert(seed, catalogue, db, run_
 
 def test_unknown_answers_change_nothing_and_exit_zero(seed, catalogue, db, sumup, run_payverify):
     """A 503 for one order leaves it as it was; the run still exits 0 (retried next run)."""
-    from payverify.simulator.sumup_server import Scripted
+    from payverify_dev.sumup_server import Scripted
 
     down = seed.order([(catalogue["standing"], 1)], event_id=catalogue["event"])
     up = seed.order([(catalogue["standing"], 1)], event_id=catalogue["event"])
@@ -97,7 +96,7 @@ def test_unknown_answers_change_nothing_and_exit_zero(seed, catalogue, db, sumup
 
 def test_sumup_down_for_every_order_exits_nonzero(seed, catalogue, db, sumup, run_payverify):
     """When SumUp answers no order at all, the run says so on stderr and exits SUMUP_UNAVAILABLE."""
-    from payverify.simulator.sumup_server import Scripted
+    from payverify_dev.sumup_server import Scripted
 
     order = seed.order([(catalogue["standing"], 1)], event_id=catalogue["event"])
     sumup.set_global_fault(Scripted(status=502))
@@ -150,7 +149,7 @@ def test_since_replays_old_failed_orders(seed, catalogue, db, run_payverify):
 def test_one_poisoned_order_does_not_stop_the_run(seed, catalogue, db, sumup, run_payverify):
     """An order whose reply breaks something unexpected is audited as an error and moved to the back;
     the orders after it are still settled and the run exits 0."""
-    from payverify.simulator.sumup_server import Scripted
+    from payverify_dev.sumup_server import Scripted
 
     poisoned = seed.order([(catalogue["standing"], 1)], event_id=catalogue["event"], age=timedelta(hours=1))
     healthy = seed.order([(catalogue["standing"], 1)], event_id=catalogue["event"])

@@ -12,16 +12,18 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 
-from payverify import decision as d
-from payverify import outbox
+from payverify.orders import decision as d
+from payverify.mail import outbox
+from payverify.orders import notices
 from payverify.config import Settings
 from payverify.errors import ConfigError
-from payverify.mail.render import KINDS, Renderer, clean_subject, templates_dir
+from payverify.mail.kinds import KINDS
+from payverify.mail.render import Renderer, clean_subject, templates_dir
 from payverify.mail.sender import mail_failed_alert
 from payverify.models import Order, OrderItem
 from payverify.sumup.answer import Answer, AnswerKind
 from payverify.sumup.checkout import checkout_from_dict
-from payverify.tickets import new_code
+from payverify.orders.tickets import new_code
 
 SITE = "https://tickets.example.je"
 SETTINGS = Settings(site_url=SITE, site_name="Jersey Live")
@@ -56,9 +58,9 @@ def paid(amount: str = "57.50") -> Answer:
 
 def queued(kind: str, answer: Answer, order: Order = ORDER) -> dict:
     """The context of the outbox row `kind` as the sender reads it back: decided by the real decision
-    table, built by outbox.messages_for, and round-tripped through JSON like the jsonb column."""
+    table, built by notices.messages_for, and round-tripped through JSON like the jsonb column."""
     decision = d.decide(order, answer, NOW, SETTINGS.policy)
-    messages = {m.kind: m for m in outbox.messages_for(decision, order, ITEMS, answer.checkout, SETTINGS)}
+    messages = {m.kind: m for m in notices.messages_for(decision, order, ITEMS, answer.checkout, SETTINGS)}
     return roundtrip(messages[kind].context)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from payverify.exitcodes import ExitStatus
-from payverify.simulator.seed import Seeder
-from payverify.simulator.sumup_server import FakeSumUp
+from payverify_dev.seed import Seeder
+from payverify_dev.sumup_server import FakeSumUp
 from tests.helpers import rows, scalar, status_of, tickets_of
 
 

@@ -23,9 +23,11 @@ def _fail(message: str, status: ExitStatus) -> None:
     sys.exit(int(status))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, command: click.Command = cli, prog_name: str = "payverify") -> None:
+    """Run `command` (the payverify group, or another command such as the development demo) under
+    the contract: one line on stderr and a named exit status for every failure, never a traceback."""
     try:
-        status = cli.main(args=argv, prog_name="payverify", standalone_mode=False)
+        status = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.UsageError as exc:
         # Not exc.show(): click prints usage, a hint and the error over four lines, and the contract
         # is one line on stderr that names the bad value.

@@ -41,7 +41,7 @@ def doctor(config_file) -> int:
       payverify doctor
       payverify --config /etc/payverify.toml doctor
     """
-    from payverify.doctor import run
+    from payverify.modes.doctor import run
 
     first_failure: ExitStatus | None = None
     for result in run(config_file):

@@ -12,7 +12,7 @@ import sys
 import click
 
 from payverify.cli.params import EmailAddress, OrderRef, Since
-from payverify.cli.runtime import start
+from payverify.modes.runtime import start
 from payverify.exitcodes import ExitStatus
 
 
@@ -51,7 +51,7 @@ def sweep(config_file, since, limit, dry_run) -> int:
     from payverify.cli import report
 
     from payverify.logconfig import redact
-    from payverify.run import scheduled_run
+    from payverify.modes.scheduled import scheduled_run
 
     rt = start(config_file)
     with report.ProgressBar(enabled=sys.stderr.isatty() and sys.stdout.isatty()) as bar:
@@ -83,7 +83,7 @@ def check(config_file, order, dry_run, as_json) -> int:
     """
     from payverify.cli import report
 
-    from payverify.check import check_order, mail_state
+    from payverify.modes.check import check_order, mail_state
     from payverify.mail.sender import deliver
 
     rt = start(config_file)
@@ -122,7 +122,7 @@ def resend(config_file, order, to_address) -> int:
     from payverify.cli import report
 
     from payverify.mail.sender import deliver
-    from payverify.resend import queue_resend
+    from payverify.modes.resend import queue_resend
 
     rt = start(config_file)
     with rt.database() as db:
@@ -196,35 +196,4 @@ def upgrade(config_file) -> int:
         click.echo(f"payverify schema upgraded to version {latest_version()} (applied {names})")
     else:
         click.echo(f"payverify schema is current (version {latest_version()})")
-    return ExitStatus.OK
-
-
-@cli.command()
-@click.option("--output", "output_dir", default="demo-output", show_default=True, metavar="DIR",
-              help="Where the demo writes its log.")
-def demo(output_dir) -> int:
-    """Run a real sweep on a throwaway database with the SumUp simulator; nothing to configure.
-
-    Starts an embedded Postgres, seeds artists, events and orders that hit every outcome, runs a
-    sweep, prints each order before and after with the reason, and removes the database.
-    It never reads PAYVERIFY_DATABASE_URL.
-
-    \b
-    Example:
-      payverify demo
-    """
-    import os
-    from pathlib import Path
-
-    from payverify import logconfig
-    from payverify.demo import run_demo
-    from payverify.errors import NotAllowed
-
-    if os.environ.get("PAYVERIFY_DATABASE_URL"):
-        # Someone with a production setup in their shell: the demo has nothing to do with it.
-        raise NotAllowed("the demo runs on its own throwaway database: unset PAYVERIFY_DATABASE_URL to run it")
-    output = Path(output_dir)
-    # The demo prints its own table; the log file has every detail.
-    logconfig.configure(str(output / "payverify.log"), "INFO", [], stderr_level="CRITICAL")
-    run_demo(output)
     return ExitStatus.OK

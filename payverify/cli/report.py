@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from payverify.check import CheckResult
+from payverify.modes.check import CheckResult
 from payverify.money import format_amount
-from payverify.outbox import checkout_context
-from payverify.sweep import FAILURES_KEPT, SweepReport
+from payverify.orders.notices import checkout_context
+from payverify.modes.sweep import FAILURES_KEPT, SweepReport
 
 
 def print_sweep(report: SweepReport, *, per_order: bool) -> None:

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime
 
-from payverify.addresses import BadAddress, address, one_line, sender_address
+from payverify.addresses import BadAddress, address, one_line, sender_address  # noqa: F401 - re-exported
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the renderer pulls in Jinja2: only load it when a message is really rendered

@@ -22,26 +22,9 @@ import payverify
 from payverify.addresses import one_line
 from payverify.config import Settings
 from payverify.errors import ConfigError
+from payverify.mail.kinds import KINDS, REGISTRY
 from payverify.money import format_amount
 
-# One small template per kind. Alerts start with "[payverify] " so staff can filter them.
-SUBJECTS: dict[str, str] = {
-    "order_confirmation": "Your tickets for {{ event.title }} – order {{ order_number }}",
-    "payment_failed": "Your payment for order {{ order_number }} did not go through – no tickets issued",
-    "admin_alert_amount_mismatch": "[payverify] Order {{ order_number }} needs manual review",
-    "admin_alert_late_payment":
-        "[payverify] Late payment: order {{ order_number }} was {{ status }}, tickets now issued",
-    "admin_alert_reconnect_sumup":
-        "[payverify] SumUp refused the credentials for {{ artist.name }} – orders not verified",
-    "admin_alert_stuck_orders": "[payverify] {{ orders|length }} order(s) stuck in pending_verification"
-                                " over {{ '%g'|format(stuck_minutes) }} min:"
-                                " {{ orders|map(attribute='order_number')|join(', ') }}",
-    "admin_alert_mail_failed": "[payverify] Mail not delivered: {{ failed.kind }}"
-                               "{% if failed.order_number %} for order {{ failed.order_number }}{% endif %}",
-    "admin_alert_order_error": "[payverify] Order {{ order_number or 'id %s'|format(order_id) }} could not be"
-                               " verified in {{ runs }} runs in a row",
-}
-KINDS = frozenset(SUBJECTS)
 
 SUBJECT_MAX = 200
 
@@ -133,7 +116,7 @@ class Renderer:
             "alert_email": self.settings.alert_email,
             "kind": kind,
         }
-        subject = clean_subject(self.env.from_string(SUBJECTS[kind]).render(full))
+        subject = clean_subject(self.env.from_string(REGISTRY[kind].subject).render(full))
         text = self.env.get_template(f"{kind}.txt").render(full)
         html = self.inliner.inline(self.env.get_template(f"{kind}.html").render(full))
         return Rendered(subject=subject, text=text, html=html)

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from payverify import faults, outbox
+from payverify import faults
+from payverify.mail import outbox
 from payverify.config import Settings
 from payverify.db import Database
-from payverify.decision import CONFIRMATION
+from payverify.mail.kinds import ALERT_MAIL_FAILED, CONFIRMATION, REGISTRY
 from payverify.mail import message as mime
 from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
 
@@ -31,7 +32,6 @@ log = structlog.get_logger("payverify.mail")
 GIVE_UP_HOURS = 24
 CLAIM_LEASE_SECONDS = 600
 MAX_BACKOFF_SECONDS = 3600
-ALERT_MAIL_FAILED = "admin_alert_mail_failed"
 
 
 def backoff_seconds(attempts: int) -> int:
@@ -151,7 +151,7 @@ class OutboxSender:
                 tickets = tx.all("order_tickets", order_id=row["order_id"])
             attachments = confirmation_attachments(context, tickets, self.settings)
         rendered = renderer.render(kind, context, tickets=tickets)
-        customer = kind in outbox.CUSTOMER_KINDS
+        customer = REGISTRY[kind].to_customer
         recipients = [mime.address(r, context.get("customer_name", "") if customer else "")
                       for r in row["recipients"]]
         sender = mime.sender_address(self.settings.mail_from, self.settings.display_site_name)
@@ -186,7 +186,7 @@ def confirmation_attachments(context: dict[str, Any], tickets: list[dict[str, An
 def mail_failed_alert(row: dict[str, Any], reason: str, settings: Settings) -> outbox.OutboxMessage:
     context = row["context"] or {}
     return outbox.OutboxMessage(
-        kind=ALERT_MAIL_FAILED, dedup_key=f"{ALERT_MAIL_FAILED}:outbox:{row['id']}", order_id=row["order_id"],
+        kind=ALERT_MAIL_FAILED, dedup_key=REGISTRY[ALERT_MAIL_FAILED].key(row["id"]), order_id=row["order_id"],
         recipients=settings.alert_recipients,
         context={"failed": {"id": row["id"], "kind": row["kind"], "recipients": list(row["recipients"]),
                             "attempts": row["attempts"], "last_error": reason,

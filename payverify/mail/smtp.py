@@ -10,15 +10,9 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-from dataclasses import dataclass
 from email.message import EmailMessage
-from urllib.parse import unquote, urlsplit
 
-from payverify.errors import ConfigError
-from payverify.secret import Secret
-
-DEFAULT_PORTS = {"smtp": 587, "smtps": 465}
-
+from payverify.smtp_url import SmtpConfig, parse_smtp_url  # noqa: F401 - parse_smtp_url is part of this module's API
 
 class DeliveryFailed(Exception):
     """`permanent`: the server refused this message for good (5xx). `connection`: the server as a
@@ -29,35 +23,6 @@ class DeliveryFailed(Exception):
         self.reason = reason
         self.permanent = permanent
         self.connection = connection
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    scheme: str
-    host: str
-    port: int
-    username: str | None
-    password: Secret | None
-    timeout: float = 30.0
-
-    @property
-    def where(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-
-def parse_smtp_url(url: Secret, timeout: float = 30.0) -> SmtpConfig:
-    try:
-        parts = urlsplit(url.reveal())
-        port = parts.port
-    except ValueError:
-        raise ConfigError("PAYVERIFY_SMTP_URL is not a valid smtp:// or smtps:// URL") from None
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise ConfigError("PAYVERIFY_SMTP_URL must look like smtp://user:pass@host:587 or smtps://host:465")
-    if not unquote(parts.username or "").isascii() or not unquote(parts.password or "").isascii():
-        raise ConfigError("PAYVERIFY_SMTP_URL: the SMTP user name and password must be ASCII")
-    return SmtpConfig(scheme=parts.scheme, host=parts.hostname, port=port or DEFAULT_PORTS[parts.scheme],
-                      username=unquote(parts.username) if parts.username else None,
-                      password=Secret(unquote(parts.password)) if parts.password else None, timeout=timeout)
 
 
 def _classify(exc: Exception) -> DeliveryFailed:

@@ -53,3 +53,22 @@ def answer_from_reply(status: int, text: str) -> Answer:
     if status == 403:
         return Answer.unknown("SumUp refused access (HTTP 403)", http_status=403)
     return Answer.unknown(f"SumUp answered HTTP {status}", http_status=status)
+
+
+# SumUp error kinds, the `kind` label. credentials: no usable token (artist disconnected, refresh failed).
+ERROR_KINDS = (TIMEOUT, CONNECTION, HTTP_5XX, HTTP_429, HTTP_401, HTTP_OTHER, NOT_UNDERSTOOD, CREDENTIALS) = (
+    "timeout", "connection", "http_5xx", "http_429", "http_401", "http_other", "not_understood", "credentials")
+
+
+def sumup_error_kind(answer: Answer) -> str | None:
+    """The kind of trouble behind a non-definitive answer; None for a definitive one or when not asked."""
+    status = answer.http_status
+    if answer.kind is not AnswerKind.UNKNOWN:
+        return None
+    if status == 429 or (status is not None and status >= 500):
+        return HTTP_429 if status == 429 else HTTP_5XX
+    if answer.transport_failure:  # with a status: a reply too large to read
+        return NOT_UNDERSTOOD if status is not None else TIMEOUT if "timed out" in answer.reason else CONNECTION
+    if status is not None:
+        return {401: HTTP_401, 200: NOT_UNDERSTOOD}.get(status, HTTP_OTHER)
+    return None if answer.reason.startswith("not asked") else CREDENTIALS

@@ -1,5 +1,5 @@
 """Seeding the site through Django's ORM, the way the site itself creates its rows, with each
-order's checkout registered in the SumUp simulator (as payverify/simulator/seed.py does in SQL)."""
+order's checkout registered in the SumUp simulator (as payverify_dev/seed.py does in SQL)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from payverify.simulator.seed import PLATFORM_KEY, PLATFORM_MERCHANT
-from payverify.simulator.sumup_server import FakeSumUp, checkout_body
+from payverify_dev.seed import PLATFORM_KEY, PLATFORM_MERCHANT
+from payverify_dev.sumup_server import FakeSumUp, checkout_body
 from tests.django_site.artists.models import Artist
 from tests.django_site.events.models import Event, TicketType
 from tests.django_site.orders.models import Order, OrderItem

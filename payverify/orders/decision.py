@@ -10,16 +10,10 @@ from datetime import datetime, timedelta
 
 from payverify import models
 from payverify.config import Policy
+from payverify.mail.kinds import ALERT_LATE_PAYMENT, ALERT_REVIEW, CONFIRMATION, PAYMENT_FAILED
 from payverify.money import format_amount, same_amount
 from payverify.sumup.answer import Answer, AnswerKind
 from payverify.sumup.checkout import EXPIRED, FAILED, PAID, PENDING, Checkout
-
-# Outbox kinds (template names) an outcome can call for.
-CONFIRMATION = "order_confirmation"
-PAYMENT_FAILED = "payment_failed"
-ALERT_REVIEW = "admin_alert_amount_mismatch"
-ALERT_LATE_PAYMENT = "admin_alert_late_payment"
-
 
 @dataclass(frozen=True, kw_only=True)
 class Decision:

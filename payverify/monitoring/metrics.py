@@ -1,116 +1,21 @@
-"""Monitoring for cron runs: healthchecks.io heartbeat, a payverify_runs row each, a node_exporter textfile."""
+"""The node_exporter textfile: this host's runs and the outbox, in Prometheus text format, written atomically."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import requests
 import structlog
 
 from payverify.db import Database
-from payverify.decision import CONFIRMATION
 from payverify.errors import PayverifyError
-from payverify.secret import Secret
-from payverify.sumup.answer import Answer, AnswerKind
-
-if TYPE_CHECKING:
-    from payverify.mail.sender import SendReport
-    from payverify.sweep import SweepReport
+from payverify.mail.kinds import CONFIRMATION
+from payverify.sumup.answer import ERROR_KINDS
 
 log = structlog.get_logger("payverify.monitoring")
-
-# SumUp error kinds, the `kind` label. credentials: no usable token (artist disconnected, refresh failed).
-ERROR_KINDS = (TIMEOUT, CONNECTION, HTTP_5XX, HTTP_429, HTTP_401, HTTP_OTHER, NOT_UNDERSTOOD, CREDENTIALS) = (
-    "timeout", "connection", "http_5xx", "http_429", "http_401", "http_other", "not_understood", "credentials")
-
-
-def sumup_error_kind(answer: Answer) -> str | None:
-    """The kind of trouble behind a non-definitive answer; None for a definitive one or when not asked."""
-    status = answer.http_status
-    if answer.kind is not AnswerKind.UNKNOWN:
-        return None
-    if status == 429 or (status is not None and status >= 500):
-        return HTTP_429 if status == 429 else HTTP_5XX
-    if answer.transport_failure:  # with a status: a reply too large to read
-        return NOT_UNDERSTOOD if status is not None else TIMEOUT if "timed out" in answer.reason else CONNECTION
-    if status is not None:
-        return {401: HTTP_401, 200: NOT_UNDERSTOOD}.get(status, HTTP_OTHER)
-    return None if answer.reason.startswith("not asked") else CREDENTIALS
-
-
-class Heartbeat:
-    """healthchecks.io-convention pings; with no URL, no-ops. Each takes about `timeout` s at most in all
-    (one retry if time is left, none after a timeout or 4xx); never raises, never logs the URL (a secret)."""
-
-    BODY_LIMIT = 10_000  # bytes; healthchecks.io shows the body in the check's log
-
-    def __init__(self, url: Secret | None, *, timeout: float = 5.0, session: requests.Session | None = None) -> None:
-        self._url = url.reveal().rstrip("/") if url else None
-        self.timeout = timeout
-        self._session = session
-
-    def start(self) -> bool:
-        return self._ping("start", "/start", "")
-
-    def success(self, summary: str = "") -> bool:
-        return self._ping("success", "", summary)
-
-    def fail(self, summary: str = "") -> bool:
-        return self._ping("fail", "/fail", summary)
-
-    def _ping(self, signal: str, suffix: str, body: str) -> bool:
-        if not self._url:
-            return False
-        deadline = time.monotonic() + self.timeout
-        for attempt in (1, 2):
-            half = max(0.01, deadline - time.monotonic()) / 2  # to connect, and for the reply
-            try:
-                with (self._session or requests).post(self._url + suffix, data=body.encode()[:self.BODY_LIMIT],
-                                                      timeout=(half, half), stream=True) as resp:
-                    if 200 <= resp.status_code < 300:
-                        return True
-                    problem, retry = f"HTTP {resp.status_code}", resp.status_code >= 500
-            except requests.Timeout:
-                problem, retry = "timed out", False
-            except Exception as exc:  # noqa: BLE001 - never raise; a requests error's text names the URL
-                problem, retry = f"failed ({type(exc).__name__})", isinstance(exc, requests.RequestException)
-            if not retry or deadline - time.monotonic() < 0.2:
-                break
-        log.warning("heartbeat.failed", signal=signal, problem=problem, attempts=attempt)
-        return False
-
-
-def record_run_start(db: Database, run_id: str, host: str, command: str) -> bool:
-    """A run begins. Never raises: a database problem is logged and gives False."""
-    return _best_effort(db, "run.record_start_failed", "insert_run", run_id=run_id, host=host, command=command)
-
-
-def record_run_end(db: Database, run_id: str, exit_status: int, report: SweepReport | None,
-                   mail: SendReport | None, sumup_errors: Mapping[str, int] | None = None) -> bool:
-    """The run ends: exit status, orders verified by outcome, SumUp errors by kind, orders that errored,
-    mail. Never raises."""
-    outcomes = json.dumps({str(k): int(v) for k, v in report.outcomes.items()} if report else {})
-    errors = json.dumps({str(k): int(v) for k, v in (sumup_errors or {}).items()})
-    return _best_effort(db, "run.record_end_failed", "finish_run", run_id=run_id, exit_status=int(exit_status),
-                        verified=report.verified if report else None, outcomes=outcomes, sumup_errors=errors,
-                        order_errors=report.errors if report else None,
-                        mail_sent=mail.sent if mail else None, mail_failed=mail.failed if mail else None)
-
-
-def _best_effort(db: Database, event: str, query: str, **params) -> bool:
-    try:
-        with db.transaction() as tx:
-            return tx.run(query, **params) == 1
-    except PayverifyError as exc:  # bookkeeping must not fail a run
-        log.warning(event, run_id=params["run_id"], error=str(exc))
-        return False
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,17 @@ import structlog
 from payverify import faults
 from payverify.addresses import one_line
 from payverify.config import Settings
-from payverify.credentials import RunMemory
+from payverify.sumup.credentials import RunMemory
 from payverify.db import Database
-from payverify.decision import widen_rescue
+from payverify.orders.decision import widen_rescue
 from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
-from payverify.monitoring import sumup_error_kind
-from payverify.settle import Attempt, record_error
+from payverify.sumup.answer import sumup_error_kind
+from payverify.orders.settle import Attempt, record_error
 from payverify.sumup.client import SumUpClient
 from payverify.sumup.ratelimit import RateLimiter
-from payverify.verify import Result, Verifier
+from payverify.orders.verify import Result, Verifier
 
-log = structlog.get_logger("payverify.sweep")
+log = structlog.get_logger("payverify.modes.sweep")
 
 # Due orders fetched per query: memory stays flat however long the backlog.
 BATCH_SIZE = 200

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from payverify import outbox
-from payverify.check import resolve_order
+from payverify.mail import outbox
+from payverify.orders import notices
+from payverify.modes.check import resolve_order
 from payverify.config import Settings
 from payverify.db import Database
-from payverify.decision import CONFIRMATION
+from payverify.mail.kinds import CONFIRMATION
 from payverify.errors import NotAllowed
 from payverify.models import COMPLETED, Order, OrderItem
 
@@ -33,7 +34,7 @@ def queue_resend(settings: Settings, db: Database, ref: str, to_address: str | N
             raise NotAllowed(f"order {order.order_number} is {order.status}: only a completed order's "
                              "confirmation can be sent again")
         items = [OrderItem.from_row(r) for r in tx.all("load_order_items", order_id=order_id)]
-        context = outbox.order_context(order, items)
+        context = notices.order_context(order, items)
         context.update(reason="sent again on request", new_status=order.status)
         recipient = to_address or order.email
         # No dedup key: every resend is a new message with its own Message-ID.

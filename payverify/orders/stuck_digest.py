@@ -6,11 +6,11 @@ under one advisory lock.
 
 from __future__ import annotations
 
-from payverify import outbox
+from payverify.mail import outbox
+from payverify.mail.kinds import ALERT_STUCK
 from payverify.config import Settings
 from payverify.db import Database
 
-ALERT_STUCK = "admin_alert_stuck_orders"
 DIGEST_EVERY_MINUTES = 60
 MAX_LISTED = 200
 

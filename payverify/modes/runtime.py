@@ -21,7 +21,7 @@ class Runtime:
         return f"{self.host}:{os.getpid()}:{self.run_id}"
 
     def attempt(self, command: str):
-        from payverify.settle import Attempt
+        from payverify.orders.settle import Attempt
 
         return Attempt(run_id=self.run_id, host=self.host, command=command, lease_owner=self.lease_owner)
 

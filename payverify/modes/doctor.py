@@ -19,7 +19,7 @@ from payverify.errors import ConfigError, PayverifyError, SchemaMismatch, SumUpU
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
 
-log = structlog.get_logger("payverify.doctor")
+log = structlog.get_logger("payverify.modes.doctor")
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
 # A reference no checkout ever has: the request proves the credentials without listing anything.
@@ -227,7 +227,7 @@ class Doctor:
         return Result(FAIL, check, f"SumUp answered HTTP {status}: is SUMUP_API_BASE_URL right?", kind)
 
     def _artists(self) -> Iterator[Result]:
-        from payverify.credentials import ArtistDisconnected, Credentials, MissingCredentials
+        from payverify.sumup.credentials import ArtistDisconnected, Credentials, MissingCredentials
 
         check, kind = "artists' SumUp tokens", ExitStatus.SUMUP_UNAVAILABLE
         if not self.site_tables_ok:

@@ -15,18 +15,12 @@ from decimal import Decimal
 from email.utils import make_msgid
 from typing import Any
 
-from payverify import decision as d
 from payverify.config import Settings
 from payverify.db import Tx
-from payverify.models import Order, OrderItem
-from payverify.sumup.checkout import Checkout
-
-ALERT_RECONNECT = "admin_alert_reconnect_sumup"
-ALERT_ORDER_ERROR = "admin_alert_order_error"
+from payverify.mail.kinds import ALERT_ORDER_ERROR, ALERT_RECONNECT, REGISTRY
 # Erroring attempts in a row before staff hear of it: one is noise (a restart, a lock timeout), three
 # is a quarter of an hour of cron runs and a pattern.
 ORDER_ERROR_ALERT_RUNS = 3
-CUSTOMER_KINDS = frozenset({d.CONFIRMATION, d.PAYMENT_FAILED})
 
 
 @dataclass(frozen=True)
@@ -62,57 +56,9 @@ def queue(tx: Tx, settings: Settings, message: OutboxMessage) -> int | None:
     return row["id"] if row is not None else None
 
 
-def order_context(order: Order, items: list[OrderItem]) -> dict[str, Any]:
-    return {
-        "order_id": order.id, "order_number": order.order_number,
-        "customer_name": order.holder_name, "total": order.total, "currency": order.currency,
-        "status": order.status, "checkout_id": order.sumup_checkout_id,
-        "event": {"id": order.event_id, "title": order.event_title, "venue": order.event_venue,
-                  "starts_at": order.event_starts_at, "ends_at": order.event_ends_at},
-        "artist": {"id": order.artist_id, "name": order.artist_name},
-        "items": [{"ticket_type": i.ticket_type_name, "quantity": i.quantity, "unit_price": i.unit_price}
-                  for i in items],
-    }
-
-
-def checkout_context(checkout: Checkout | None) -> dict[str, Any] | None:
-    if checkout is None:
-        return None
-    return {
-        "id": checkout.id, "status": checkout.status, "amount": checkout.amount,
-        "currency": checkout.currency, "merchant_code": checkout.merchant_code,
-        "checkout_reference": checkout.checkout_reference, "transaction_code": checkout.transaction_code,
-        "transactions": [{"status": t.status, "amount": t.amount, "currency": t.currency,
-                          "merchant_code": t.merchant_code, "transaction_code": t.transaction_code}
-                         for t in checkout.transactions],
-    }
-
-
-def messages_for(decision: d.Decision, order: Order, items: list[OrderItem], checkout: Checkout | None,
-                 settings: Settings) -> list[OutboxMessage]:
-    """The outbox rows an outcome calls for (customer mail and staff alerts)."""
-    base = order_context(order, items)
-    base["reason"] = decision.reason
-    base["new_status"] = decision.new_status
-    messages = []
-    for kind in decision.notify:
-        context = dict(base)
-        if kind in CUSTOMER_KINDS:
-            recipients = (order.email,)
-        else:
-            recipients = settings.alert_recipients
-            context["expected"] = {"amount": order.total, "currency": order.currency,
-                                   "merchant_code": order.artist_merchant_code,
-                                   "checkout_reference": order.order_number,
-                                   "checkout_id": order.sumup_checkout_id}
-            context["received"] = checkout_context(checkout)
-        messages.append(OutboxMessage(kind=kind, dedup_key=f"{kind}:order:{order.id}", order_id=order.id,
-                                      recipients=recipients, context=context))
-    return messages
-
-
 def reconnect_key(artist_id: int | None) -> str:
-    return f"{ALERT_RECONNECT}:artist:{artist_id}" if artist_id is not None else f"{ALERT_RECONNECT}:platform"
+    kind = REGISTRY[ALERT_RECONNECT]
+    return kind.key(artist_id) if artist_id is not None else f"{kind.name}:platform"
 
 
 def reconnect_alert(artist_id: int | None, artist_name: str, problem: str, settings: Settings) -> OutboxMessage:
@@ -124,7 +70,7 @@ def reconnect_alert(artist_id: int | None, artist_name: str, problem: str, setti
 
 
 def order_error_key(order_id: int) -> str:
-    return f"{ALERT_ORDER_ERROR}:order:{order_id}"
+    return REGISTRY[ALERT_ORDER_ERROR].key(order_id)
 
 
 def order_error_alert(order_id: int, order_number: str | None, error: str, since: datetime, runs: int,

@@ -23,7 +23,7 @@ from payverify.models import ArtistTokens, Order
 from payverify.secret import Secret
 from payverify.sumup.client import SumUpClient
 
-log = structlog.get_logger("payverify.credentials")
+log = structlog.get_logger("payverify.sumup.credentials")
 
 # Refresh tokens that expire within this margin, so a request never starts with a dying token.
 EXPIRY_MARGIN = timedelta(seconds=120)

@@ -11,18 +11,19 @@ from datetime import datetime
 
 import structlog
 
-from payverify import faults, outbox
+from payverify import faults
+from payverify.mail import outbox
 from payverify.config import Policy, Settings
-from payverify.credentials import ArtistDisconnected, Credentials, MissingCredentials, RunMemory
+from payverify.sumup.credentials import ArtistDisconnected, Credentials, MissingCredentials, RunMemory
 from payverify.db import Database
-from payverify.decision import ALERT_REVIEW, Decision, decide
+from payverify.orders.decision import ALERT_REVIEW, Decision, decide
 from payverify.errors import OrderNotFound, SumUpUnavailable, TokenRefreshFailed, UniqueViolation
 from payverify.models import REQUIRES_MANUAL_REVIEW, Order, OrderItem
-from payverify.settle import Attempt, Settled, settle
+from payverify.orders.settle import Attempt, Settled, settle
 from payverify.sumup.answer import Answer, answer_from_reply
 from payverify.sumup.client import SumUpClient
 
-log = structlog.get_logger("payverify.verify")
+log = structlog.get_logger("payverify.orders.verify")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,9 +8,9 @@ from typing import Any
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.errors import OrderNotFound
-from payverify.settle import Attempt
+from payverify.orders.settle import Attempt
 from payverify.sumup.client import SumUpClient
-from payverify.verify import Result, Verifier
+from payverify.orders.verify import Result, Verifier
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from payverify import faults, outbox
+from payverify import faults
+from payverify.mail import outbox
+from payverify.orders import notices
 from payverify.config import Settings
 from payverify.db import Tx
-from payverify.decision import PAYMENT_FAILED, Decision
+from payverify.mail.kinds import PAYMENT_FAILED
+from payverify.orders.decision import Decision
 from payverify.errors import UniqueViolation
 from payverify.models import Order, OrderItem
 from payverify.sumup.answer import Answer
-from payverify.tickets import ticket_rows
+from payverify.orders.tickets import ticket_rows
 
 SUPERSEDED = "superseded"
 ERROR = "error"
@@ -67,7 +70,7 @@ def settle(tx: Tx, settings: Settings, attempt: Attempt, order: Order, items: li
             if paid:
                 # A rescued order must not also get "your payment failed" if that mail is still queued.
                 tx.run("cancel_pending_mail", order_id=order.id, kind=PAYMENT_FAILED)
-            queued = tuple(m.kind for m in outbox.messages_for(decision, order, items, answer.checkout, settings)
+            queued = tuple(m.kind for m in notices.messages_for(decision, order, items, answer.checkout, settings)
                            if outbox.queue(tx, settings, m))
             result = Settled(outcome=decision.outcome, applied=True, tickets_issued=tickets, queued=queued)
     record(tx, attempt, order, answer, result.outcome, _reason(decision, result), duration_ms)

@@ -1,0 +1,54 @@
+"""The healthchecks.io-convention heartbeat: /start, success, /fail; a ping never fails a run."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+import structlog
+
+from payverify.secret import Secret
+
+log = structlog.get_logger("payverify.monitoring")
+
+
+class Heartbeat:
+    """healthchecks.io-convention pings; with no URL, no-ops. Each takes about `timeout` s at most in all
+    (one retry if time is left, none after a timeout or 4xx); never raises, never logs the URL (a secret)."""
+
+    BODY_LIMIT = 10_000  # bytes; healthchecks.io shows the body in the check's log
+
+    def __init__(self, url: Secret | None, *, timeout: float = 5.0, session: requests.Session | None = None) -> None:
+        self._url = url.reveal().rstrip("/") if url else None
+        self.timeout = timeout
+        self._session = session
+
+    def start(self) -> bool:
+        return self._ping("start", "/start", "")
+
+    def success(self, summary: str = "") -> bool:
+        return self._ping("success", "", summary)
+
+    def fail(self, summary: str = "") -> bool:
+        return self._ping("fail", "/fail", summary)
+
+    def _ping(self, signal: str, suffix: str, body: str) -> bool:
+        if not self._url:
+            return False
+        deadline = time.monotonic() + self.timeout
+        for attempt in (1, 2):
+            half = max(0.01, deadline - time.monotonic()) / 2  # to connect, and for the reply
+            try:
+                with (self._session or requests).post(self._url + suffix, data=body.encode()[:self.BODY_LIMIT],
+                                                      timeout=(half, half), stream=True) as resp:
+                    if 200 <= resp.status_code < 300:
+                        return True
+                    problem, retry = f"HTTP {resp.status_code}", resp.status_code >= 500
+            except requests.Timeout:
+                problem, retry = "timed out", False
+            except Exception as exc:  # noqa: BLE001 - never raise; a requests error's text names the URL
+                problem, retry = f"failed ({type(exc).__name__})", isinstance(exc, requests.RequestException)
+            if not retry or deadline - time.monotonic() < 0.2:
+                break
+        log.warning("heartbeat.failed", signal=signal, problem=problem, attempts=attempt)
+        return False

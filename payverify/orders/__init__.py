@@ -1,0 +1,1 @@
+"""The order domain: decide what SumUp's answer means for an order, settle it, issue its tickets."""
