@@ -2,6 +2,16 @@
 
 PAYVERIFY_FAULT=name        SIGKILL this process when it reaches `name`
 PAYVERIFY_FAULT=name:raise  raise InjectedFault there instead
+
+This is the one list of them. In production the variable is unset, and each point is one string
+comparison with an empty string.
+  after_claim            modes/sweep.py       an order's lease taken, SumUp not asked yet
+  after_sumup_answer     orders/verify.py     SumUp answered, nothing written yet
+  before_settle_commit   orders/settle.py     the settle transaction written, not committed
+  after_settle_commit    orders/verify.py     the settle transaction committed
+  after_token_response   sumup/credentials.py SumUp issued a new token pair, not stored yet
+  after_smtp_accept      mail/sender.py       the SMTP server accepted a message, not marked sent
+  before_mark_sent       mail/sender.py       about to mark an outbox row sent
 """
 
 from __future__ import annotations

@@ -51,3 +51,28 @@ def test_wheel_sweeps_with_its_templates_and_fonts(installed, seed, db, smtp, en
     fonts = {str(f.get_object()["/BaseFont"]) for page in reader.pages
              for f in page["/Resources"].get_object()["/Font"].get_object().values()}
     assert any("DejaVu" in name for name in fonts), fonts
+
+
+def test_installed_package_holds_no_test_machinery(installed, seed, env, tmp_path):
+    """`pip install` of the wheel (no extras): --help, check and doctor work; no simulator, SMTP
+    capture, seeder or demo was installed, and aiosmtpd (a test dependency) is not there."""
+    files = subprocess.run([str(installed / "python"), "-m", "pip", "show", "--files", "payverify"],
+                           capture_output=True, text=True, timeout=60).stdout
+    assert "payverify/__init__.py" in files
+    for machinery in ("payverify_dev", "sumup_server", "smtp_capture", "seed.py", "demo.py", "simulator"):
+        assert machinery not in files, machinery
+    assert subprocess.run([str(installed / "python"), "-c", "import aiosmtpd"], capture_output=True,
+                          timeout=60).returncode != 0
+
+    def payverify(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(installed / "payverify"), *args], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+
+    assert payverify("--help").returncode == 0
+    event = seed.event(seed.artist())
+    order = seed.order([(seed.ticket_type(event), 1)], event_id=event)
+    check = payverify("check", order.order_number)
+    assert check.returncode == 0 and "order is now completed" in check.stdout, check.stderr
+    doctor = payverify("doctor")
+    assert doctor.returncode == 0, doctor.stdout
+    assert not any(line.startswith("FAIL") for line in doctor.stdout.splitlines())
