@@ -46,7 +46,7 @@ def answer(status="PAID", **overrides) -> Answer:
     return Answer(kind=AnswerKind.CHECKOUT, http_status=200, checkout=checkout_from_dict(body(status, **overrides)))
 
 
-UNKNOWN = Answer.unknown("SumUp unavailable: timed out after 3 attempts", transport_failure=True)
+UNKNOWN = Answer.unknown("SumUp unavailable: timed out after 3 attempts", error_kind="timeout", transport_failure=True)
 NOT_FOUND = Answer(kind=AnswerKind.NOT_FOUND, http_status=404, reason="404")
 AWAITING = ["pending", "pending_verification"]
 RESCUE = ["failed", "expired"]

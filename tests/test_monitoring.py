@@ -10,22 +10,28 @@ import stat
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 import structlog
 
 from payverify.config import load_settings
 from payverify.db import Database
-from payverify.errors import ConfigError
+from payverify.errors import ConfigError, SumUpUnavailable
 from payverify.mail.sender import SendReport
+from payverify.models import Order
 from payverify.monitoring import (Heartbeat, Metric, collect_metrics, publish_metrics, record_run_end,
                                   record_run_start, render_metrics, write_metrics_file)
-from payverify.sumup.answer import ERROR_KINDS, sumup_error_kind
+from payverify.sumup.answer import ERROR_KINDS
 from payverify.secret import Secret
 from payverify.sumup.answer import Answer, AnswerKind, answer_from_reply
+from payverify.sumup.client import Reply, ReplyCutOff, RetryableReply
+from payverify.sumup.client import _failure as client_failure
 from payverify.modes.sweep import SweepReport
+from payverify.orders.verify import Verifier
 from tests.helpers import rows
 
 PING_TOKEN = "0b7f3c1e-5d2a-4c8e-9f61-canary-ping-token"
@@ -249,32 +255,90 @@ def test_heartbeat_setting_is_a_validated_secret():
 # SumUp error kinds
 
 
+PAID_BODY = json.dumps({"id": "4e425463-3e1b-431d-83fa-1e51c2925e99", "checkout_reference": "JE-7F3K2Q",
+                        "amount": 25.0, "currency": "GBP", "merchant_code": "MH4H92C7", "status": "PAID",
+                        "transaction_code": "TEENSK4W2K"})
+
+
+@pytest.mark.parametrize(("failure", "kind"), [
+    (requests.exceptions.ReadTimeout(), "timeout"),
+    (requests.exceptions.ConnectTimeout(), "timeout"),
+    (ReplyCutOff(timed_out=True), "timeout"),
+    (ReplyCutOff(timed_out=False), "connection"),
+    (requests.exceptions.ConnectionError(), "connection"),
+    (requests.exceptions.SSLError(), "connection"),
+    (RetryableReply(503, None), "http_5xx"),
+    (RetryableReply(429, 1.0), "http_429"),
+])
+def test_client_sets_the_kind_where_it_gives_up(failure, kind):
+    """The client names the kind when retries run out; the answer carries it to the metrics unchanged."""
+    error = client_failure(failure, 3)
+    assert error.kind == kind
+    answer = Answer.unavailable(error)
+    assert answer.error_kind == kind and answer.transport_failure and answer.kind is AnswerKind.UNKNOWN
+
+
+def test_the_kind_is_never_read_back_out_of_the_message():
+    """The reason text is for people: a kind comes only from where the error was seen."""
+    answer = Answer.unavailable(SumUpUnavailable("timed out after 3 attempts", kind="connection"))
+    assert answer.error_kind == "connection"
+    too_large = Answer.unavailable(SumUpUnavailable("reply larger than 1 MiB", kind="not_understood", http_status=200))
+    assert too_large.error_kind == "not_understood" and too_large.http_status == 200
+
+
 @pytest.mark.parametrize(("answer", "kind"), [
-    (Answer.unknown("SumUp unavailable: timed out after 3 attempts", transport_failure=True), "timeout"),
-    (Answer.unknown("SumUp unavailable: connection failed after 3 attempts", transport_failure=True), "connection"),
-    (Answer.unknown("SumUp unavailable: TLS error after 3 attempts", transport_failure=True), "connection"),
-    (Answer.unknown("SumUp unavailable: HTTP 503 after 3 attempts", http_status=503, transport_failure=True),
-     "http_5xx"),
-    (Answer.unknown("SumUp unavailable: rate limited (HTTP 429) after 3 attempts", http_status=429,
-                    transport_failure=True), "http_429"),
-    (Answer.unknown("SumUp unavailable: reply larger than 1 MiB", http_status=200, transport_failure=True),
-     "not_understood"),
     (answer_from_reply(401, ""), "http_401"),
     (answer_from_reply(403, ""), "http_other"),
+    (answer_from_reply(302, ""), "http_other"),
     (answer_from_reply(200, "<html>maintenance</html>"), "not_understood"),
-    (Answer.unknown("artist Lua Verde must reconnect SumUp"), "credentials"),
-    (Answer.unknown("not asked: the order has no SumUp checkout"), None),
     (answer_from_reply(404, ""), None),
+    (answer_from_reply(200, PAID_BODY), None),
 ])
-def test_sumup_error_kind(answer, kind):
-    """Each kind of non-definitive answer gets its label; definitive answers and 'not asked' get none."""
-    assert sumup_error_kind(answer) == kind
+def test_answers_from_replies_carry_their_kind(answer, kind):
+    """Each kind of non-definitive reply gets its label; a definitive answer (404, a checkout) gets none."""
+    assert answer.error_kind == kind
     assert kind is None or kind in ERROR_KINDS
 
 
-def test_definitive_checkout_answer_is_no_error():
-    """A checkout SumUp answered with is never an error, whatever its status."""
-    assert sumup_error_kind(Answer(kind=AnswerKind.CHECKOUT, http_status=200)) is None
+class _ScriptedClient:
+    """Stands in for SumUpClient in Verifier.ask: answers with the queued replies or raises."""
+
+    def __init__(self, *replies):
+        self.replies = list(replies)
+
+    def get_checkout(self, checkout_id, token):
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def _platform_order(**overrides) -> Order:
+    now = datetime.now(timezone.utc)
+    values = dict(
+        id=7, order_number="JE-7F3K2Q", status="pending_verification", email="fan@example.com",
+        first_name="Alex", last_name="Morgan", total=Decimal("25.00"), currency="GBP",
+        sumup_checkout_id="4e425463-3e1b-431d-83fa-1e51c2925e99", created_at=now, event_id=3,
+        event_title="Harbour Lights", event_venue="Fort Regent", event_starts_at=now, event_ends_at=now,
+        artist_id=1, artist_name="Lua Verde", artist_merchant_code="MH4H92C7", artist_uses_oauth=False)
+    return Order(**(values | overrides))
+
+
+@pytest.mark.parametrize(("api_key", "order", "replies", "kind"), [
+    (None, _platform_order(), (), "credentials"),
+    ("sup_sk_kind_test", _platform_order(sumup_checkout_id=None), (), None),
+    ("sup_sk_kind_test", _platform_order(), (Reply(401, ""),), "http_401"),
+    ("sup_sk_kind_test", _platform_order(), (SumUpUnavailable("gave up", kind="http_5xx", http_status=502),),
+     "http_5xx"),
+    ("sup_sk_kind_test", _platform_order(), (Reply(404, ""),), None),
+])
+def test_verifier_sets_the_kind_where_it_asks(api_key, order, replies, kind):
+    """The sweep's tally reads `error_kind` as Verifier.ask set it: no token is `credentials`, an order
+    without a checkout was not asked (no kind), SumUp's own trouble keeps the client's kind."""
+    environ = {"SUMUP_API_KEY": api_key} if api_key else {}
+    verifier = Verifier(load_settings(environ=environ), db=None, client=_ScriptedClient(*replies), attempt=None,
+                        dry_run=True)
+    assert verifier.ask(order).error_kind == kind
 
 
 # --------------------------------------------------------------------------------------------------

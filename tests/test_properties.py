@@ -92,7 +92,8 @@ def cases(draw):
     order = good_order(**{name: draw(ORDER_FIELDS[name]) for name in changed_order})
     kind = draw(st.sampled_from(["unknown", "not_found", "checkout", "checkout", "checkout", "checkout"]))
     if kind == "unknown":
-        return order, Answer.unknown("SumUp unavailable: timed out", transport_failure=draw(st.booleans()))
+        return order, Answer.unknown("SumUp unavailable: timed out", error_kind="timeout",
+                                      transport_failure=draw(st.booleans()))
     if kind == "not_found":
         return order, Answer(kind=AnswerKind.NOT_FOUND, http_status=404, reason="404")
     body = {"id": CHECKOUT_ID, "checkout_reference": NUMBER, "amount": Decimal("25.00"), "currency": "GBP",

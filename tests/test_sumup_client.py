@@ -363,7 +363,7 @@ def test_is_retryable_predicate():
     assert is_retryable(RetryableReply(503, None))
     assert not is_retryable(requests.exceptions.InvalidURL())
     assert not is_retryable(ValueError())
-    assert not is_retryable(SumUpUnavailable("reply larger than 1 MiB"))
+    assert not is_retryable(SumUpUnavailable("reply larger than 1 MiB", kind="not_understood"))
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,12 @@ def backoff_seconds(attempts: int) -> int:
     return min(MAX_BACKOFF_SECONDS, 60 * 2 ** max(0, attempts - 1))
 
 
+def missing_mail_settings(settings: Settings) -> list[str]:
+    """What keeps every mail in the outbox: the sweep reports it, `doctor` fails on it."""
+    wanted = (("PAYVERIFY_SMTP_URL", settings.smtp_url), ("PAYVERIFY_MAIL_FROM", settings.mail_from))
+    return [f"{name} is not set" for name, value in wanted if not value]
+
+
 @dataclass
 class SendReport:
     sent: int = 0
@@ -57,11 +63,8 @@ class OutboxSender:
         self._renderer = renderer
 
     def _missing_setting(self) -> str | None:
-        if not self.settings.smtp_url:
-            return "PAYVERIFY_SMTP_URL is not set"
-        if not self.settings.mail_from:
-            return "PAYVERIFY_MAIL_FROM is not set"
-        return None
+        missing = missing_mail_settings(self.settings)
+        return missing[0] if missing else None
 
     def send_due(self, *, limit: int = 5000, deadline: float | None = None) -> SendReport:
         report = SendReport()

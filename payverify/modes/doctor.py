@@ -1,25 +1,48 @@
 """`payverify doctor`: check, one by one, everything a sweep needs, and say what is wrong.
 
-Each check is independent: one that fails does not stop the others; a check that needs a failed
-one is skipped with the reason. No message ever contains a secret (keys, tokens, passwords, the
-DSN): every message is built from payverify's own exceptions, which are safe to show, and passes
-the redactor on its way out as well.
+Each check is a small function over the same code a sweep runs (the runtime's connection and SumUp
+client, the site contract, Credentials' refresh-and-retry) and declares what it needs: a setting, the
+database, the site's tables, SumUp answering. A check whose need is not met is skipped with that
+need's reason; one that fails does not stop the others. No message ever contains a secret (keys,
+tokens, passwords, the DSN): every message is built from payverify's own exceptions, which are safe
+to show, and passes the redactor on its way out as well.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import structlog
 
 from payverify import logconfig
 from payverify.config import Settings, load_settings
-from payverify.errors import ConfigError, PayverifyError, SchemaMismatch, SumUpUnavailable, TokenRefreshFailed
+from payverify.db import Database
+from payverify.db.contract import SITE_COLUMNS, problems, summary
+from payverify.db.migrate import current_version, latest_version, require_current
+from payverify.errors import (
+    ConfigError,
+    PayverifyError,
+    SchemaMismatch,
+    SumUpUnavailable,
+    TokenRefreshFailed,
+)
 from payverify.exitcodes import ExitStatus
+from payverify.mail.sender import missing_mail_settings
+from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
+from payverify.modes.runtime import connect_database, sumup_client
 from payverify.secret import Secret
+from payverify.sumup.client import Reply, SumUpClient
+from payverify.sumup.credentials import (
+    ArtistDisconnected,
+    Credentials,
+    MissingCredentials,
+    TokenOwner,
+)
 
 log = structlog.get_logger("payverify.modes.doctor")
+T = TypeVar("T")
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
 # A reference no checkout ever has: the request proves the credentials without listing anything.
@@ -50,14 +73,96 @@ class Result:
         return logconfig.redact(f"{self.status:<4}  {self.check}: {self.reason}")
 
 
-@dataclass(frozen=True)
-class _Artist:
-    """What Credentials needs of an order to choose an artist's token (duck-typed Order)."""
+class Found:
+    """What the checks so far have established, for the checks after them."""
 
-    artist_id: int
-    artist_name: str
-    artist_uses_oauth: bool = True
-    sumup_checkout_id: str | None = None
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        self.db: Database | None = None
+        self.client: SumUpClient | None = None
+        self.site_tables_ok = False
+        self.sumup_answers = False
+        self.platform_reply: Reply | None = None  # SumUp's answer to the probe with the platform key
+
+    # What a check needs, for checks whose needs guarantee it is there.
+    @property
+    def config(self) -> Settings:
+        return _needed(self.settings)
+
+    @property
+    def database(self) -> Database:
+        return _needed(self.db)
+
+    @property
+    def sumup(self) -> SumUpClient:
+        return _needed(self.client)
+
+    def setting(self, name: str) -> Any:
+        return getattr(self.config, name)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.db is not None:
+            self.db.close()
+
+
+def _needed(value: T | None) -> T:
+    if value is None:  # a check's needs are meant to make this impossible
+        raise RuntimeError("a check ran without what it needs")
+    return value
+
+
+@dataclass(frozen=True)
+class Need:
+    """A precondition of a check, and the skip reason when it is not met."""
+
+    met: Callable[[Found], bool]
+    reason: str
+
+
+CONFIGURATION = Need(lambda f: f.settings is not None, "configuration could not be read")
+DATABASE = Need(lambda f: f.db is not None, "needs the database")
+SITE_TABLES = Need(lambda f: f.site_tables_ok, "needs the site's tables")
+SUMUP = Need(lambda f: f.sumup_answers, "needs SumUp to answer")
+
+
+def needs_setting(name: str, reason: str) -> Need:
+    return Need(lambda f: bool(f.setting(name)), reason)
+
+
+@dataclass(frozen=True)
+class Line:
+    """A line of output: its name, and the exit status it gives the command when it is a failure."""
+
+    name: str
+    kind: ExitStatus
+
+    def fail(self, reason: str, kind: ExitStatus | None = None) -> Result:
+        return Result(FAIL, self.name, reason, self.kind if kind is None else kind)
+
+    def ok(self, reason: str) -> Result:
+        return Result(OK, self.name, reason)
+
+
+@dataclass(frozen=True)
+class Check(Line):
+    """One check: its line(s) come from `run` (the artists' check gives one per artist), unless one
+    of its needs, tried in order, is not met."""
+
+    run: Callable[[Found, Check], Result | Iterable[Result]]
+    needs: tuple[Need, ...] = (CONFIGURATION,)
+
+    def results(self, found: Found) -> Iterator[Result]:
+        unmet = next((need for need in self.needs if not need.met(found)), None)
+        if unmet is not None:
+            yield Result(SKIP, self.name, unmet.reason)
+            return
+        try:
+            outcome = self.run(found, self)
+            yield from [outcome] if isinstance(outcome, Result) else outcome
+        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+            yield _internal(self.name, self.kind, exc)
 
 
 def _printable(text: str, limit: int = 60) -> str:
@@ -70,242 +175,207 @@ def _internal(check: str, kind: ExitStatus, exc: Exception) -> Result:
     return Result(FAIL, check, f"internal error ({type(exc).__name__}); details are in the log file", kind)
 
 
-class Doctor:
-    def __init__(self, config_file: str | None, environ: Mapping[str, str] | None = None) -> None:
-        self.config_file = config_file
-        self.environ = environ
-        self.settings: Settings | None = None
-        self.db = None
-        self.client = None
-        self.site_tables_ok = False
-        self.sumup_answers = False
+# ---- configuration -------------------------------------------------------------------------------
+def _configure_logging(settings: Settings) -> str | None:
+    """Only the log file gets log lines: the doctor's own output is its one line per check.
+    Returns why the log file cannot be used, if it cannot."""
+    try:
+        logconfig.configure(settings.log_file, settings.log_level, settings.secrets(), stderr_level="CRITICAL")
+    except ConfigError as exc:
+        logconfig.configure(None, settings.log_level, settings.secrets(), stderr_level="CRITICAL")
+        return str(exc)
+    return None
 
-    def run(self) -> Iterator[Result]:
-        try:
-            yield self._configuration()
-            if self.settings is None:
-                for name in ("database", "site tables", "payverify schema", "SumUp API", "SumUp platform key",
-                             "artists' SumUp tokens", "SMTP"):
-                    yield Result(SKIP, name, "configuration could not be read")
-                return
-            yield self._guard("database", ExitStatus.DATABASE_UNAVAILABLE, self._database)
-            yield self._guard("site tables", ExitStatus.SCHEMA, self._site_tables)
-            yield self._guard("payverify schema", ExitStatus.SCHEMA, self._schema)
-            yield self._guard("SumUp API", ExitStatus.SUMUP_UNAVAILABLE, self._sumup_reachable)
-            yield self._guard("SumUp platform key", ExitStatus.SUMUP_UNAVAILABLE, self._platform_key)
-            yield from self._artists()
-            yield self._guard("SMTP", ExitStatus.ERROR, self._smtp)
-        finally:
-            if self.client is not None:
-                self.client.close()
-            if self.db is not None:
-                self.db.close()
 
-    @staticmethod
-    def _guard(check: str, kind: ExitStatus, step) -> Result:
-        try:
-            return step(check, kind)
-        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
-            return _internal(check, kind, exc)
+def _incomplete(s: Settings) -> list[str]:
+    """What a sweep would lack: a database, a way to authenticate to SumUp, a way to send mail."""
+    missing = [] if s.database_url else ["PAYVERIFY_DATABASE_URL is not set"]
+    if bool(s.sumup_client_id) != bool(s.sumup_client_secret):
+        have, lack = (("SUMUP_CLIENT_ID", "SUMUP_CLIENT_SECRET") if s.sumup_client_id
+                      else ("SUMUP_CLIENT_SECRET", "SUMUP_CLIENT_ID"))
+        missing.append(f"{have} is set without {lack}")
+    elif not (s.sumup_api_key or s.sumup_client_id):
+        missing.append("neither SUMUP_API_KEY nor the OAuth client (SUMUP_CLIENT_ID, SUMUP_CLIENT_SECRET) is set")
+    return missing + [f"{m} (mail would wait in the outbox forever)" for m in missing_mail_settings(s)]
 
-    # ---- configuration ---------------------------------------------------------------------------
-    def _configuration(self) -> Result:
-        check = "configuration"
+
+def _configuration(config_file: str | None, environ: Mapping[str, str] | None) -> Check:
+    def run(found: Found, check: Check) -> Result:
         try:
-            settings = load_settings(self.environ, self.config_file)
+            settings = load_settings(environ, config_file)
         except ConfigError as exc:
             logconfig.configure(None, "INFO", [], stderr_level="CRITICAL")
-            return Result(FAIL, check, str(exc), ExitStatus.CONFIG)
-        self.settings = settings
-        missing: list[str] = []
-        try:
-            # Only the file gets log lines: the doctor's own output is its one line per check.
-            logconfig.configure(settings.log_file, settings.log_level, settings.secrets(), stderr_level="CRITICAL")
-        except ConfigError as exc:
-            logconfig.configure(None, settings.log_level, settings.secrets(), stderr_level="CRITICAL")
-            missing.append(str(exc))
-        s = settings
-        if not s.database_url:
-            missing.append("PAYVERIFY_DATABASE_URL is not set")
-        if bool(s.sumup_client_id) != bool(s.sumup_client_secret):
-            have, lack = (("SUMUP_CLIENT_ID", "SUMUP_CLIENT_SECRET") if s.sumup_client_id
-                          else ("SUMUP_CLIENT_SECRET", "SUMUP_CLIENT_ID"))
-            missing.append(f"{have} is set without {lack}")
-        elif not (s.sumup_api_key or s.sumup_client_id):
-            missing.append("neither SUMUP_API_KEY nor the OAuth client (SUMUP_CLIENT_ID, SUMUP_CLIENT_SECRET) is set")
-        if not s.smtp_url:
-            missing.append("PAYVERIFY_SMTP_URL is not set (mail would wait in the outbox forever)")
-        if not s.mail_from:
-            missing.append("PAYVERIFY_MAIL_FROM is not set (mail would wait in the outbox forever)")
+            return check.fail(str(exc))
+        found.settings = settings
+        unusable_log = _configure_logging(settings)
+        missing = ([unusable_log] if unusable_log else []) + _incomplete(settings)
         if missing:
-            more = f"; {'; '.join(missing[1:])}" if len(missing) > 1 else ""
-            return Result(FAIL, check, missing[0] + more, ExitStatus.CONFIG)
-        source = f"environment and {self.config_file}" if self.config_file else "environment"
-        return Result(OK, check, f"complete (from the {source})")
+            return check.fail("; ".join(missing))
+        source = f"environment and {config_file}" if config_file else "environment"
+        return check.ok(f"complete (from the {source})")
 
-    # ---- database --------------------------------------------------------------------------------
-    def _database(self, check: str, kind: ExitStatus) -> Result:
-        from payverify.db import Database
+    return Check("configuration", ExitStatus.CONFIG, run, needs=())
 
-        if not self.settings.database_url:
-            return Result(SKIP, check, "PAYVERIFY_DATABASE_URL is not set")
-        try:
-            db = Database.connect(self.settings.database_url, application_name="payverify-doctor",
-                                  connect_timeout=5, site_schema=self.settings.site_schema)
-        except ConfigError as exc:
-            return Result(FAIL, check, str(exc), ExitStatus.CONFIG)
-        except PayverifyError as exc:
-            return Result(FAIL, check, str(exc), exc.exit_status if isinstance(exc, SchemaMismatch) else kind)
-        self.db = db
-        try:
-            with db.transaction() as tx:
-                tx.one("now")
-        except PayverifyError as exc:
-            return Result(FAIL, check, str(exc), kind)
-        return Result(OK, check, "reachable")
 
-    def _site_tables(self, check: str, kind: ExitStatus) -> Result:
-        from payverify.db.contract import SITE_COLUMNS, problems, summary
+# ---- database ------------------------------------------------------------------------------------
+def _database(found: Found, check: Check) -> Result:
+    try:
+        found.db = connect_database(found.config, application_name="payverify-doctor", connect_timeout=5)
+    except ConfigError as exc:
+        return check.fail(str(exc), ExitStatus.CONFIG)
+    except PayverifyError as exc:
+        return check.fail(str(exc), exc.exit_status if isinstance(exc, SchemaMismatch) else None)
+    try:
+        with found.database.transaction() as tx:
+            tx.one("now")
+    except PayverifyError as exc:
+        return check.fail(str(exc))
+    return check.ok("reachable")
 
-        if self.db is None:
-            return Result(SKIP, check, "needs the database")
-        try:
-            with self.db.transaction() as tx:
-                found = problems(tx)
-                schema = tx.one("current_schema")["schema"]
-        except PayverifyError as exc:
-            return Result(FAIL, check, str(exc), kind)
-        if found:
-            # A few problems are all worth reading at once; a wrong database is one line.
-            return Result(FAIL, check, "; ".join(found) if len(found) <= 3 else summary(found), kind)
-        self.site_tables_ok = True
-        where = "PAYVERIFY_SITE_SCHEMA" if self.settings.site_schema else "the connection's search_path"
-        return Result(OK, check, f"match the contract ({len(SITE_COLUMNS)} tables in schema {schema}, from {where})")
 
-    def _schema(self, check: str, kind: ExitStatus) -> Result:
-        from payverify.db.migrate import current_version, latest_version, require_current
+def _site_tables(found: Found, check: Check) -> Result:
+    try:
+        with found.database.transaction() as tx:
+            found_problems = problems(tx)
+            schema = _needed(tx.one("current_schema"))["schema"]
+    except PayverifyError as exc:
+        return check.fail(str(exc))
+    if found_problems:
+        # A few problems are all worth reading at once; a wrong database is one line.
+        return check.fail("; ".join(found_problems) if len(found_problems) <= 3 else summary(found_problems))
+    found.site_tables_ok = True
+    where = "PAYVERIFY_SITE_SCHEMA" if found.setting("site_schema") else "the connection's search_path"
+    return check.ok(f"match the contract ({len(SITE_COLUMNS)} tables in schema {schema}, from {where})")
 
-        if not self.site_tables_ok:
-            return Result(SKIP, check, "needs the site's tables")
-        try:
-            with self.db.transaction() as tx:
-                require_current(tx)
-                version = current_version(tx)
-        except PayverifyError as exc:
-            return Result(FAIL, check, str(exc), kind)
-        return Result(OK, check, f"current (version {version} of {latest_version()})")
 
-    # ---- SumUp -----------------------------------------------------------------------------------
-    def _sumup_reachable(self, check: str, kind: ExitStatus) -> Result:
-        from payverify.sumup.client import SumUpClient
+def _schema(found: Found, check: Check) -> Result:
+    try:
+        with found.database.transaction() as tx:
+            require_current(tx)
+            version = current_version(tx)
+    except PayverifyError as exc:
+        return check.fail(str(exc))
+    return check.ok(f"current (version {version} of {latest_version()})")
 
-        s = self.settings
-        # Two quick attempts: a doctor should answer in seconds, not sit out a sweep's backoff.
-        self.client = SumUpClient(s.sumup_api_base_url, connect_timeout=s.sumup_connect_timeout,
-                                  read_timeout=s.sumup_read_timeout, max_attempts=2, wait=lambda state: 0.5,
-                                  user_agent="payverify-doctor")
-        self._platform_reply = None
-        try:
-            reply = self.client.find_checkouts(PROBE_REFERENCE, s.sumup_api_key or _NO_KEY)
-        except SumUpUnavailable as exc:
-            return Result(FAIL, check, f"{s.sumup_api_base_url} unreachable: {exc}", kind)
-        self.sumup_answers = True
-        if s.sumup_api_key:
-            self._platform_reply = reply
-        return Result(OK, check, f"{s.sumup_api_base_url} answers")
 
-    def _platform_key(self, check: str, kind: ExitStatus) -> Result:
-        if not self.settings.sumup_api_key:
-            return Result(SKIP, check, "SUMUP_API_KEY is not set (only artists' OAuth tokens are used)")
-        if self._platform_reply is None:
-            return Result(SKIP, check, "needs SumUp to answer")
-        status = self._platform_reply.status
-        if status == 200:
-            return Result(OK, check, "accepted")
-        if status == 401:
-            return Result(FAIL, check, "platform key refused (HTTP 401): check SUMUP_API_KEY", kind)
-        return Result(FAIL, check, f"SumUp answered HTTP {status}: is SUMUP_API_BASE_URL right?", kind)
+# ---- SumUp ---------------------------------------------------------------------------------------
+def _sumup_reachable(found: Found, check: Check) -> Result:
+    base, key = found.config.sumup_api_base_url, found.config.sumup_api_key
+    # Two quick attempts: a doctor should answer in seconds, not sit out a sweep's backoff.
+    found.client = sumup_client(found.config, max_attempts=2, wait=lambda state: 0.5,
+                                user_agent="payverify-doctor")
+    try:
+        reply = found.client.find_checkouts(PROBE_REFERENCE, key or _NO_KEY)
+    except SumUpUnavailable as exc:
+        return check.fail(f"{base} unreachable: {exc}")
+    found.sumup_answers = True
+    if key:
+        found.platform_reply = reply
+    return check.ok(f"{base} answers")
 
-    def _artists(self) -> Iterator[Result]:
-        from payverify.sumup.credentials import ArtistDisconnected, Credentials, MissingCredentials
 
-        check, kind = "artists' SumUp tokens", ExitStatus.SUMUP_UNAVAILABLE
-        if not self.site_tables_ok:
-            yield Result(SKIP, check, "needs the site's tables")
-            return
-        if not self.sumup_answers:
-            yield Result(SKIP, check, "needs SumUp to answer")
-            return
-        try:
-            with self.db.transaction(_OAUTH_ARTISTS) as tx:
-                artists = tx.all("doctor_oauth_artists")
-        except PayverifyError as exc:
-            yield Result(FAIL, check, str(exc), kind)
-            return
-        except Exception as exc:  # noqa: BLE001
-            yield _internal(check, kind, exc)
-            return
-        if not artists:
-            yield Result(SKIP, check, "no artist has connected SumUp")
-            return
-        credentials = Credentials(self.settings, self.client, self.db)
-        for row in artists:
-            logconfig.register_secret(row["sumup_access_token"])
-            artist = _Artist(row["id"], row["name"] or "")
-            label = f"SumUp token of artist {_printable(artist.artist_name)!r} (id {artist.artist_id})"
-            try:
-                yield self._artist(label, kind, credentials, artist, row)
-            except ArtistDisconnected:
-                yield Result(FAIL, label, "SumUp refused the refresh token (invalid_grant): "
-                                          "the artist must reconnect SumUp", kind)
-            except MissingCredentials as exc:
-                yield Result(FAIL, label, str(exc), kind)
-            except TokenRefreshFailed as exc:
-                yield Result(FAIL, label, f"token refresh failed: {exc}", kind)
-            except SumUpUnavailable as exc:
-                yield Result(FAIL, label, f"SumUp unreachable: {exc}", kind)
-            except PayverifyError as exc:
-                yield Result(FAIL, label, str(exc), kind)
-            except Exception as exc:  # noqa: BLE001
-                yield _internal(label, kind, exc)
+def _platform_key(found: Found, check: Check) -> Result:
+    status = _needed(found.platform_reply).status
+    if status == 200:
+        return check.ok("accepted")
+    if status == 401:
+        return check.fail("platform key refused (HTTP 401): check SUMUP_API_KEY")
+    return check.fail(f"SumUp answered HTTP {status}: is SUMUP_API_BASE_URL right?")
 
-    def _artist(self, label: str, kind: ExitStatus, credentials, artist: _Artist, row: dict) -> Result:
-        token = credentials.token_for(artist)  # refreshes (and stores the new pair) when expired
-        refreshed = token.reveal() != (row["sumup_access_token"] or "")
-        reply = self.client.find_checkouts(PROBE_REFERENCE, token)
-        if reply.status == 401:
-            retry = credentials.after_unauthorized(artist, token)
-            if retry is None:
-                return Result(FAIL, label, "SumUp refused the token (HTTP 401): the artist must reconnect SumUp",
-                              kind)
-            refreshed = True
-            reply = self.client.find_checkouts(PROBE_REFERENCE, retry)
-        if reply.status == 200:
-            if refreshed:
-                return Result(OK, label, "refreshed; the new token pair is stored")
-            tail = "" if row["refreshable"] else " (no refresh token: the artist must reconnect when it expires)"
-            return Result(OK, label, "valid" + tail)
-        if reply.status == 401:
-            return Result(FAIL, label, "SumUp refused the token even after a refresh: the artist must reconnect "
-                                       "SumUp", kind)
-        return Result(FAIL, label, f"SumUp answered HTTP {reply.status}", kind)
 
-    # ---- SMTP ------------------------------------------------------------------------------------
-    def _smtp(self, check: str, kind: ExitStatus) -> Result:
-        from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
+def _artists(found: Found, check: Check) -> Iterator[Result]:
+    try:
+        with found.database.transaction(_OAUTH_ARTISTS) as tx:
+            artists = tx.all("doctor_oauth_artists")
+    except PayverifyError as exc:
+        yield check.fail(str(exc))
+        return
+    if not artists:
+        yield Result(SKIP, check.name, "no artist has connected SumUp")
+        return
+    credentials = Credentials(found.config, found.sumup, found.database)
+    for row in artists:
+        logconfig.register_secret(row["sumup_access_token"])
+        owner = TokenOwner(row["id"], row["name"] or "", oauth=True)
+        label = f"SumUp token of artist {_printable(owner.artist_name)!r} (id {owner.artist_id})"
+        yield _guarded_artist(Line(label, check.kind), found.sumup, credentials, owner, row)
 
-        if not self.settings.smtp_url:
-            return Result(SKIP, check, "PAYVERIFY_SMTP_URL is not set")
-        config = parse_smtp_url(self.settings.smtp_url, timeout=10.0)
-        # host:port, not config.where: a URL without credentials is the secret itself, and redacted.
-        where = f"{config.host}:{config.port}"
-        try:
-            done = SmtpTransport(config).verify()
-        except DeliveryFailed as exc:
-            return Result(FAIL, check, f"{where}: {exc.reason}", kind)
-        return Result(OK, check, f"{where}: {done}")
+
+def _guarded_artist(line: Line, client: SumUpClient, credentials: Credentials, owner: TokenOwner,
+                    row: dict[str, Any]) -> Result:
+    try:
+        return _artist(line, client, credentials, owner, row)
+    except ArtistDisconnected:
+        return line.fail("SumUp refused the refresh token (invalid_grant): the artist must reconnect SumUp")
+    except MissingCredentials as exc:
+        return line.fail(str(exc))
+    except TokenRefreshFailed as exc:
+        return line.fail(f"token refresh failed: {exc}")
+    except SumUpUnavailable as exc:
+        return line.fail(f"SumUp unreachable: {exc}")
+    except PayverifyError as exc:
+        return line.fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - one artist's trouble must not hide the others'
+        return _internal(line.name, line.kind, exc)
+
+
+def _artist(line: Line, client: SumUpClient, credentials: Credentials, owner: TokenOwner,
+            row: dict[str, Any]) -> Result:
+    used: list[Secret] = []
+
+    def probe(token: Secret) -> Reply:
+        used.append(token)
+        return client.find_checkouts(PROBE_REFERENCE, token)
+
+    # Exactly a sweep's path: refreshed (and the new pair stored) when expired, 401 -> refresh -> retry.
+    call = credentials.call(owner, probe, about="the doctor's probe")
+    if call.reply.status == 200:
+        if call.retried or used[0].reveal() != (row["sumup_access_token"] or ""):
+            return line.ok("refreshed; the new token pair is stored")
+        tail = "" if row["refreshable"] else " (no refresh token: the artist must reconnect when it expires)"
+        return line.ok("valid" + tail)
+    if call.reply.status == 401 and not call.retried:
+        return line.fail("SumUp refused the token (HTTP 401): the artist must reconnect SumUp")
+    if call.reply.status == 401:
+        return line.fail("SumUp refused the token even after a refresh: the artist must reconnect SumUp")
+    return line.fail(f"SumUp answered HTTP {call.reply.status}")
+
+
+# ---- SMTP ----------------------------------------------------------------------------------------
+def _smtp(found: Found, check: Check) -> Result:
+    config = parse_smtp_url(found.setting("smtp_url"), timeout=10.0)
+    # host:port, not config.where: a URL without credentials is the secret itself, and redacted.
+    where = f"{config.host}:{config.port}"
+    try:
+        done = SmtpTransport(config).verify()
+    except DeliveryFailed as exc:
+        return check.fail(f"{where}: {exc.reason}")
+    return check.ok(f"{where}: {done}")
+
+
+def checks(config_file: str | None, environ: Mapping[str, str] | None = None) -> tuple[Check, ...]:
+    """Every check, in the order they run and print."""
+    sumup, schema = ExitStatus.SUMUP_UNAVAILABLE, ExitStatus.SCHEMA
+    database_url = needs_setting("database_url", "PAYVERIFY_DATABASE_URL is not set")
+    api_key = needs_setting("sumup_api_key", "SUMUP_API_KEY is not set (only artists' OAuth tokens are used)")
+    smtp_url = needs_setting("smtp_url", "PAYVERIFY_SMTP_URL is not set")
+    return (
+        _configuration(config_file, environ),
+        Check("database", ExitStatus.DATABASE_UNAVAILABLE, _database, (CONFIGURATION, database_url)),
+        Check("site tables", schema, _site_tables, (CONFIGURATION, DATABASE)),
+        Check("payverify schema", schema, _schema, (CONFIGURATION, SITE_TABLES)),
+        Check("SumUp API", sumup, _sumup_reachable),
+        Check("SumUp platform key", sumup, _platform_key, (CONFIGURATION, api_key, SUMUP)),
+        Check("artists' SumUp tokens", sumup, _artists, (CONFIGURATION, SITE_TABLES, SUMUP)),
+        Check("SMTP", ExitStatus.ERROR, _smtp, (CONFIGURATION, smtp_url)),
+    )
 
 
 def run(config_file: str | None, environ: Mapping[str, str] | None = None) -> Iterator[Result]:
     """Every check's result, in order, as soon as it is known."""
-    return Doctor(config_file, environ).run()
+    found = Found()
+    try:
+        for check in checks(config_file, environ):
+            yield from check.results(found)
+    finally:
+        found.close()

@@ -28,14 +28,10 @@ class Runtime:
     def database(self, *, check_schema: bool = True, read_only: bool = False):
         """Connect and check the contract: site tables as expected, payverify's schema current.
         `read_only` commands (pending) need not be able to fill every NOT NULL ticket column."""
-        from payverify.db import Database
         from payverify.db.contract import require_site_tables
         from payverify.db.migrate import require_current
 
-        db = Database.connect(require_database_url(self.settings),
-                              statement_timeout_ms=self.settings.db_statement_timeout_ms,
-                              lock_timeout_ms=self.settings.db_lock_timeout_ms,
-                              site_schema=self.settings.site_schema)
+        db = connect_database(self.settings)
         if check_schema:
             try:
                 with db.transaction() as tx:
@@ -47,11 +43,25 @@ class Runtime:
         return db
 
     def sumup_client(self, limiter=None):
-        from payverify.sumup.client import SumUpClient
+        return sumup_client(self.settings, limiter=limiter)
 
-        s = self.settings
-        return SumUpClient(s.sumup_api_base_url, connect_timeout=s.sumup_connect_timeout,
-                           read_timeout=s.sumup_read_timeout, limiter=limiter)
+
+def connect_database(settings: Settings, **options):
+    """A connection as every command makes it; `options` go to Database.connect (doctor: a short
+    connect timeout, its own application_name)."""
+    from payverify.db import Database
+
+    return Database.connect(require_database_url(settings), statement_timeout_ms=settings.db_statement_timeout_ms,
+                            lock_timeout_ms=settings.db_lock_timeout_ms, site_schema=settings.site_schema,
+                            **options)
+
+
+def sumup_client(settings: Settings, **options):
+    """The SumUp client as every command makes it; `options` go to SumUpClient (a limiter, fewer attempts)."""
+    from payverify.sumup.client import SumUpClient
+
+    return SumUpClient(settings.sumup_api_base_url, connect_timeout=settings.sumup_connect_timeout,
+                       read_timeout=settings.sumup_read_timeout, **options)
 
 
 def start(config_file: str | None) -> Runtime:

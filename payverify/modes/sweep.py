@@ -23,7 +23,6 @@ from payverify.sumup.credentials import RunMemory
 from payverify.db import Database
 from payverify.orders.decision import widen_rescue
 from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
-from payverify.sumup.answer import sumup_error_kind
 from payverify.orders.settle import Attempt, record_error
 from payverify.sumup.client import SumUpClient
 from payverify.sumup.ratelimit import RateLimiter
@@ -232,7 +231,7 @@ def _tally(report: SweepReport, kind: str, result: Result | OrderFailure | None,
         report.verified += 1
         report.outcomes[result.outcome] += 1
         report.sumup_unreachable += result.answer.transport_failure
-        if error_kind := sumup_error_kind(result.answer):
+        if error_kind := result.answer.error_kind:
             report.sumup_errors[error_kind] += 1
         if keep_results:
             report.results.append(result)

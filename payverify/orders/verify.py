@@ -12,16 +12,28 @@ from datetime import datetime
 import structlog
 
 from payverify import faults
-from payverify.mail import outbox
 from payverify.config import Policy, Settings
-from payverify.sumup.credentials import ArtistDisconnected, Credentials, MissingCredentials, RunMemory
-from payverify.db import Database
-from payverify.orders.decision import ALERT_REVIEW, Decision, decide
-from payverify.errors import OrderNotFound, SumUpUnavailable, TokenRefreshFailed, UniqueViolation
+from payverify.db import Database, Tx
+from payverify.errors import (
+    DatabaseError,
+    OrderNotFound,
+    SumUpUnavailable,
+    TokenRefreshFailed,
+    UniqueViolation,
+)
+from payverify.mail import outbox
 from payverify.models import REQUIRES_MANUAL_REVIEW, Order, OrderItem
+from payverify.orders.decision import ALERT_REVIEW, Decision, decide
 from payverify.orders.settle import Attempt, Settled, settle
-from payverify.sumup.answer import Answer, answer_from_reply
+from payverify.sumup.answer import CREDENTIALS, Answer, answer_from_reply
 from payverify.sumup.client import SumUpClient
+from payverify.sumup.credentials import (
+    ArtistDisconnected,
+    Credentials,
+    MissingCredentials,
+    RunMemory,
+    TokenOwner,
+)
 
 log = structlog.get_logger("payverify.orders.verify")
 
@@ -38,6 +50,14 @@ class Result:
     @property
     def outcome(self) -> str:
         return self.settled.outcome if self.settled else self.decision.outcome
+
+
+def _db_now(tx: Tx) -> datetime:
+    """The database's clock, so every host decides on the same time."""
+    row = tx.one("now")
+    if row is None:
+        raise DatabaseError("the database did not say what time it is")
+    return row["now"]
 
 
 class Verifier:
@@ -63,28 +83,22 @@ class Verifier:
     def ask(self, order: Order) -> Answer:
         """SumUp's answer about the order's checkout. Never raises for SumUp or token trouble."""
         if not order.sumup_checkout_id:
-            return Answer.unknown("not asked: the order has no SumUp checkout")
+            return Answer.unknown("not asked: the order has no SumUp checkout", error_kind=None)
+        checkout_id, owner = order.sumup_checkout_id, TokenOwner.of(order)
         try:
-            token = self.credentials.token_for(order)
-            reply = self.client.get_checkout(order.sumup_checkout_id, token)
-            if reply.status == 401:
-                retry_with = self.credentials.after_unauthorized(order, token)
-                if retry_with is not None:
-                    reply = self.client.get_checkout(order.sumup_checkout_id, retry_with)
-                if reply.status == 401:
-                    self.credentials.still_unauthorized(order)
-            if reply.status in (200, 404) and self.credentials.worked(order):
-                self._rearm_reconnect_alert(order)
+            reply = self.credentials.call(owner, lambda token: self.client.get_checkout(checkout_id, token),
+                                          about=f"checkout {checkout_id}").reply
+            if reply.status in (200, 404) and self.credentials.worked(owner):
+                self._rearm_reconnect_alert(owner)
             return answer_from_reply(reply.status, reply.text)
         except SumUpUnavailable as exc:
-            return Answer.unknown(f"SumUp unavailable: {exc.reason}", http_status=exc.http_status,
-                                  transport_failure=True)
+            return Answer.unavailable(exc)
         except (ArtistDisconnected, MissingCredentials, TokenRefreshFailed) as exc:
-            return Answer.unknown(str(exc))
+            return Answer.unknown(str(exc), error_kind=CREDENTIALS)
 
     def now(self) -> datetime:
         with self.db.transaction() as tx:
-            return tx.one("now")["now"]
+            return _db_now(tx)
 
     def verify(self, order_id: int) -> Result:
         started = time.monotonic()
@@ -105,8 +119,7 @@ class Verifier:
     def _settle(self, order: Order, items: list[OrderItem], answer: Answer, duration_ms: int) -> Result:
         try:
             with self.db.transaction() as tx:
-                # The database's clock, so every host decides on the same time.
-                decision = decide(order, answer, tx.one("now")["now"], self.policy)
+                decision = decide(order, answer, _db_now(tx), self.policy)
                 settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms)
         except UniqueViolation:
             # The fulfilment row exists: tickets were issued before and the order was set back since.
@@ -125,12 +138,12 @@ class Verifier:
         with self.db.transaction() as tx:
             outbox.queue(tx, self.settings, outbox.reconnect_alert(artist_id, artist_name, problem, self.settings))
 
-    def _rearm_reconnect_alert(self, order: Order) -> None:
+    def _rearm_reconnect_alert(self, owner: TokenOwner) -> None:
         """Credentials work again: the next time they fail, staff hear about it again."""
         if self.dry_run:
             return
         with self.db.transaction() as tx:
-            tx.run("rearm_alert", dedup_key=outbox.reconnect_key(order.artist_id if order.artist_uses_oauth else None))
+            tx.run("rearm_alert", dedup_key=outbox.reconnect_key(owner.key))
 
     def _log(self, result: Result) -> None:
         order = result.order

@@ -12,10 +12,11 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -26,6 +27,7 @@ from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponen
 from payverify import __version__
 from payverify.errors import InvalidGrant, SumUpUnavailable, TokenRefreshFailed
 from payverify.secret import Secret
+from payverify.sumup.answer import CONNECTION, NOT_UNDERSTOOD, TIMEOUT, http_error_kind
 from payverify.sumup.ratelimit import RateLimiter
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -94,8 +96,8 @@ def parse_retry_after(value: str | None) -> float | None:
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
@@ -107,7 +109,7 @@ class SumUpClient:
                  wait: Callable[[tenacity.RetryCallState], float] | None = None,
                  session: requests.Session | None = None, user_agent: str = f"payverify/{__version__}",
                  before_request: Callable[[], None] | None = None,
-                 limiter: "RateLimiter | None" = None,
+                 limiter: RateLimiter | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if max_attempts < 1:
@@ -221,7 +223,8 @@ class SumUpClient:
             while chunk := read(64 * 1024, decode_content=True):
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
-                    raise SumUpUnavailable("reply larger than 1 MiB", http_status=resp.status_code)
+                    raise SumUpUnavailable("reply larger than 1 MiB", kind=NOT_UNDERSTOOD,
+                                           http_status=resp.status_code)
                 if self._clock() > deadline:
                     raise ReplyCutOff(timed_out=True)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
@@ -245,16 +248,19 @@ def _failure(exc: BaseException, attempts: int) -> SumUpUnavailable:
     after = f"after {attempts} attempt{'' if attempts == 1 else 's'}"
     if isinstance(exc, RetryableReply):
         what = "rate limited (HTTP 429)" if exc.status == 429 else f"HTTP {exc.status}"
-        return SumUpUnavailable(f"{what} {after}", http_status=exc.status)
+        return SumUpUnavailable(f"{what} {after}", kind=http_error_kind(exc.status), http_status=exc.status)
     if isinstance(exc, ReplyCutOff):
-        return SumUpUnavailable(f"{'timed out' if exc.timed_out else 'reply cut off'} {after}")
+        if exc.timed_out:
+            return SumUpUnavailable(f"timed out {after}", kind=TIMEOUT)
+        return SumUpUnavailable(f"reply cut off {after}", kind=CONNECTION)
+    # ConnectTimeout is both a Timeout and a ConnectionError: a timeout, as its message says.
     if isinstance(exc, requests.exceptions.Timeout):
-        return SumUpUnavailable(f"timed out {after}")
+        return SumUpUnavailable(f"timed out {after}", kind=TIMEOUT)
     if isinstance(exc, requests.exceptions.SSLError):
-        return SumUpUnavailable(f"TLS error {after}")
+        return SumUpUnavailable(f"TLS error {after}", kind=CONNECTION)
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return SumUpUnavailable(f"connection failed {after}")
-    return SumUpUnavailable(f"request could not be sent ({type(exc).__name__})")
+        return SumUpUnavailable(f"connection failed {after}", kind=CONNECTION)
+    return SumUpUnavailable(f"request could not be sent ({type(exc).__name__})", kind=CONNECTION)
 
 
 def _json(text: str) -> Any:
@@ -286,9 +292,8 @@ def _parse_grant(text: str) -> TokenGrant:
 
 def _expires_in(value: Any) -> int:
     # int-ish: 3600, 3600.0 or "3600". Anything else, or not within (0, 1 year], falls back to an hour.
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value)
-    elif isinstance(value, float) and value.is_integer():
+    digits = isinstance(value, str) and value.strip().isascii() and value.strip().isdigit()
+    if digits or (isinstance(value, float) and value.is_integer()):
         value = int(value)
     ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 366 * 86400
     return value if ok else DEFAULT_EXPIRES_IN

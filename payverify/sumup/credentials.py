@@ -1,7 +1,8 @@
 """Which bearer token to use for an order's checkout, refreshing artists' OAuth tokens safely.
 
 An artist with OAuth tokens uses their own access token; everyone else the platform API key.
-A refresh happens under the artist's row lock (SELECT ... FOR UPDATE), re-checks expiry after
+A request goes through `Credentials.call`, the one place that knows SumUp's 401 rule: refresh once,
+retry once, then report it. A refresh happens under the artist's row lock (SELECT ... FOR UPDATE), re-checks expiry after
 taking the lock (another process may have refreshed meanwhile), and stores the returned pair in the
 same transaction before the token is used: refresh tokens are assumed to rotate, so losing the new
 one would lock the artist out.
@@ -11,17 +12,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from payverify import faults, logconfig
 from payverify.config import Settings
-from payverify.db import Database
+from payverify.db import Database, Tx
 from payverify.errors import InvalidGrant, PayverifyError
 from payverify.models import ArtistTokens, Order
 from payverify.secret import Secret
-from payverify.sumup.client import SumUpClient
+from payverify.sumup.client import Reply, SumUpClient
 
 log = structlog.get_logger("payverify.sumup.credentials")
 
@@ -37,8 +39,34 @@ class ArtistDisconnected(PayverifyError):
     """The artist's refresh token was refused (invalid_grant) in this run: they must reconnect."""
 
 
+@dataclass(frozen=True)
+class TokenOwner:
+    """Whose SumUp token a request uses: the artist's own OAuth token, or else the platform API key."""
+
+    artist_id: int
+    artist_name: str
+    oauth: bool
+
+    @classmethod
+    def of(cls, order: Order) -> TokenOwner:
+        return cls(order.artist_id, order.artist_name, order.artist_uses_oauth)
+
+    @property
+    def key(self) -> int | None:
+        """Who the run's memory and the reconnect alert are about: the artist, or None for the platform key."""
+        return self.artist_id if self.oauth else None
+
+
+@dataclass(frozen=True)
+class Call:
+    """What `Credentials.call` got. `retried`: a 401 was answered by a second attempt with a new token."""
+
+    reply: Reply
+    retried: bool
+
+
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class RunMemory:
@@ -77,37 +105,50 @@ class Credentials:
         self._on_auth_problem = on_auth_problem
         self._memory = memory or RunMemory()
 
-    def token_for(self, order: Order) -> Secret:
-        if order.artist_uses_oauth:
-            return self._artist_token(order.artist_id, order.artist_name, used=None)
+    def call(self, owner: TokenOwner, request: Callable[[Secret], Reply], *, about: str) -> Call:
+        """`request` with the owner's token. SumUp's 401 is not always an expired token, so: refresh
+        once, retry once, and a 401 that survives is reported (`about` names the request for staff).
+        Raises MissingCredentials, ArtistDisconnected, TokenRefreshFailed or SumUpUnavailable."""
+        token = self.token_for(owner)
+        reply = request(token)
+        if reply.status != 401:
+            return Call(reply, retried=False)
+        retry_with = self._after_unauthorized(owner, token)
+        if retry_with is not None:
+            reply = request(retry_with)
+        if reply.status == 401:
+            self._still_unauthorized(owner, about)
+        return Call(reply, retried=retry_with is not None)
+
+    def token_for(self, owner: TokenOwner) -> Secret:
+        """The token to start with: refreshed (and the new pair stored) first when it is expiring."""
+        if owner.oauth:
+            return self._artist_token(owner.artist_id, owner.artist_name, used=None)
         if not self._settings.sumup_api_key:
-            raise self._missing(None, order.artist_name,
-                                f"SUMUP_API_KEY is not set and artist {order.artist_id} has not connected SumUp")
+            raise self._missing(None, owner.artist_name,
+                                f"SUMUP_API_KEY is not set and artist {owner.artist_id} has not connected SumUp")
         return self._settings.sumup_api_key
 
-    def after_unauthorized(self, order: Order, used: Secret) -> Secret | None:
+    def worked(self, owner: TokenOwner) -> bool:
+        """SumUp accepted these credentials. True the first time per owner and run, so the caller can
+        re-arm the "reconnect SumUp" alert once."""
+        return self._memory.first("working", owner.key)
+
+    def _after_unauthorized(self, owner: TokenOwner, used: Secret) -> Secret | None:
         """A 401 with `used`: refresh once per artist and run. None: nothing to retry with."""
-        if not order.artist_uses_oauth:
+        if not owner.oauth:
             return None
-        if not self._memory.first("refreshed_after_401", order.artist_id):
+        if not self._memory.first("refreshed_after_401", owner.artist_id):
             # Another worker already refreshed after a 401 this run: use its token if it is newer.
             with self._db.transaction() as tx:
-                row = self._learn(ArtistTokens.from_row(tx.one("read_artist_tokens", artist_id=order.artist_id)))
-            newer = row.sumup_access_token and row.sumup_access_token != used.reveal() and self._fresh(row)
-            return Secret(row.sumup_access_token) if newer else None
-        return self._artist_token(order.artist_id, order.artist_name, used=used)
+                fresh = self._fresh_token(self._tokens(tx, "read_artist_tokens", owner.artist_id))
+            return fresh if fresh is not None and fresh.reveal() != used.reveal() else None
+        return self._artist_token(owner.artist_id, owner.artist_name, used=used)
 
-    def worked(self, order: Order) -> bool:
-        """SumUp accepted this order's credentials. True the first time per artist and run, so the
-        caller can re-arm that artist's "reconnect SumUp" alert once."""
-        key = order.artist_id if order.artist_uses_oauth else None
-        return self._memory.first("working", key)
-
-    def still_unauthorized(self, order: Order) -> None:
+    def _still_unauthorized(self, owner: TokenOwner, about: str) -> None:
         """SumUp refused the request even after a refresh (or with the platform key): staff must look."""
-        who = f"artist {order.artist_id}" if order.artist_uses_oauth else "the platform API key"
-        self._report(order.artist_id if order.artist_uses_oauth else None, order.artist_name,
-                     f"SumUp refused {who} (HTTP 401) for checkout {order.sumup_checkout_id}")
+        who = f"artist {owner.artist_id}" if owner.oauth else "the platform API key"
+        self._report(owner.key, owner.artist_name, f"SumUp refused {who} (HTTP 401) for {about}")
 
     def _report(self, artist_id: int | None, artist_name: str, problem: str) -> None:
         if not self._memory.first("reported", (artist_id, problem)):
@@ -121,25 +162,32 @@ class Credentials:
         return MissingCredentials(problem)
 
     @staticmethod
-    def _learn(row: ArtistTokens) -> ArtistTokens:
+    def _tokens(tx: Tx, query: str, artist_id: int) -> ArtistTokens:
+        """The artist's tokens, their values registered with the redactor before anything can log them."""
+        found = tx.one(query, artist_id=artist_id)
+        if found is None:
+            raise PayverifyError(f"artist {artist_id} does not exist")
+        row = ArtistTokens.from_row(found)
         logconfig.register_secret(row.sumup_access_token)
         logconfig.register_secret(row.sumup_refresh_token)
         return row
 
-    def _fresh(self, row: ArtistTokens) -> bool:
-        if not row.sumup_access_token:
-            return False
+    def _fresh_token(self, row: ArtistTokens) -> Secret | None:
+        """The stored access token if it is not about to expire."""
+        token, expires_at = row.sumup_access_token, row.sumup_token_expires_at
+        if not token:
+            return None
         # No recorded expiry: use the token and let a 401 trigger the refresh.
-        return row.sumup_token_expires_at is None or row.sumup_token_expires_at - EXPIRY_MARGIN > self._clock()
+        return Secret(token) if expires_at is None or expires_at - EXPIRY_MARGIN > self._clock() else None
 
     def _artist_token(self, artist_id: int, artist_name: str, *, used: Secret | None) -> Secret:
         if self._memory.has("disconnected", artist_id):
             raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
         if used is None:
             with self._db.transaction() as tx:
-                row = self._learn(ArtistTokens.from_row(tx.one("read_artist_tokens", artist_id=artist_id)))
-            if self._fresh(row):
-                return Secret(row.sumup_access_token)
+                fresh = self._fresh_token(self._tokens(tx, "read_artist_tokens", artist_id))
+            if fresh is not None:
+                return fresh
         try:
             return self._refresh(artist_id, used)
         except InvalidGrant:
@@ -150,14 +198,14 @@ class Credentials:
 
     def _refresh(self, artist_id: int, used: Secret | None) -> Secret:
         with self._db.transaction() as tx:
-            row = self._learn(ArtistTokens.from_row(tx.one("lock_artist_tokens", artist_id=artist_id)))
+            row = self._tokens(tx, "lock_artist_tokens", artist_id)
             if self._memory.has("disconnected", artist_id):
                 # Another worker of this run had the refresh token refused while we waited for the lock.
                 raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
             # Re-check under the lock: another process may have refreshed while we waited.
-            newer = used is not None and row.sumup_access_token and row.sumup_access_token != used.reveal()
-            if self._fresh(row) and (used is None or newer):
-                return Secret(row.sumup_access_token)
+            fresh = self._fresh_token(row)
+            if fresh is not None and (used is None or fresh.reveal() != used.reveal()):
+                return fresh
             if not row.sumup_refresh_token:
                 raise self._missing(artist_id, row.name,
                                     f"artist {artist_id} has no SumUp refresh token: they must reconnect")
