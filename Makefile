@@ -5,7 +5,7 @@ PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2]
 VENV   ?= .venv-$(or $(PYVER),none)
 PY     := $(VENV)/bin/python
 
-.PHONY: test quick-test demo install clean
+.PHONY: test quick-test lint demo install clean
 
 $(VENV)/.installed: pyproject.toml setup.cfg
 	@test -n "$(PYVER)" || { echo "$(PYTHON) not found: payverify needs Python 3.11 to 3.14" >&2; exit 1; }
@@ -17,12 +17,19 @@ $(VENV)/.installed: pyproject.toml setup.cfg
 
 install: $(VENV)/.installed
 
+# Everything: the checks below, then all three tiers of the suite (tests/unit, integration, reliability).
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The tests that start no process (no payverify subprocess, no Django migrations): seconds, not minutes.
+# The unit tier alone: pure functions and the commands in process; no server, no subprocess; seconds.
 quick-test: $(VENV)/.installed
-	$(PY) -m pytest -m "not subprocess" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# The linter, the type checker and the layer contracts (pyproject.toml configures all three).
+lint: $(VENV)/.installed
+	$(PY) -m ruff check payverify payverify_dev tests benchmarks
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 demo: $(VENV)/.installed
 	$(PY) -m payverify_dev.demo

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import structlog
 
 from payverify.config import Settings, load_settings
 from payverify.db import Database
@@ -179,26 +180,30 @@ def run_payverify(env):
     return run
 
 
-# ---- the quick part of the suite: `pytest -m "not subprocess"` ------------------------------------
+@pytest.fixture
+def uncached_structlog():
+    """structlog.testing.capture_logs only sees loggers that were not cached by an earlier configure()."""
+    saved = structlog.get_config()
+    structlog.configure(cache_logger_on_first_use=False)
+    yield
+    structlog.configure(**saved)
 
-def _starts_processes(item: pytest.Item) -> bool:
-    """A test that runs real payverify processes, or whose module can start one itself."""
-    module = getattr(item, "module", None)
-    return "run_payverify" in getattr(item, "fixturenames", ()) or (
-        module is not None and getattr(module, "subprocess", None) is subprocess)
+
+# ---- the three tiers: a test's folder says which it is ----------------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+TIERS = {
+    "unit": (),  # pure functions and the commands' parsing and output, in this process: seconds
+    "integration": (),  # real Postgres, the SumUp simulator, a real SMTP server, payverify processes
+    "reliability": ("slow",),  # crashes, overlap, concurrency, throughput: minutes
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _starts_processes(item):
-            item.add_marker(pytest.mark.subprocess)
-
-
-@pytest.fixture(autouse=True)
-def _no_process_unless_marked(request, monkeypatch):
-    """Keeps the marker honest: a test without it that starts a process fails, saying so."""
-    if request.node.get_closest_marker("subprocess") is None:
-        def refuse(*args, **kwargs):
-            raise AssertionError(f"{request.node.nodeid} starts a process: mark it `subprocess`")
-
-        monkeypatch.setattr(subprocess, "Popen", refuse)
+        tier = item.path.resolve().relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: every test lives in tests/unit, tests/integration "
+                                    "or tests/reliability")
+        for marker in (tier, *TIERS[tier]):
+            item.add_marker(marker)

@@ -38,3 +38,7 @@ def normalised_columns(db: Database, tables: Iterable[str] | None = None) -> lis
         ORDER BY 1, 2""", tables=sorted(tables) if tables is not None else None)
     return [(*r[:7], re.sub(r"nextval\('[^']*'::regclass\)", "nextval(<seq>)", r[7]) if r[7] else r[7], r[8])
             for r in (tuple(row.values()) for row in found)]
+
+
+def max_in_any_second(times: list[float]) -> int:
+    return max(sum(1 for t in times if start <= t < start + 1.0) for start in times)

@@ -1,0 +1,231 @@
+"""The decision table of DESIGN.md, row by row, as a pure function."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from payverify.config import Policy
+from payverify.orders import decision as d
+from payverify.sumup.answer import Answer, AnswerKind
+from payverify.sumup.checkout import checkout_from_dict
+from tests.factories import NOW, checkout_answer, checkout_body, make_order
+
+POLICY = Policy()
+answer = checkout_answer
+
+
+UNKNOWN = Answer.unknown("SumUp unavailable: timed out after 3 attempts", error_kind="timeout", transport_failure=True)
+NOT_FOUND = Answer(kind=AnswerKind.NOT_FOUND, http_status=404, reason="404")
+AWAITING = ["pending", "pending_verification"]
+RESCUE = ["failed", "expired"]
+
+
+@pytest.mark.parametrize("status", AWAITING + RESCUE)
+def test_unknown_answer_changes_nothing(status):
+    """Unreachable/timeout/5xx/429/401/not understood: no change, in either column."""
+    result = d.decide(make_order(status=status), UNKNOWN, NOW, POLICY)
+    assert result.new_status is None and not result.notify and not result.issue_tickets
+
+
+@pytest.mark.parametrize("status", AWAITING)
+def test_not_found_goes_to_review_with_alert(status):
+    """404 on an awaiting order: requires_manual_review plus an alert."""
+    result = d.decide(make_order(status=status), NOT_FOUND, NOW, POLICY)
+    assert result.new_status == "requires_manual_review"
+    assert result.notify == (d.ALERT_REVIEW,)
+
+
+@pytest.mark.parametrize("status", RESCUE)
+def test_not_found_leaves_rescue_orders(status):
+    """404 on a failed/expired order: no change."""
+    assert d.decide(make_order(status=status), NOT_FOUND, NOW, POLICY).new_status is None
+
+
+@pytest.mark.parametrize("status", AWAITING)
+def test_paid_and_matching_completes_with_tickets_and_mail(status):
+    """PAID, everything matches: completed, tickets, confirmation mail."""
+    result = d.decide(make_order(status=status), answer(), NOW, POLICY)
+    assert result.new_status == "completed"
+    assert result.issue_tickets
+    assert result.notify == (d.CONFIRMATION,)
+
+
+@pytest.mark.parametrize("status", RESCUE)
+def test_late_payment_in_rescue_window_completes_and_alerts(status):
+    """PAID on a failed/expired order in the rescue window: completed, tickets, mail, late-payment alert."""
+    result = d.decide(make_order(status=status, created_at=NOW - timedelta(hours=5)), answer(), NOW, POLICY)
+    assert result.new_status == "completed" and result.issue_tickets
+    assert result.notify == (d.CONFIRMATION, d.ALERT_LATE_PAYMENT)
+
+
+@pytest.mark.parametrize("status", RESCUE)
+def test_rescue_window_is_bounded(status):
+    """A failed/expired order older than the rescue window is never changed, even when PAID."""
+    order = make_order(status=status, created_at=NOW - timedelta(hours=25))
+    assert d.decide(order, answer(), NOW, POLICY).new_status is None
+
+
+@pytest.mark.parametrize("status", AWAITING + RESCUE)
+def test_paid_after_event_over_goes_to_review(status):
+    """PAID but the event is over (ends_at, or starts_at when no end): review + alert."""
+    over = make_order(status=status, event_starts_at=NOW - timedelta(hours=5), event_ends_at=NOW - timedelta(hours=1))
+    result = d.decide(over, answer(), NOW, POLICY)
+    assert result.new_status == "requires_manual_review" and result.notify == (d.ALERT_REVIEW,)
+    no_end = make_order(status=status, event_starts_at=NOW - timedelta(minutes=1), event_ends_at=None)
+    assert d.decide(no_end, answer(), NOW, POLICY).new_status == "requires_manual_review"
+
+
+MISMATCHES = {
+    "amount": dict(amount=Decimal("2.50"),
+                   transactions=[{"status": "SUCCESSFUL", "amount": Decimal("2.50"), "currency": "GBP"}]),
+    "currency": dict(currency="EUR"),
+    "merchant": dict(merchant_code="MOTHER01"),
+    "reference": dict(checkout_reference="JE-OTHER1"),
+    "checkout id": dict(id="88fcf8de-304d-4820-8f1c-ec880290eb92"),
+    "no successful transaction": dict(
+        transactions=[{"status": "FAILED", "amount": Decimal("25.0"), "currency": "GBP"}]),
+    "empty transactions": dict(transactions=[]),
+    "refunded": dict(transactions=[
+        {"status": "SUCCESSFUL", "amount": Decimal("25.0"), "currency": "GBP"},
+        {"status": "REFUNDED", "amount": Decimal("25.0"), "currency": "GBP"}]),
+    "charge back": dict(transactions=[
+        {"status": "SUCCESSFUL", "amount": Decimal("25.0"), "currency": "GBP"},
+        {"status": "CHARGE_BACK", "amount": Decimal("25.0"), "currency": "GBP"}]),
+    "transaction of another amount": dict(transactions=[
+        {"status": "SUCCESSFUL", "amount": Decimal("20.0"), "currency": "GBP"}]),
+    "transaction of another merchant": dict(transactions=[
+        {"status": "SUCCESSFUL", "amount": Decimal("25.0"), "currency": "GBP", "merchant_code": "MOTHER01"}]),
+}
+
+
+@pytest.mark.parametrize("status", AWAITING + RESCUE)
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+def test_paid_with_mismatch_goes_to_review(status, case):
+    """PAID with any mismatch (amount, currency, merchant, reference, id, transactions): review + alert."""
+    order = make_order(status=status, created_at=NOW - timedelta(hours=1))
+    result = d.decide(order, answer(**MISMATCHES[case]), NOW, POLICY)
+    assert result.new_status == "requires_manual_review", result.reason
+    assert result.notify == (d.ALERT_REVIEW,)
+    assert not result.issue_tickets
+
+
+def test_artist_without_merchant_code_is_never_paid():
+    """No merchant code on the artist: the merchant cannot be checked, so the order goes to review."""
+    result = d.decide(make_order(artist_merchant_code=None), answer(), NOW, POLICY)
+    assert result.new_status == "requires_manual_review"
+
+
+def test_amounts_compared_exactly():
+    """25.0, 25 and 25.00 are the same amount; 25.01 and 24.995 are not (nothing is rounded first)."""
+    for amount in (Decimal("25"), Decimal("25.0"), Decimal("25.000")):
+        tx = [{"status": "SUCCESSFUL", "amount": amount, "currency": "GBP"}]
+        assert d.decide(make_order(), answer(amount=amount, transactions=tx), NOW, POLICY).new_status == "completed"
+    for amount in (Decimal("25.01"), Decimal("24.995")):
+        tx = [{"status": "SUCCESSFUL", "amount": amount, "currency": "GBP"}]
+        assert d.decide(make_order(), answer(amount=amount, transactions=tx), NOW, POLICY).new_status \
+            == "requires_manual_review"
+
+
+@pytest.mark.parametrize("missing", ["id", "checkout_reference", "amount", "currency", "merchant_code"])
+def test_paid_with_missing_fields_changes_nothing(missing):
+    """A PAID reply that lacks a field the check needs is not understood: no change."""
+    data = checkout_body()
+    del data[missing]
+    result = d.decide(make_order(), Answer(kind=AnswerKind.CHECKOUT, checkout=checkout_from_dict(data)), NOW, POLICY)
+    assert result.new_status is None
+
+
+def test_failed_within_grace_changes_nothing():
+    """FAILED younger than the failed grace: the customer may still retry."""
+    order = make_order(created_at=NOW - timedelta(minutes=29))
+    assert d.decide(order, answer("FAILED"), NOW, POLICY).new_status is None
+
+
+@pytest.mark.parametrize("status", AWAITING)
+def test_failed_after_grace_fails_with_mail(status):
+    """FAILED at or after the failed grace: failed + payment-failed mail."""
+    order = make_order(status=status, created_at=NOW - timedelta(minutes=30))
+    result = d.decide(order, answer("FAILED"), NOW, POLICY)
+    assert result.new_status == "failed" and result.notify == (d.PAYMENT_FAILED,)
+
+
+@pytest.mark.parametrize("status", AWAITING)
+def test_expired_answer_expires(status):
+    """EXPIRED: expired, whatever the order's age."""
+    assert d.decide(make_order(status=status), answer("EXPIRED"), NOW, POLICY).new_status == "expired"
+
+
+def test_pending_below_max_age_changes_nothing():
+    """PENDING younger than max age: no change."""
+    order = make_order(created_at=NOW - timedelta(hours=1, minutes=59))
+    assert d.decide(order, answer("PENDING"), NOW, POLICY).new_status is None
+
+
+def test_pending_at_max_age_expires():
+    """PENDING at or beyond max age: expired (SumUp itself said not paid)."""
+    order = make_order(created_at=NOW - timedelta(hours=2))
+    result = d.decide(order, answer("PENDING"), NOW, POLICY)
+    assert result.new_status == "expired" and not result.notify
+
+
+def test_old_order_with_unknown_answer_is_never_expired():
+    """A payment is never lost to the clock: without a definitive answer an old order stays."""
+    order = make_order(created_at=NOW - timedelta(hours=20))
+    assert d.decide(order, UNKNOWN, NOW, POLICY).new_status is None
+
+
+@pytest.mark.parametrize("status", RESCUE)
+@pytest.mark.parametrize("sumup_status", ["FAILED", "EXPIRED", "PENDING"])
+def test_rescue_orders_change_only_when_paid(status, sumup_status):
+    """failed/expired orders: any not-paid answer leaves them."""
+    order = make_order(status=status, created_at=NOW - timedelta(hours=3))
+    assert d.decide(order, answer(sumup_status), NOW, POLICY).new_status is None
+
+
+@pytest.mark.parametrize("status", AWAITING)
+def test_unknown_sumup_status_changes_nothing(status):
+    """An unknown status string is data, never 'not paid'."""
+    order = make_order(status=status, created_at=NOW - timedelta(hours=5))
+    assert d.decide(order, answer("AUTHORIZED"), NOW, POLICY).new_status is None
+
+
+@pytest.mark.parametrize("status", ["completed", "cancelled", "refunded", "requires_manual_review", "on_hold"])
+def test_other_statuses_are_never_changed(status):
+    """Orders in any other status (including ones payverify does not know) are never changed."""
+    for a in (answer(), answer("FAILED"), answer("EXPIRED"), NOT_FOUND):
+        order = make_order(status=status, created_at=NOW - timedelta(hours=5))
+        assert d.decide(order, a, NOW, POLICY).new_status is None
+
+
+def test_no_checkout_id_changes_nothing():
+    """An order without a checkout id cannot be verified: no change."""
+    assert d.decide(make_order(sumup_checkout_id=None), answer(), NOW, POLICY).new_status is None
+
+
+def test_not_paid_answer_about_another_checkout_changes_nothing():
+    """EXPIRED for a different checkout id is not an answer about this order."""
+    result = d.decide(make_order(), answer("EXPIRED", id="88fcf8de-304d-4820-8f1c-ec880290eb92"), NOW, POLICY)
+    assert result.new_status is None
+
+
+def test_tunables_move_the_thresholds():
+    """max age, failed grace and rescue window come from the policy."""
+    policy = replace(POLICY, max_age_hours=1, failed_grace_minutes=5, rescue_hours=2)
+    order = make_order(created_at=NOW - timedelta(minutes=61))
+    assert d.decide(order, answer("PENDING"), NOW, policy).new_status == "expired"
+    older = replace(order, created_at=NOW - timedelta(minutes=6))
+    assert d.decide(older, answer("FAILED"), NOW, policy).new_status == "failed"
+    late = make_order(status="expired", created_at=NOW - timedelta(hours=3))
+    assert d.decide(late, answer(), NOW, policy).new_status is None
+
+
+def test_since_widens_the_rescue_window():
+    """`sweep --since T` rescues a failed order older than 24 h but created after T."""
+    order = make_order(status="failed", created_at=NOW - timedelta(hours=40))
+    wide = d.widen_rescue(POLICY, NOW - timedelta(hours=48), NOW)
+    assert d.decide(order, answer(), NOW, wide).new_status == "completed"
+    assert d.widen_rescue(POLICY, NOW - timedelta(hours=1), NOW).rescue_hours == POLICY.rescue_hours
