@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -74,7 +74,7 @@ class Seeder:
         if oauth:
             access = f"at_{secrets.token_urlsafe(16)}"
             refresh = f"rt_{secrets.token_urlsafe(16)}" if with_refresh_token else None
-            expires_at = datetime.now(timezone.utc) + token_expires_in if token_expires_in is not None else None
+            expires_at = datetime.now(UTC) + token_expires_in if token_expires_in is not None else None
             if self.sumup is not None:
                 if register_access_token:
                     self.sumup.add_access_token(access, merchant)
@@ -87,7 +87,7 @@ class Seeder:
 
     def event(self, artist: SeededArtist, title: str = "Harbour Lights", *, venue: str = "Fort Regent",
               starts_in: timedelta = timedelta(days=30), duration: timedelta | None = timedelta(hours=3)) -> int:
-        starts = datetime.now(timezone.utc) + starts_in
+        starts = datetime.now(UTC) + starts_in
         row = self._one("insert_event", artist_id=artist.id, title=title, venue=venue, starts_at=starts,
                         ends_at=starts + duration if duration is not None else None)
         self._events[row["id"]] = artist.id

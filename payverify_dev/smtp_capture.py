@@ -29,17 +29,17 @@ class Captured:
 
 
 class _Handler:
-    def __init__(self, owner: "SmtpCapture") -> None:
+    def __init__(self, owner: SmtpCapture) -> None:
         self.owner = owner
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         scripted = self.owner._next("rcpt")
         if scripted:
             return scripted
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope):
         scripted = self.owner._next("data")
         if scripted == "drop":
             # The message arrived, then the connection dies before the 250: the client cannot know.
@@ -75,20 +75,20 @@ class SmtpCapture:
         self._controller = Controller(_Handler(self), hostname=host, port=port, **kwargs)
         self.host, self.port = host, port
 
-    def _authenticate(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword) and self._login is not None
               and (auth_data.login.decode(), auth_data.password.decode()) == self._login)
         # handled=False: on failure aiosmtpd itself answers 535, as a real server would.
         return AuthResult(success=ok, handled=False)
 
-    def start(self) -> "SmtpCapture":
+    def start(self) -> SmtpCapture:
         self._controller.start()
         return self
 
     def stop(self) -> None:
         self._controller.stop()
 
-    def __enter__(self) -> "SmtpCapture":
+    def __enter__(self) -> SmtpCapture:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -50,7 +50,7 @@ def checkout_body(checkout_id: str, reference: str, amount: Decimal | str, curre
                   status: str, *, transactions: list[dict] | None = None, **extra) -> dict:
     """A realistic checkout object (see SUMUP.md). ``extra`` fields are merged in last."""
     amount = amount if isinstance(amount, Decimal) else Decimal(str(amount))
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     body = {"id": checkout_id, "checkout_reference": reference, "amount": amount, "currency": currency,
             "merchant_code": merchant_code, "description": f"Order {reference}", "status": status,
             "date": now.strftime("%Y-%m-%dT%H:%M:%S.000+00:00"), "valid_until": None}

@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from payverify.cli.commands import cli
 import payverify.cli.admin  # noqa: F401 - registers doctor and config
+from payverify.cli.commands import cli
 from payverify.errors import PayverifyError
 from payverify.exitcodes import ExitStatus
 

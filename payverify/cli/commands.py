@@ -12,8 +12,8 @@ import sys
 import click
 
 from payverify.cli.params import EmailAddress, OrderRef, Since
-from payverify.modes.runtime import start
 from payverify.exitcodes import ExitStatus
+from payverify.modes.runtime import start
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -49,7 +49,6 @@ def sweep(config_file, since, limit, dry_run) -> int:
       payverify sweep --since 48h --dry-run
     """
     from payverify.cli import report
-
     from payverify.logconfig import redact
     from payverify.modes.scheduled import scheduled_run
 
@@ -82,9 +81,8 @@ def check(config_file, order, dry_run, as_json) -> int:
       payverify check 1042 --dry-run --json
     """
     from payverify.cli import report
-
-    from payverify.modes.check import check_order, mail_state
     from payverify.mail.sender import deliver
+    from payverify.modes.check import check_order, mail_state
 
     rt = start(config_file)
     with rt.database() as db:
@@ -120,7 +118,6 @@ def resend(config_file, order, to_address) -> int:
       payverify resend JE-7F3K2Q --to other.address@example.com
     """
     from payverify.cli import report
-
     from payverify.mail.sender import deliver
     from payverify.modes.resend import queue_resend
 
@@ -184,7 +181,8 @@ def upgrade(config_file) -> int:
       payverify db upgrade
     """
     from payverify.db.contract import require_site_tables
-    from payverify.db.migrate import latest_version, upgrade as run_upgrade
+    from payverify.db.migrate import latest_version
+    from payverify.db.migrate import upgrade as run_upgrade
 
     rt = start(config_file)
     with rt.database(check_schema=False) as database:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import click
 
@@ -33,7 +33,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     except ValueError:
         raise ValueError(f"{text!r} is not an ISO 8601 date/datetime or a span like 90m, 48h, 7d") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     if parsed > now:
         raise ValueError(f"{text!r} is in the future")
     if now - parsed > MAX_REACH:
@@ -44,11 +44,11 @@ def parse_since(text: str, now: datetime) -> datetime:
 class Since(click.ParamType):
     name = "SINCE"
 
-    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+    def convert(self, value, param, ctx):
         if isinstance(value, datetime):
             return value
         try:
-            return parse_since(value, datetime.now(timezone.utc))
+            return parse_since(value, datetime.now(UTC))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -58,7 +58,7 @@ class EmailAddress(click.ParamType):
 
     name = "ADDRESS"
 
-    def convert(self, value, param, ctx):  # noqa: ANN001
+    def convert(self, value, param, ctx):
         from payverify.mail.message import BadAddress, address
 
         try:
@@ -72,7 +72,7 @@ class OrderRef(click.ParamType):
 
     name = "ORDER"
 
-    def convert(self, value, param, ctx):  # noqa: ANN001
+    def convert(self, value, param, ctx):
         text = str(value).strip()
         if not text or len(text) > 64 or any(ord(c) < 32 for c in text):
             self.fail(f"{value!r} is not an order number or id", param, ctx)

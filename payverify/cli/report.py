@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 import click
 
 from payverify.modes.check import CheckResult
+from payverify.modes.sweep import FAILURES_KEPT, SweepReport
 from payverify.money import format_amount
 from payverify.orders.notices import checkout_context
-from payverify.modes.sweep import FAILURES_KEPT, SweepReport
 
 
 def print_sweep(report: SweepReport, *, per_order: bool) -> None:
@@ -139,7 +139,7 @@ class ProgressBar:
         self._bar.update(done - self._shown)
         self._shown = done
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -174,7 +174,7 @@ def print_pending(orders: list[dict[str, Any]], *, stuck_minutes: float | None) 
         click.echo(f"{o['order_number']:<14} {o['status']:<22} {age(o['age_seconds']):>7}  {o['artist_name'][:20]:<20} "
                    f"{answer[:30]:<30} {o['checks']:>6} {errors or '-':>6}  {mail}")
         if errors:  # the error itself on its own line: it is too long for a column
-            since = o["first_error_at"].astimezone(timezone.utc)
+            since = o["first_error_at"].astimezone(UTC)
             click.echo(f"{'':<14} last error ({errors} run(s) in a row since {since:%Y-%m-%d %H:%M} UTC): "
                        f"{o['last_error']}")
     click.echo(f"{len(orders)} orders. `payverify check ORDER` shows one in full.")

@@ -105,7 +105,7 @@ class Database:
     @classmethod
     def connect(cls, url: Secret, *, application_name: str = "payverify",
                 statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000,
-                connect_timeout: int = 10, site_schema: str | None = None) -> "Database":
+                connect_timeout: int = 10, site_schema: str | None = None) -> Database:
         options = f"-c statement_timeout={int(statement_timeout_ms)} -c lock_timeout={int(lock_timeout_ms)} -c TimeZone=UTC"
         try:
             password = psycopg2.extensions.parse_dsn(url.reveal()).get("password")
@@ -152,7 +152,7 @@ class Database:
         if not self._conn.closed:
             self._conn.close()
 
-    def __enter__(self) -> "Database":
+    def __enter__(self) -> Database:
         return self
 
     def __exit__(self, *exc: object) -> None:

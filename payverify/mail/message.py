@@ -7,15 +7,15 @@ and addresses go through `headerregistry.Address`, so nothing can inject a heade
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.headerregistry import Address
+from datetime import UTC, datetime
 from email import message_from_bytes
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 
 from payverify.addresses import BadAddress, address, one_line, sender_address  # noqa: F401 - re-exported
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the renderer pulls in Jinja2: only load it when a message is really rendered
     from payverify.mail.render import Rendered
@@ -52,7 +52,7 @@ def build(*, rendered: Rendered, sender: Address, recipients: list[Address], mes
     msg["Subject"] = one_line(rendered.subject)
     msg["From"] = sender
     msg["To"] = _header_safe(recipients)
-    msg["Date"] = format_datetime(now or datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = message_id
     if auto_generated:
         msg["Auto-Submitted"] = "auto-generated"  # staff alerts: no auto-replies, no vacation loops

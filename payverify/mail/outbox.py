@@ -18,6 +18,7 @@ from typing import Any
 from payverify.config import Settings
 from payverify.db import Tx
 from payverify.mail.kinds import ALERT_ORDER_ERROR, ALERT_RECONNECT, REGISTRY
+
 # Erroring attempts in a row before staff hear of it: one is noise (a restart, a lock timeout), three
 # is a quarter of an hour of cron runs and a pattern.
 ORDER_ERROR_ALERT_RUNS = 3

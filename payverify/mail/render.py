@@ -25,7 +25,6 @@ from payverify.errors import ConfigError
 from payverify.mail.kinds import KINDS, REGISTRY
 from payverify.money import format_amount
 
-
 SUBJECT_MAX = 200
 
 

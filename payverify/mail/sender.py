@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from payverify import faults
-from payverify.mail import outbox
 from payverify.config import Settings
 from payverify.db import Database
-from payverify.mail.kinds import ALERT_MAIL_FAILED, CONFIRMATION, REGISTRY
 from payverify.mail import message as mime
+from payverify.mail import outbox
+from payverify.mail.kinds import ALERT_MAIL_FAILED, CONFIRMATION, REGISTRY
 from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class SendReport:
 
 class OutboxSender:
     def __init__(self, settings: Settings, db: Database, *, transport: SmtpTransport | None = None,
-                 renderer: "Renderer | None" = None) -> None:
+                 renderer: Renderer | None = None) -> None:
         self.settings = settings
         self.db = db
         self._transport = transport
@@ -94,14 +94,14 @@ class OutboxSender:
                 transport.close()
         return report
 
-    def _deliver(self, row: dict[str, Any], transport: SmtpTransport, renderer: "Renderer",
+    def _deliver(self, row: dict[str, Any], transport: SmtpTransport, renderer: Renderer,
                  report: SendReport) -> DeliveryFailed | None:
         try:
             message, sender, recipients = self._build(row, renderer)
         except mime.BadAddress as exc:
             self._fail(row, f"cannot be sent: {exc}", report)
             return None
-        except Exception as exc:  # noqa: BLE001 - a template or attachment bug: retried, alerted after 24 h
+        except Exception as exc:  # a template or attachment bug: retried, alerted after 24 h
             log.error("mail.build_failed", outbox_id=row["id"], kind=row["kind"], error=type(exc).__name__,
                       exc_info=True)
             exc = DeliveryFailed(f"message could not be built ({type(exc).__name__})")
@@ -144,7 +144,7 @@ class OutboxSender:
         report.failed += 1
         log.error("mail.failed", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"], error=reason)
 
-    def _build(self, row: dict[str, Any], renderer: "Renderer"):
+    def _build(self, row: dict[str, Any], renderer: Renderer):
         context = row["context"]
         kind = row["kind"]
         tickets = None

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 
 from payverify.smtp_url import SmtpConfig, parse_smtp_url  # noqa: F401 - parse_smtp_url is part of this module's API
 
+
 class DeliveryFailed(Exception):
     """`permanent`: the server refused this message for good (5xx). `connection`: the server as a
     whole is unavailable, so the rest of the batch should wait too."""

@@ -23,7 +23,7 @@ from fpdf.enums import Align, MethodReturnValue, WrapMode, XPos, YPos
 
 from payverify.mail.documents import EventInfo, TicketInfo
 
-__all__ = ["EventInfo", "TicketInfo", "tickets_pdf", "format_local_time"]
+__all__ = ["EventInfo", "TicketInfo", "format_local_time", "tickets_pdf"]
 
 FONTS = Path(__file__).parent / "fonts"
 FONT = "DejaVu"

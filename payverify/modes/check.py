@@ -9,8 +9,8 @@ from payverify.config import Settings
 from payverify.db import Database
 from payverify.errors import OrderNotFound
 from payverify.orders.settle import Attempt
-from payverify.sumup.client import SumUpClient
 from payverify.orders.verify import Result, Verifier
+from payverify.sumup.client import SumUpClient
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from payverify.mail import outbox
-from payverify.orders import notices
-from payverify.modes.check import resolve_order
 from payverify.config import Settings
 from payverify.db import Database
-from payverify.mail.kinds import CONFIRMATION
 from payverify.errors import NotAllowed
+from payverify.mail import outbox
+from payverify.mail.kinds import CONFIRMATION
 from payverify.models import COMPLETED, Order, OrderItem
+from payverify.modes.check import resolve_order
+from payverify.orders import notices
 
 
 @dataclass(frozen=True)

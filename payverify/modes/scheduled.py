@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from payverify.modes.runtime import Runtime
-from payverify.orders.stuck_digest import queue_stuck_digest
 from payverify.exitcodes import ExitStatus
 from payverify.mail.sender import SendReport, deliver
-from payverify.monitoring import Heartbeat, publish_metrics, record_run_end, record_run_start
+from payverify.modes.runtime import Runtime
 from payverify.modes.sweep import SweepReport, sweep
+from payverify.monitoring import Heartbeat, publish_metrics, record_run_end, record_run_start
+from payverify.orders.stuck_digest import queue_stuck_digest
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,14 @@ import structlog
 from payverify import faults
 from payverify.addresses import one_line
 from payverify.config import Settings
-from payverify.sumup.credentials import RunMemory
 from payverify.db import Database
-from payverify.orders.decision import widen_rescue
 from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
+from payverify.orders.decision import widen_rescue
 from payverify.orders.settle import Attempt, record_error
-from payverify.sumup.client import SumUpClient
-from payverify.sumup.ratelimit import RateLimiter
 from payverify.orders.verify import Result, Verifier
+from payverify.sumup.client import SumUpClient
+from payverify.sumup.credentials import RunMemory
+from payverify.sumup.ratelimit import RateLimiter
 
 log = structlog.get_logger("payverify.modes.sweep")
 
@@ -144,7 +144,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
                 return "verified", worker.verifier.verify(row["id"])
             except DatabaseUnavailable:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one order's trouble must not stop the run
+            except Exception as exc:  # one order's trouble must not stop the run
                 error = describe(exc)
                 # stderr gets the command's own line for it (see SweepReport.failures), not this one.
                 log.error("order.error", run_id=attempt.run_id, order_id=row["id"], error=error, exc_info=True,

@@ -15,6 +15,7 @@ from payverify.money import format_amount, same_amount
 from payverify.sumup.answer import Answer, AnswerKind
 from payverify.sumup.checkout import EXPIRED, FAILED, PAID, PENDING, Checkout
 
+
 @dataclass(frozen=True, kw_only=True)
 class Decision:
     new_status: str | None  # None: leave the order as it is

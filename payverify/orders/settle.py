@@ -11,16 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from payverify import faults
-from payverify.mail import outbox
-from payverify.orders import notices
 from payverify.config import Settings
 from payverify.db import Tx
-from payverify.mail.kinds import PAYMENT_FAILED
-from payverify.orders.decision import Decision
 from payverify.errors import UniqueViolation
+from payverify.mail import outbox
+from payverify.mail.kinds import PAYMENT_FAILED
 from payverify.models import Order, OrderItem
-from payverify.sumup.answer import Answer
+from payverify.orders import notices
+from payverify.orders.decision import Decision
 from payverify.orders.tickets import ticket_rows
+from payverify.sumup.answer import Answer
 
 SUPERSEDED = "superseded"
 ERROR = "error"
@@ -129,5 +129,14 @@ def record_error(tx: Tx, settings: Settings, attempt: Attempt, order_id: int, re
     return ErrorStreak(order_number=number, runs=runs)
 
 
-__all__ = ["Attempt", "Settled", "ErrorStreak", "settle", "record", "record_error", "UniqueViolation",
-           "SUPERSEDED", "ERROR"]
+__all__ = [
+    "ERROR",
+    "SUPERSEDED",
+    "Attempt",
+    "ErrorStreak",
+    "Settled",
+    "UniqueViolation",
+    "record",
+    "record_error",
+    "settle",
+]

@@ -6,10 +6,10 @@ under one advisory lock.
 
 from __future__ import annotations
 
-from payverify.mail import outbox
-from payverify.mail.kinds import ALERT_STUCK
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.mail import outbox
+from payverify.mail.kinds import ALERT_STUCK
 
 DIGEST_EVERY_MINUTES = 60
 MAX_LISTED = 200
