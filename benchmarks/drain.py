@@ -81,9 +81,10 @@ def seed(url: str, sumup: FakeSumUp, n: int) -> None:
     sumup.add_api_key(PLATFORM_KEY, PLATFORM_MERCHANT)
     with Database.connect(Secret(url)) as db, db.transaction() as tx:
         artist = tx.fetch_sql("INSERT INTO artists_artist (name, email, sumup_merchant_code, created_at) VALUES "
-                              "('Bench Band', 'band@example.com', %(m)s, now()) RETURNING id", {"m": PLATFORM_MERCHANT})[0]["id"]
-        event = tx.fetch_sql("INSERT INTO events_event (artist_id, title, venue, starts_at, ends_at, created_at) VALUES "
-                             "(%(a)s, 'On-sale Night', 'Fort Regent', now() + interval '30 days', "
+                              "('Bench Band', 'band@example.com', %(m)s, now()) RETURNING id",
+                              {"m": PLATFORM_MERCHANT})[0]["id"]
+        event = tx.fetch_sql("INSERT INTO events_event (artist_id, title, venue, starts_at, ends_at, created_at) "
+                             "VALUES (%(a)s, 'On-sale Night', 'Fort Regent', now() + interval '30 days', "
                              "now() + interval '30 days 3 hours', now()) RETURNING id", {"a": artist})[0]["id"]
         ticket_type = tx.fetch_sql("INSERT INTO events_tickettype (event_id, name, price) VALUES "
                                    "(%(e)s, 'Standing', 12.50) RETURNING id", {"e": event})[0]["id"]

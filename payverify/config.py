@@ -266,7 +266,9 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: str | N
         try:
             parsed = parse(value)
         except ValueError as exc:
-            detail = str(exc) if not str(exc).startswith(("could not convert", "invalid literal")) else "is not a number"
+            detail = str(exc)
+            if detail.startswith(("could not convert", "invalid literal")):
+                detail = "is not a number"
             raise ConfigError(f"{name}: {detail}") from None
         if target.startswith("policy."):
             policy[target.removeprefix("policy.")] = parsed

@@ -155,10 +155,10 @@ def pending(config_file, stuck, as_json, limit) -> int:
     from payverify.cli import report
 
     rt = start(config_file)
-    with rt.database(read_only=True) as db:  # it reads: works even while tickets could not be issued
-        with db.transaction() as tx:
-            orders = tx.all("pending_orders", stuck=stuck, stuck_minutes=rt.settings.policy.stuck_minutes,
-                            rescue_hours=rt.settings.policy.rescue_hours, limit=limit)
+    # It reads: works even while tickets could not be issued.
+    with rt.database(read_only=True) as db, db.transaction() as tx:
+        orders = tx.all("pending_orders", stuck=stuck, stuck_minutes=rt.settings.policy.stuck_minutes,
+                        rescue_hours=rt.settings.policy.rescue_hours, limit=limit)
     if as_json:
         click.echo(json.dumps(orders, indent=2, default=str))
     else:

@@ -55,7 +55,10 @@ def _answer_line(check: CheckResult) -> str:
     checkout = answer.checkout
     if checkout is None:
         return f"SumUp:    {answer.reason}"
-    amount = format_amount(checkout.amount, checkout.currency) if checkout.amount is not None and checkout.currency else "no amount"
+    if checkout.amount is not None and checkout.currency:
+        amount = format_amount(checkout.amount, checkout.currency)
+    else:
+        amount = "no amount"
     return (f"SumUp:    {checkout.status}, {amount}, merchant {checkout.merchant_code}, "
             f"reference {checkout.checkout_reference} (HTTP {answer.http_status})")
 
@@ -67,7 +70,8 @@ def print_check(check: CheckResult) -> None:
                f"{format_amount(order.total, order.currency)}, event {order.event_title!r}")
     click.echo(f"Customer: {order.holder_name or '(no name)'}; artist {order.artist_name}")
     for item in result.items:
-        click.echo(f"Item:     {item.quantity} x {item.ticket_type_name} at {format_amount(item.unit_price, order.currency)}")
+        price = format_amount(item.unit_price, order.currency)
+        click.echo(f"Item:     {item.quantity} x {item.ticket_type_name} at {price}")
     click.echo(f"Checkout: {order.sumup_checkout_id or '(none)'}")
     click.echo(_answer_line(check))
     for t in result.answer.checkout.transactions if result.answer.checkout else ():

@@ -106,7 +106,8 @@ class Database:
     def connect(cls, url: Secret, *, application_name: str = "payverify",
                 statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000,
                 connect_timeout: int = 10, site_schema: str | None = None) -> Database:
-        options = f"-c statement_timeout={int(statement_timeout_ms)} -c lock_timeout={int(lock_timeout_ms)} -c TimeZone=UTC"
+        options = (f"-c statement_timeout={int(statement_timeout_ms)} -c lock_timeout={int(lock_timeout_ms)} "
+                   "-c TimeZone=UTC")
         try:
             password = psycopg2.extensions.parse_dsn(url.reveal()).get("password")
         except psycopg2.ProgrammingError:

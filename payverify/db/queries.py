@@ -13,7 +13,7 @@ def parse_queries(text: str) -> dict[str, str]:
     parts = _HEADER.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):  # split with one group: always pairs
         sql = "\n".join(line for line in body.strip().splitlines() if not line.lstrip().startswith("--"))
         if name in queries:
             raise ValueError(f"query {name} is defined twice")

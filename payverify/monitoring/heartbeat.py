@@ -36,7 +36,7 @@ class Heartbeat:
         if not self._url:
             return False
         deadline = time.monotonic() + self.timeout
-        for attempt in (1, 2):
+        for attempt in (1, 2):  # noqa: B007 - read after the loop: how many attempts were made
             half = max(0.01, deadline - time.monotonic()) / 2  # to connect, and for the reply
             try:
                 with (self._session or requests).post(self._url + suffix, data=body.encode()[:self.BODY_LIMIT],

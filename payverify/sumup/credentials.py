@@ -2,10 +2,10 @@
 
 An artist with OAuth tokens uses their own access token; everyone else the platform API key.
 A request goes through `Credentials.call`, the one place that knows SumUp's 401 rule: refresh once,
-retry once, then report it. A refresh happens under the artist's row lock (SELECT ... FOR UPDATE), re-checks expiry after
-taking the lock (another process may have refreshed meanwhile), and stores the returned pair in the
-same transaction before the token is used: refresh tokens are assumed to rotate, so losing the new
-one would lock the artist out.
+retry once, then report it. A refresh happens under the artist's row lock (SELECT ... FOR UPDATE),
+re-checks expiry after taking the lock (another process may have refreshed meanwhile), and stores
+the returned pair in the same transaction before the token is used: refresh tokens are assumed to
+rotate, so losing the new one would lock the artist out.
 """
 
 from __future__ import annotations
