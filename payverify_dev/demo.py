@@ -144,7 +144,7 @@ def _run(db: Database, url: str, sumup: FakeSumUp, smtp: SmtpCapture, output_dir
         click.echo(f"{number:<12} {label:<36} {was:<21} {after[order_id][1]:<23} {reason}")
     with db.transaction() as tx:
         queued = tx.all("outbox_summary")
-        tickets = tx.one("ticket_count")["n"]
+        tickets = tx.require_one("ticket_count")["n"]
     click.echo(f"\n{tickets} tickets issued; mail: "
                + ", ".join(f"{row['n']} {row['kind']} {row['status']}" for row in queued))
     attachments = [a for eml in sorted((output_dir / "mail").glob("*.eml")) for a in extract_attachments(eml)]

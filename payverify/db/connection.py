@@ -59,6 +59,13 @@ class Tx:
         row = self._cursor.fetchone()
         return dict(row) if row is not None else None
 
+    def require_one(self, name: str, /, **params: Any) -> dict[str, Any]:
+        """The row a query always returns (an aggregate, RETURNING, a row known to exist)."""
+        row = self.one(name, **params)
+        if row is None:
+            raise DatabaseError(f"query {name} returned no row")
+        return row
+
     def all(self, name: str, /, **params: Any) -> list[dict[str, Any]]:
         self._execute(name, params)
         return [dict(row) for row in self._cursor.fetchall()]

@@ -123,7 +123,7 @@ def problems(tx: Tx, *, issuing: bool = True) -> list[str]:
     actual: dict[str, dict[str, dict]] = {}
     for row in rows:
         actual.setdefault(row["table_name"], {})[row["column_name"]] = row
-    schema = tx.one("current_schema")["schema"]
+    schema = tx.require_one("current_schema")["schema"]
     found = []
     for table, columns in SITE_COLUMNS.items():
         if table not in actual:

@@ -38,9 +38,9 @@ def latest_version() -> int:
 
 
 def current_version(tx: Tx) -> int:
-    if not tx.one("schema_version_table_exists")["present"]:
+    if not tx.require_one("schema_version_table_exists")["present"]:
         return 0
-    return tx.one("schema_version")["version"]
+    return tx.require_one("schema_version")["version"]
 
 
 def upgrade(db: Database) -> list[Migration]:

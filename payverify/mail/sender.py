@@ -202,7 +202,7 @@ def deliver(settings: Settings, db: Database, *, deadline: float | None = None) 
     report = OutboxSender(settings, db).send_due(deadline=deadline)
     if report.not_configured:
         with db.transaction() as tx:
-            waiting = tx.one("outbox_backlog")["pending"]
+            waiting = tx.require_one("outbox_backlog")["pending"]
         if waiting:
             log.warning("mail.not_configured", problem=report.not_configured, waiting=waiting)
     elif report.smtp_down:

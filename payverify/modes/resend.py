@@ -22,14 +22,14 @@ class Queued:
 
     def state(self, db: Database) -> str:
         with db.transaction() as tx:
-            row = tx.one("outbox_row_state", id=self.outbox_id)
+            row = tx.require_one("outbox_row_state", id=self.outbox_id)
         return row["status"] if not row["last_error"] else f"{row['status']} ({row['last_error']})"
 
 
 def queue_resend(settings: Settings, db: Database, ref: str, to_address: str | None) -> Queued:
     order_id = resolve_order(db, ref)
     with db.transaction() as tx:
-        order = Order.from_row(tx.one("load_order", order_id=order_id))
+        order = Order.from_row(tx.require_one("load_order", order_id=order_id))
         if order.status != COMPLETED:
             raise NotAllowed(f"order {order.order_number} is {order.status}: only a completed order's "
                              "confirmation can be sent again")

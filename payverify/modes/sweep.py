@@ -120,7 +120,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
     memory = RunMemory()
     with connect() as db:
         with db.transaction() as tx:
-            now = tx.one("now")["now"]
+            now = tx.require_one("now")["now"]
         policy = widen_rescue(settings.policy, since, now)
         selection = {"rescue_since": now - timedelta(hours=policy.rescue_hours),
                      "rescue_checked_before": now if since else now - timedelta(minutes=policy.rescue_recheck_minutes),

@@ -40,10 +40,10 @@ def collect_metrics(db: Database, host: str, *, command: str = "sweep") -> list[
     with db.transaction() as tx:
         runs = tx.all("metrics_runs_by_exit_status", **who)
         last = tx.one("metrics_last_run", **who) or {}
-        success = tx.one("metrics_last_success", **who)["finished_epoch"]
-        backlog = tx.one("outbox_backlog")
-        oldest = tx.one("metrics_oldest_due_order")["age_seconds"]
-        mail = tx.one("metrics_payment_to_mail", kind=CONFIRMATION)
+        success = tx.require_one("metrics_last_success", **who)["finished_epoch"]
+        backlog = tx.require_one("outbox_backlog")
+        oldest = tx.require_one("metrics_oldest_due_order")["age_seconds"]
+        mail = tx.require_one("metrics_payment_to_mail", kind=CONFIRMATION)
     by_status = {"unfinished" if r["exit_status"] is None else str(r["exit_status"]): r["n"] for r in runs}
     order_errors = sum(r["order_errors"] for r in runs)
     errors = _by("kind", dict.fromkeys(ERROR_KINDS, 0) | (last.get("sumup_errors") or {}))

@@ -120,8 +120,8 @@ def record_error(tx: Tx, settings: Settings, attempt: Attempt, order_id: int, re
     tx.run("insert_audit", run_id=attempt.run_id, host=attempt.host, command=attempt.command,
            order_id=order_id, order_number=number, checkout_id=None, http_status=None, sumup_status=None,
            outcome=ERROR, reason=reason, duration_ms=0)
-    streak = tx.one("record_error_check", order_id=order_id, owner=attempt.lease_owner, outcome=ERROR,
-                    reason=reason)
+    streak = tx.require_one("record_error_check", order_id=order_id, owner=attempt.lease_owner, outcome=ERROR,
+                            reason=reason)
     runs = streak["consecutive_errors"]
     if runs >= outbox.ORDER_ERROR_ALERT_RUNS:  # de-duplicated by key: one per streak
         outbox.queue(tx, settings, outbox.order_error_alert(order_id, number, reason, streak["first_error_at"],

@@ -13,9 +13,8 @@ import structlog
 
 from payverify import faults
 from payverify.config import Policy, Settings
-from payverify.db import Database, Tx
+from payverify.db import Database
 from payverify.errors import (
-    DatabaseError,
     OrderNotFound,
     SumUpUnavailable,
     TokenRefreshFailed,
@@ -50,14 +49,6 @@ class Result:
     @property
     def outcome(self) -> str:
         return self.settled.outcome if self.settled else self.decision.outcome
-
-
-def _db_now(tx: Tx) -> datetime:
-    """The database's clock, so every host decides on the same time."""
-    row = tx.one("now")
-    if row is None:
-        raise DatabaseError("the database did not say what time it is")
-    return row["now"]
 
 
 class Verifier:
@@ -97,8 +88,9 @@ class Verifier:
             return Answer.unknown(str(exc), error_kind=CREDENTIALS)
 
     def now(self) -> datetime:
+        """The database's clock, so every host decides on the same time."""
         with self.db.transaction() as tx:
-            return _db_now(tx)
+            return tx.require_one("now")["now"]
 
     def verify(self, order_id: int) -> Result:
         started = time.monotonic()
@@ -119,7 +111,7 @@ class Verifier:
     def _settle(self, order: Order, items: list[OrderItem], answer: Answer, duration_ms: int) -> Result:
         try:
             with self.db.transaction() as tx:
-                decision = decide(order, answer, _db_now(tx), self.policy)
+                decision = decide(order, answer, tx.require_one("now")["now"], self.policy)
                 settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms)
         except UniqueViolation:
             # The fulfilment row exists: tickets were issued before and the order was set back since.
