@@ -130,10 +130,10 @@ def problems(tx: Tx, *, issuing: bool = True) -> list[str]:
             found.append(f"site table {table} is missing (schema {schema})")
             continue
         for column, want in columns.items():
-            row = actual[table].get(column)
-            if row is None:
+            have = actual[table].get(column)
+            if have is None:
                 found.append(f"site table {table} has no column {column}")
-            elif problem := _type_problem(table, column, want, row):
+            elif problem := _type_problem(table, column, want, have):
                 found.append(problem)
     if issuing and TICKETS in actual:
         base = tx.all("view_base_columns", view=TICKETS)

@@ -124,6 +124,8 @@ def paid_mismatches(order: models.Order, checkout: Checkout) -> list[str]:
     currency_ok = (checkout.currency or "") == order.currency.upper()
     if not currency_ok:
         problems.append(f"currency is {checkout.currency}, expected {order.currency.upper()}")
+    elif checkout.amount is None:  # not reached from decide(): missing_paid_fields comes first
+        problems.append("amount is missing")
     elif not same_amount(checkout.amount, order.total):
         problems.append(f"amount is {format_amount(checkout.amount, order.currency)}, "
                         f"expected {format_amount(order.total, order.currency)}")
@@ -132,7 +134,7 @@ def paid_mismatches(order: models.Order, checkout: Checkout) -> list[str]:
     elif checkout.merchant_code != order.artist_merchant_code:
         problems.append(f"merchant is {checkout.merchant_code}, expected {order.artist_merchant_code}")
     good = [t for t in checkout.successful_transactions
-            if t.currency == order.currency.upper() and same_amount(t.amount, order.total)
+            if t.currency == order.currency.upper() and t.amount is not None and same_amount(t.amount, order.total)
             and t.merchant_code in (None, order.artist_merchant_code)]
     if not good:
         problems.append("no SUCCESSFUL transaction for the order's amount")

@@ -48,6 +48,7 @@ def messages_for(decision: Decision, order: Order, items: list[OrderItem], check
     messages = []
     for kind in decision.notify:
         context = dict(base)
+        recipients: tuple[str, ...]
         if REGISTRY[kind].to_customer:
             recipients = (order.email,)
         else:

@@ -129,7 +129,8 @@ def _amount(data: dict[str, Any], key: str) -> Decimal | None:
         return None
     if isinstance(value, bool) or not isinstance(value, Decimal):
         raise BodyNotUnderstood(f"{key} is not a number")
-    if not value.is_finite() or abs(value) >= MAX_AMOUNT or value.as_tuple().exponent < -MAX_DECIMALS:
+    exponent = value.as_tuple().exponent  # an int for a finite value; "n", "N" or "F" otherwise
+    if not isinstance(exponent, int) or abs(value) >= MAX_AMOUNT or exponent < -MAX_DECIMALS:
         raise BodyNotUnderstood(f"{key} is not a plausible amount")
     return value
 
