@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict
 
 from payverify.errors import ConfigError
 
@@ -43,13 +44,13 @@ class Redactor:
             return type(value)(self._clean(v) for v in value)
         return value
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: Any, method: str, event_dict: EventDict) -> EventDict:
         if not self.secrets:
             return event_dict
         return {k: self._clean(v) for k, v in event_dict.items()}
 
 
-def _drop_exc_info(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_exc_info(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """stderr never shows a traceback: a person gets the one line, the file gets the details."""
     event_dict.pop("exc_info", None)
     event_dict.pop("exception", None)

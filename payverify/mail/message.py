@@ -6,6 +6,7 @@ and addresses go through `headerregistry.Address`, so nothing can inject a heade
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -46,7 +47,7 @@ def _header_safe(recipients: list[Address]) -> list[Address]:
 
 
 def build(*, rendered: Rendered, sender: Address, recipients: list[Address], message_id: str,
-          attachments: list[Attachment] = (), auto_generated: bool = False,
+          attachments: Sequence[Attachment] = (), auto_generated: bool = False,
           now: datetime | None = None) -> EmailMessage:
     msg = EmailMessage()
     msg["Subject"] = one_line(rendered.subject)

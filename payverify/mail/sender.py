@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -19,6 +20,7 @@ import structlog
 from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.errors import ConfigError
 from payverify.mail import message as mime
 from payverify.mail import outbox
 from payverify.mail.kinds import ALERT_MAIL_FAILED, CONFIRMATION, REGISTRY
@@ -69,9 +71,10 @@ class OutboxSender:
     def send_due(self, *, limit: int = 5000, deadline: float | None = None) -> SendReport:
         report = SendReport()
         report.not_configured = self._missing_setting()
-        if report.not_configured:
+        smtp_url = self.settings.smtp_url
+        if report.not_configured or smtp_url is None:  # an unset URL is already not_configured
             return report
-        transport = self._transport or SmtpTransport(parse_smtp_url(self.settings.smtp_url))
+        transport = self._transport or SmtpTransport(parse_smtp_url(smtp_url))
         renderer = self._renderer
         try:
             while report.sent + report.failed + report.retried < limit:
@@ -144,7 +147,7 @@ class OutboxSender:
         report.failed += 1
         log.error("mail.failed", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"], error=reason)
 
-    def _build(self, row: dict[str, Any], renderer: Renderer):
+    def _build(self, row: dict[str, Any], renderer: Renderer) -> tuple[EmailMessage, str, list[str]]:
         context = row["context"]
         kind = row["kind"]
         tickets = None
@@ -157,7 +160,10 @@ class OutboxSender:
         customer = REGISTRY[kind].to_customer
         recipients = [mime.address(r, context.get("customer_name", "") if customer else "")
                       for r in row["recipients"]]
-        sender = mime.sender_address(self.settings.mail_from, self.settings.display_site_name)
+        mail_from = self.settings.mail_from
+        if mail_from is None:  # not reached: send_due sends nothing without it
+            raise ConfigError("PAYVERIFY_MAIL_FROM is not set")
+        sender = mime.sender_address(mail_from, self.settings.display_site_name)
         message = mime.build(rendered=rendered, sender=sender, recipients=recipients,
                              message_id=row["message_id"], attachments=attachments,
                              auto_generated=not customer)

@@ -89,6 +89,9 @@ def _qr(pdf: FPDF, code: str, x: float, y: float) -> None:
 def _lines(pdf: FPDF, text: str, width: float, max_lines: int, wrap: WrapMode = WrapMode.WORD) -> list[str]:
     """text wrapped to width in the current font, at most max_lines (the last one ellipsised if cut)."""
     lines = pdf.multi_cell(width, 5, text, dry_run=True, output=MethodReturnValue.LINES, wrapmode=wrap)
+    # fpdf2 types the result as the union of every `output` mode; LINES alone is a list of str.
+    if not isinstance(lines, list):
+        raise TypeError(f"fpdf2 multi_cell(output=LINES) returned {type(lines).__name__}, not a list of lines")
     if len(lines) <= max_lines:
         return lines
     last = lines[max_lines - 1]
