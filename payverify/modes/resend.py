@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from payverify.config import Settings
 from payverify.db import Database
-from payverify.errors import NotAllowed
+from payverify.errors import DatabaseError, NotAllowed
 from payverify.mail import outbox
 from payverify.mail.kinds import CONFIRMATION
 from payverify.models import COMPLETED, Order, OrderItem
@@ -40,4 +40,6 @@ def queue_resend(settings: Settings, db: Database, ref: str, to_address: str | N
         # No dedup key: every resend is a new message with its own Message-ID.
         outbox_id = outbox.queue(tx, settings, outbox.OutboxMessage(
             kind=CONFIRMATION, dedup_key=None, order_id=order_id, recipients=(recipient,), context=context))
+        if outbox_id is None:  # not reached: only a dedup key makes queue() skip the insert
+            raise DatabaseError("the outbox did not take the resent confirmation")
     return Queued(outbox_id=outbox_id, order_number=order.order_number, recipient=recipient)

@@ -63,8 +63,8 @@ class SweepReport:
     errors: int = 0  # orders whose verification raised
     failures: list[OrderFailure] = field(default_factory=list)  # the first FAILURES_KEPT of them
     sumup_unreachable: int = 0
-    outcomes: Counter = field(default_factory=Counter)
-    sumup_errors: Counter = field(default_factory=Counter)  # by kind, for the metrics
+    outcomes: Counter[str] = field(default_factory=Counter)
+    sumup_errors: Counter[str] = field(default_factory=Counter)  # by kind, for the metrics
     stopped_early: str | None = None
     results: list[Result] = field(default_factory=list)
 
@@ -220,6 +220,7 @@ def _tally(report: SweepReport, kind: str, result: Result | OrderFailure | None,
     if kind == "claimed":
         report.claimed_elsewhere += 1
     elif kind == "error":
+        assert isinstance(result, OrderFailure)
         report.errors += 1
         if len(report.failures) < FAILURES_KEPT:
             report.failures.append(result)

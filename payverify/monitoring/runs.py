@@ -20,16 +20,22 @@ def record_run_start(db: Database, run_id: str, host: str, command: str) -> bool
 
 
 class RunTally(Protocol):
-    """What a run did (a sweep's report): only what the run row keeps."""
+    """What a run did (a sweep's report): only what the run row keeps. Read-only, so a report's own
+    mapping (a Counter) fits."""
 
-    verified: int
-    outcomes: Mapping[str, int]
-    errors: int
+    @property
+    def verified(self) -> int: ...
+    @property
+    def outcomes(self) -> Mapping[str, int]: ...
+    @property
+    def errors(self) -> int: ...
 
 
 class MailTally(Protocol):
-    sent: int
-    failed: int
+    @property
+    def sent(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
 
 
 def record_run_end(db: Database, run_id: str, exit_status: int, report: RunTally | None,
