@@ -117,20 +117,19 @@ def resend(config_file, order, to_address) -> int:
       payverify resend JE-7F3K2Q
       payverify resend JE-7F3K2Q --to other.address@example.com
     """
-    from payverify.cli import report
     from payverify.mail.sender import deliver
     from payverify.modes.resend import queue_resend
 
     rt = start(config_file)
     with rt.database() as db:
         queued = queue_resend(rt.settings, db, order, to_address)
-        report = deliver(rt.settings, db)
+        mail = deliver(rt.settings, db)
         state = queued.state(db)
     click.echo(f"Confirmation of {queued.order_number} queued for {queued.recipient}: {state}")
-    if report.not_configured:
-        click.echo(f"It waits in the outbox: {report.not_configured}")
-    elif report.smtp_down:
-        click.echo(f"It waits in the outbox: {report.smtp_down}; retried on the next run")
+    if mail.not_configured:
+        click.echo(f"It waits in the outbox: {mail.not_configured}")
+    elif mail.smtp_down:
+        click.echo(f"It waits in the outbox: {mail.smtp_down}; retried on the next run")
     return ExitStatus.OK
 
 
