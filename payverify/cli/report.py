@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +12,9 @@ from payverify.modes.check import CheckResult
 from payverify.modes.sweep import FAILURES_KEPT, SweepReport
 from payverify.money import format_amount
 from payverify.orders.notices import checkout_context
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar as ClickProgressBar  # what click.progressbar returns
 
 
 def print_sweep(report: SweepReport, *, per_order: bool) -> None:
@@ -131,14 +135,17 @@ class ProgressBar:
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
-        self._bar = None
+        self._bar: ClickProgressBar[int] | None = None
+        self._length = 0  # the bar's, as it was created with
         self._shown = 0
 
     def update(self, done: int, due: int) -> None:
         if not self.enabled or due < 2:
             return
         if self._bar is None:
-            self._bar = click.progressbar(length=due, label="Verifying", file=click.get_text_stream("stderr"))
+            # sys.stderr: click 8.5 deprecates get_text_stream (a Python 2 shim), to be removed in click 9.
+            self._bar = click.progressbar(length=due, label="Verifying", file=sys.stderr)
+            self._length = due
             self._bar.__enter__()
         self._bar.update(done - self._shown)
         self._shown = done
@@ -148,7 +155,7 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
-            self._bar.update(self._bar.length - self._shown)
+            self._bar.update(self._length - self._shown)
             self._bar.__exit__(None, None, None)
 
 
