@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 # Statuses the web site uses (orders_order.status is a plain varchar: others may appear).
 PENDING = "pending"
@@ -20,9 +20,12 @@ RESCUABLE = frozenset({FAILED, EXPIRED})
 
 
 class _FromRow:
+    # Every subclass is a dataclass: this tells the type checker so (`fields` wants one).
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True, kw_only=True)
