@@ -25,7 +25,7 @@ class Captured:
     data: bytes
 
     def parsed(self) -> EmailMessage:
-        return message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
+        return message_from_bytes(self.data, policy=policy.default)
 
 
 class _Handler:
