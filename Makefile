@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml setup.cfg
 install: $(VENV)/.installed
 
 # Everything: the checks below, then all three tiers of the suite (tests/unit, integration, reliability).
-test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+# On as many workers as the machine has cores (pytest-xdist): each worker has its own databases.
+test: lint
+	$(PY) -m pytest --numprocesses=auto --dist=loadgroup $(PYTEST_ARGS)
 
 # The unit tier alone: pure functions and the commands in process; no server, no subprocess; seconds.
 quick-test: $(VENV)/.installed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 import venv
@@ -14,12 +15,19 @@ from pypdf import PdfReader
 from tests.conftest import ROOT
 from tests.helpers import status_of
 
+# One build for the module, on one worker when the suite runs in parallel (make test).
+pytestmark = pytest.mark.xdist_group("wheel")
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """The bin/ of a fresh virtualenv holding payverify from a wheel built from this tree (not editable)."""
+    """The bin/ of a fresh virtualenv holding payverify from a wheel built from this tree (not editable).
+    Built from a copy: setuptools writes build/ into the tree it builds."""
     work = tmp_path_factory.mktemp("wheel")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--quiet",
+    source = work / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "__pycache__",
+                                                                "*_cache", ".hypothesis", "demo-output", "logs"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--quiet",
                             "-w", str(work / "dist")], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     (wheel,) = (work / "dist").glob("payverify-*.whl")
