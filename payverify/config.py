@@ -53,6 +53,7 @@ class Settings:
     max_orders_per_run: int = 2500
     time_budget_seconds: float = 240.0
     concurrency: int = 8
+    smtp_connections: int = 2
     sumup_rate: float = 10.0
     lease_seconds: int = 300
     sumup_connect_timeout: float = 5.0
@@ -134,6 +135,13 @@ def _concurrency(value: str) -> int:
     number = _positive_int(value)
     if number > 64:
         raise ValueError("must be at most 64 (each worker holds a database connection)")
+    return number
+
+
+def _smtp_connections(value: str) -> int:
+    number = _positive_int(value)
+    if number > 16:
+        raise ValueError("must be at most 16 (each holds an SMTP session and a database connection)")
     return number
 
 
@@ -235,6 +243,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_MAX_ORDERS_PER_RUN": ("max_orders_per_run", _positive_int),
     "PAYVERIFY_TIME_BUDGET": ("time_budget_seconds", _positive_float),
     "PAYVERIFY_CONCURRENCY": ("concurrency", _concurrency),
+    "PAYVERIFY_SMTP_CONNECTIONS": ("smtp_connections", _smtp_connections),
     "PAYVERIFY_SUMUP_RATE": ("sumup_rate", _rate),
     "PAYVERIFY_LEASE_SECONDS": ("lease_seconds", _positive_int),
     "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": ("sumup_connect_timeout", _positive_float),

@@ -208,12 +208,15 @@ SELECT kind, status, count(*) AS n FROM payverify_outbox GROUP BY kind, status O
 SELECT count(*) AS n FROM tickets_ticket
 
 -- name: claim_outbox_row
--- Take the next due message; pushing next_attempt_at ahead is its lease while we send it.
+-- Take the next due message; pushing next_attempt_at ahead is its lease while we send it. While a
+-- sweep still verifies, only what it queued itself (created since fresh_since): an older row may be
+-- for an order the sweep is about to settle otherwise (a late payment cancels its "payment failed").
 UPDATE payverify_outbox
 SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease_seconds)s)
 WHERE id = (
     SELECT id FROM payverify_outbox
     WHERE status = 'pending' AND next_attempt_at <= now()
+      AND (%(fresh_since)s::timestamptz IS NULL OR created_at >= %(fresh_since)s::timestamptz)
     ORDER BY next_attempt_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED)

@@ -1,6 +1,6 @@
 """The outbox sender: claims due rows (SKIP LOCKED), sends them over SMTP, marks them sent.
 
-Runs after each sweep's settle phase and after `check`/`resend`. A message is marked sent only
+Runs beside a sweep's verification (mail/pipeline.py) and after `check`/`resend`. A message is marked sent only
 after the SMTP server accepted it, so a crash in between sends it again on a later run: the one
 documented window for a duplicate. Temporary failures retry with growing backoff (the next run,
 then doubling up to an hour); after 24 hours, or on a permanent 5xx, the row is marked failed
@@ -23,6 +23,7 @@ from payverify.db import Database
 from payverify.errors import ConfigError
 from payverify.mail import message as mime
 from payverify.mail import outbox
+from payverify.mail.feed import MailFeed
 from payverify.mail.kinds import ALERT_MAIL_FAILED, CONFIRMATION, REGISTRY
 from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
 
@@ -55,6 +56,14 @@ class SendReport:
     not_configured: str | None = None
     smtp_down: str | None = None
 
+    def merge(self, other: SendReport) -> None:
+        """Add another worker's report to this one."""
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.not_configured = self.not_configured or other.not_configured
+        self.smtp_down = self.smtp_down or other.smtp_down
+
 
 class OutboxSender:
     def __init__(self, settings: Settings, db: Database, *, transport: SmtpTransport | None = None,
@@ -68,7 +77,10 @@ class OutboxSender:
         missing = missing_mail_settings(self.settings)
         return missing[0] if missing else None
 
-    def send_due(self, *, limit: int = 5000, deadline: float | None = None) -> SendReport:
+    def send_due(self, *, limit: int = 5000, deadline: float | None = None,
+                 feed: MailFeed | None = None) -> SendReport:
+        """Send due rows until none is left, `limit` or `deadline`. With a `feed` (mail while a sweep
+        verifies), none left means: wait for the sweep to queue more, until it has finished."""
         report = SendReport()
         report.not_configured = self._missing_setting()
         smtp_url = self.settings.smtp_url
@@ -78,11 +90,16 @@ class OutboxSender:
         renderer = self._renderer
         try:
             while report.sent + report.failed + report.retried < limit:
-                if deadline is not None and time.monotonic() > deadline:
+                until = feed.deadline if feed is not None else deadline
+                if until is not None and time.monotonic() > until:
                     break
+                mark = feed.mark() if feed is not None else 0
                 with self.db.transaction() as tx:
-                    row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS)
+                    row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
+                                 fresh_since=feed.fresh_since if feed is not None else None)
                 if row is None:
+                    if feed is not None and feed.wait_for_more(mark):
+                        continue
                     break
                 if renderer is None:
                     from payverify.mail.render import Renderer  # Jinja2 only when there is mail to render
@@ -206,6 +223,12 @@ def mail_failed_alert(row: dict[str, Any], reason: str, settings: Settings) -> o
 def deliver(settings: Settings, db: Database, *, deadline: float | None = None) -> SendReport:
     """Send what is due; say on stderr (through the log) when mail cannot go out at all."""
     report = OutboxSender(settings, db).send_due(deadline=deadline)
+    report_trouble(db, report)
+    return report
+
+
+def report_trouble(db: Database, report: SendReport) -> None:
+    """Say on stderr (through the log) when mail could not go out at all."""
     if report.not_configured:
         with db.transaction() as tx:
             waiting = tx.require_one("outbox_backlog")["pending"]
@@ -213,4 +236,3 @@ def deliver(settings: Settings, db: Database, *, deadline: float | None = None) 
             log.warning("mail.not_configured", problem=report.not_configured, waiting=waiting)
     elif report.smtp_down:
         log.warning("mail.smtp_unavailable", error=report.smtp_down, sent=report.sent)
-    return report

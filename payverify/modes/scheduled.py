@@ -1,4 +1,5 @@
-"""One scheduled run, as cron starts it: sweep, stuck digest, mail, then bookkeeping and monitoring.
+"""One scheduled run, as cron starts it: sweep with mail going out as orders settle, stuck digest,
+the rest of the mail, then bookkeeping and monitoring.
 
 The heartbeat is pinged at start, on success and on failure (a ping never fails a run); the run is
 recorded in payverify_runs and the metrics file rewritten, whatever happened.
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from payverify.exitcodes import ExitStatus
-from payverify.mail.sender import SendReport, deliver
+from payverify.mail.pipeline import MailPipeline
+from payverify.mail.sender import SendReport
 from payverify.modes.runtime import Runtime
 from payverify.modes.sweep import SweepReport, sweep
 from payverify.monitoring import Heartbeat, publish_metrics, record_run_end, record_run_start
@@ -55,18 +57,27 @@ def scheduled_run(rt: Runtime, *, since: datetime | None = None, limit: int | No
 
 
 def _run(rt: Runtime, *, since, limit, dry_run, progress) -> RunResult:
+    def connect():
+        return rt.database(check_schema=False)
+
     with rt.database() as db:
-        if not dry_run:
-            record_run_start(db, rt.run_id, rt.host, "sweep")
-        report = sweep(rt.settings, lambda: rt.database(check_schema=False), rt.sumup_client, rt.attempt("sweep"),
-                       since=since, limit=limit, dry_run=dry_run, keep_results=dry_run, progress=progress)
-        mail = None
-        if not dry_run:
+        if dry_run:  # writes nothing, sends nothing
+            report = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since, limit=limit,
+                           dry_run=True, keep_results=True, progress=progress)
+            return RunResult(sweep=report, mail=None,
+                             status=ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK)
+        record_run_start(db, rt.run_id, rt.host, "sweep")
+        with db.transaction() as tx:
+            started = tx.require_one("now")["now"]
+        budget_end = time.monotonic() + rt.settings.time_budget_seconds
+        # Mail goes out as orders settle, and shares the run's time budget (with at least half a
+        # minute after the sweep for what is left), so runs do not pile up.
+        with MailPipeline(rt.settings, connect, deadline=budget_end + 30, fresh_since=started) as pipeline:
+            report = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since, limit=limit,
+                           progress=progress, settled=pipeline.feed.poke)
             queue_stuck_digest(rt.settings, db)
-            # Mail shares the run's time budget (at least half a minute), so runs do not pile up.
-            mail = deliver(rt.settings, db, deadline=max(report.deadline, time.monotonic() + 30))
+            mail = pipeline.finish(db, deadline=max(report.deadline, time.monotonic() + 30))
         status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
-        if not dry_run:
-            record_run_end(db, rt.run_id, int(status), report, mail, dict(report.sumup_errors))
-            publish_metrics(db, rt.host, rt.settings.metrics_file)
+        record_run_end(db, rt.run_id, int(status), report, mail, dict(report.sumup_errors))
+        publish_metrics(db, rt.host, rt.settings.metrics_file)
     return RunResult(sweep=report, mail=mail, status=status)

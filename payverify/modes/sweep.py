@@ -108,11 +108,13 @@ class _Workers:
 
 def sweep(settings: Settings, connect: Callable[[], Database], make_client: Callable[[RateLimiter], SumUpClient],
           attempt: Attempt, *, since: datetime | None = None, limit: int | None = None, dry_run: bool = False,
-          keep_results: bool = False, progress: Callable[[int, int], None] | None = None) -> SweepReport:
+          keep_results: bool = False, progress: Callable[[int, int], None] | None = None,
+          settled: Callable[[], None] | None = None) -> SweepReport:
     """Verify due orders until none is left, the limit or the time budget; up to
     PAYVERIFY_CONCURRENCY at once, each worker with its own connection and no transaction open
     while SumUp answers. Due orders are fetched in batches, so memory does not grow with the
-    backlog. `progress(done, total)` after each order."""
+    backlog. `progress(done, total)` after each order; `settled()` after each order whose attempt
+    committed (what it queued can be mailed now)."""
     deadline = time.monotonic() + settings.time_budget_seconds
     report = SweepReport(run_id=attempt.run_id, dry_run=dry_run, deadline=deadline)
     limit = limit or settings.max_orders_per_run
@@ -159,7 +161,8 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
             with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="verify") as pool:
                 _drive(pool, task, db, selection, report, limit=limit, dry_run=dry_run,
                        in_flight_max=2 * settings.concurrency, keep_results=keep_results,
-                       progress=(lambda done: progress(done, report.total_due or done)) if progress else None)
+                       progress=(lambda done: progress(done, report.total_due or done)) if progress else None,
+                       settled=settled)
         finally:
             workers.close()
     log.info("sweep.end", run_id=attempt.run_id, due=report.due, verified=report.verified,
@@ -170,7 +173,8 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
 
 def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], TaskOutcome], db: Database,
            selection: dict, report: SweepReport, *, limit: int, dry_run: bool, in_flight_max: int,
-           keep_results: bool, progress: Callable[[int], None] | None) -> None:
+           keep_results: bool, progress: Callable[[int], None] | None,
+           settled: Callable[[], None] | None) -> None:
     """Keep the pool busy: fetch the next batch of due orders when the queue runs dry, never the ones
     in flight (or already done: after their check they are no longer due)."""
     queue: deque[dict] = deque()
@@ -201,7 +205,10 @@ def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], TaskOutcome], db: Da
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in finished:
                 del in_flight[future]
-                _tally(report, *future.result(), keep_results=keep_results)
+                kind, result = future.result()
+                _tally(report, kind, result, keep_results=keep_results)
+                if settled is not None and kind in ("verified", "error"):
+                    settled()  # a settle, or an error streak's alert, may have queued mail
                 done += 1
                 if progress is not None:
                     progress(done)

@@ -76,6 +76,26 @@ def test_paid_order_gets_one_well_formed_mail_in_the_same_run(seed, shop, db, sm
     assert scalar(db, "SELECT status FROM payverify_outbox WHERE order_id = %(id)s", id=order.id) == "sent"
 
 
+def test_confirmations_go_out_while_the_sweep_is_still_verifying(seed, shop, db, smtp, sumup, run_payverify):
+    """Mail while verifying: with one SumUp request at a time and 400 ms per reply (over 6 s of
+    verifying, ample for the first confirmation even on a loaded machine), the first confirmation is
+    accepted by the SMTP server before the last order of the run has settled; every order still gets
+    exactly one confirmation."""
+    orders = [seed.order([(shop["standing"], 1)], event_id=shop["event"], email=f"fan{i}@example.com")
+              for i in range(16)]
+    sumup.latency = 0.4
+    result = run_payverify("sweep", extra_env={"PAYVERIFY_CONCURRENCY": "1", "PAYVERIFY_SMTP_CONNECTIONS": "2"})
+    assert result.returncode == 0, result.stderr
+    ids = [o.id for o in orders]
+    last_settled = scalar(db, "SELECT max(paid_at) FROM orders_order WHERE id = ANY(%(ids)s)", ids=ids)
+    sent = rows(db, "SELECT order_id, sent_at FROM payverify_outbox WHERE kind = 'order_confirmation' "
+                    "AND order_id = ANY(%(ids)s) AND status = 'sent'", ids=ids)
+    assert sorted(r["order_id"] for r in sent) == sorted(ids)
+    assert min(r["sent_at"] for r in sent) < last_settled
+    message_ids = [m.parsed()["Message-ID"] for m in smtp.messages]
+    assert len(message_ids) == len(set(message_ids)) == 16
+
+
 def test_repeated_sweeps_send_nothing_twice(seed, shop, db, smtp, run_payverify):
     """A second and third sweep neither re-send the confirmation nor repeat an alert."""
     seed.order([(shop["standing"], 1)], event_id=shop["event"], email="fan@example.com")

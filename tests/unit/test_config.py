@@ -42,8 +42,10 @@ def test_environment_values_are_parsed():
     """Environment variables set the matching fields, converted to numbers; blank means unset."""
     s = load_settings(environ={"PAYVERIFY_MAX_AGE_HOURS": "3.5", "PAYVERIFY_LEASE_SECONDS": "60",
                                "PAYVERIFY_ALERT_EMAIL": "ops@example.com", "SUMUP_API_BASE_URL": "http://127.0.0.1:9/",
-                               "PAYVERIFY_LOG_LEVEL": "debug", "PAYVERIFY_RESCUE_HOURS": "  "})
+                               "PAYVERIFY_LOG_LEVEL": "debug", "PAYVERIFY_RESCUE_HOURS": "  ",
+                               "PAYVERIFY_SMTP_CONNECTIONS": "3"})
     assert s.policy.max_age_hours == 3.5
+    assert s.smtp_connections == 3
     assert s.lease_seconds == 60
     assert s.alert_email == "ops@example.com"
     assert s.sumup_api_base_url == "http://127.0.0.1:9"  # trailing slash dropped
@@ -127,7 +129,9 @@ def test_missing_config_file(tmp_path):
                                              ("PAYVERIFY_MAX_ORDERS_PER_RUN", "2.5"),
                                              ("SUMUP_API_BASE_URL", "ftp://x"), ("SUMUP_API_BASE_URL", "https://"),
                                              ("SUMUP_API_BASE_URL", "http://api.sumup.com"),
-                                             ("PAYVERIFY_LOG_LEVEL", "LOUD"), ("PAYVERIFY_TIME_BUDGET", "nan")])
+                                             ("PAYVERIFY_LOG_LEVEL", "LOUD"), ("PAYVERIFY_TIME_BUDGET", "nan"),
+                                             ("PAYVERIFY_SMTP_CONNECTIONS", "0"),
+                                             ("PAYVERIFY_SMTP_CONNECTIONS", "17")])
 def test_invalid_environment_value_names_the_variable(variable, value):
     """Every invalid value is a ConfigError whose message starts with the variable's name."""
     with pytest.raises(ConfigError) as raised:

@@ -1,0 +1,58 @@
+"""Mail while verifying: SMTP workers that send what the settle path queues, as soon as it commits.
+
+The outbox stays the only way mail leaves: each worker claims due rows (SKIP LOCKED) exactly as the
+sender after a sweep would, so the at-least-once and de-duplication guarantees are the outbox's own.
+The sweep pokes the feed after each order; a worker that finds nothing due waits for the next poke
+(or a second, for rows whose backoff ends) and stops once the sweep has finished and nothing is left,
+or at the deadline. PAYVERIFY_SMTP_CONNECTIONS workers, each with its own SMTP session and database
+connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from types import TracebackType
+
+from payverify.config import Settings
+from payverify.db import Database
+from payverify.mail.feed import MailFeed
+from payverify.mail.sender import OutboxSender, SendReport, report_trouble
+
+
+class MailPipeline:
+    """The mail workers of one run: started before the sweep, finished after it."""
+
+    def __init__(self, settings: Settings, connect: Callable[[], Database], deadline: float, *,
+                 fresh_since: datetime | None = None) -> None:
+        self._settings = settings
+        self._connect = connect
+        self.feed = MailFeed(deadline, fresh_since)
+        self._pool = ThreadPoolExecutor(max_workers=settings.smtp_connections, thread_name_prefix="mail")
+        self._workers: list[Future[SendReport]] = []
+
+    def __enter__(self) -> MailPipeline:
+        self._workers = [self._pool.submit(self._work) for _ in range(self._settings.smtp_connections)]
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # On the way out of a failed run: let the workers stop at their next look, and wait for them.
+        self.feed.finish(deadline=time.monotonic())
+        self._pool.shutdown(wait=True)
+
+    def _work(self) -> SendReport:
+        with self._connect() as db:
+            return OutboxSender(self._settings, db).send_due(feed=self.feed)
+
+    def finish(self, db: Database, deadline: float) -> SendReport:
+        """Nothing more will be queued: wait for the workers to send what is due (until `deadline`)
+        and say what they did, in one report (a worker's exception is raised here)."""
+        self.feed.finish(deadline)
+        total = SendReport()
+        for worker in self._workers:
+            total.merge(worker.result())
+        report_trouble(db, total)
+        return total
