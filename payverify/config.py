@@ -54,6 +54,7 @@ class Settings:
     time_budget_seconds: float = 240.0
     concurrency: int = 8
     smtp_connections: int = 2
+    watch_interval: float = 1.0
     sumup_rate: float = 10.0
     lease_seconds: int = 300
     sumup_connect_timeout: float = 5.0
@@ -244,6 +245,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_TIME_BUDGET": ("time_budget_seconds", _positive_float),
     "PAYVERIFY_CONCURRENCY": ("concurrency", _concurrency),
     "PAYVERIFY_SMTP_CONNECTIONS": ("smtp_connections", _smtp_connections),
+    "PAYVERIFY_WATCH_INTERVAL": ("watch_interval", _positive_float),
     "PAYVERIFY_SUMUP_RATE": ("sumup_rate", _rate),
     "PAYVERIFY_LEASE_SECONDS": ("lease_seconds", _positive_int),
     "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": ("sumup_connect_timeout", _positive_float),

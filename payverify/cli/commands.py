@@ -66,6 +66,33 @@ def sweep(config_file, since, limit, dry_run) -> int:
 
 
 @cli.command()
+@click.pass_obj
+def watch(config_file) -> int:
+    """Verify orders the moment they come back from SumUp: a long-running service beside cron.
+
+    Notices an order entering pending_verification within PAYVERIFY_WATCH_INTERVAL seconds (sooner
+    when the site sends `NOTIFY payverify`), asks SumUp at once and again while it says PENDING,
+    settles and mails; every minute it does what a cron sweep does. Cron sweeps may keep running
+    beside it (leases keep them apart). SIGTERM or SIGINT: orders in flight finish, exit 0.
+
+    \b
+    Example:
+      payverify watch
+    """
+    import signal
+    import threading
+
+    from payverify.modes.watch import Watch
+
+    rt = start(config_file)
+    rt.database().close()  # the site contract and payverify's schema, checked before the service starts
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return Watch(rt, stop).run()
+
+
+@cli.command()
 @click.argument("order", type=OrderRef())
 @click.option("--dry-run", is_flag=True, help="Ask SumUp and show the decision; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import select
 from collections.abc import Iterator
 from typing import Any
 
@@ -151,6 +152,25 @@ class Database:
                 with contextlib.suppress(psycopg2.Error):
                     conn.rollback()
             raise
+
+    def listen(self, channel: str) -> None:
+        """Make this a listening connection (autocommit, LISTEN channel): for `notified` only."""
+        with wrap_exceptions(self._conn):
+            self._conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+            with self._conn.cursor() as cur:
+                cur.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+    def notified(self, timeout: float) -> bool:
+        """After `listen`: block until a NOTIFY or `timeout` seconds; True when one (or more) came.
+        A lost connection raises DatabaseUnavailable, as everywhere."""
+        with wrap_exceptions(self._conn):
+            if not self._conn.notifies:
+                ready, _, _ = select.select([self._conn], [], [], max(0.0, timeout))
+                if ready:
+                    self._conn.poll()
+            arrived = bool(self._conn.notifies)
+            self._conn.notifies.clear()
+        return arrived
 
     @property
     def backend_pid(self) -> int:

@@ -67,6 +67,33 @@ WHERE (
 ORDER BY coalesce(s.last_checked_at, o.created_at), o.id
 LIMIT %(limit)s
 
+-- name: watch_new_orders
+-- For `payverify watch`: orders that entered pending_verification (the site sets updated_at then),
+-- or got a checkout while pending, and that payverify has not asked SumUp about since. Bounded by
+-- the status index and the last hour, so a poll every second costs next to nothing.
+SELECT o.id, o.status
+FROM orders_order o
+LEFT JOIN payverify_order_state s ON s.order_id = o.id
+WHERE o.status IN ('pending_verification', 'pending')
+  AND (o.status = 'pending_verification' OR o.sumup_checkout_id IS NOT NULL)
+  AND o.updated_at > now() - interval '1 hour'
+  AND (s.last_checked_at IS NULL OR s.last_checked_at < o.updated_at)
+  AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now())
+  AND o.id <> ALL(%(exclude)s::bigint[])
+ORDER BY o.updated_at, o.id
+LIMIT %(limit)s
+
+-- name: claim_unleased_order
+-- Take the lease unless another run holds it (watch's asks: the order was noticed, not selected).
+UPDATE payverify_order_state
+SET lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE order_id = (
+    SELECT order_id FROM payverify_order_state
+    WHERE order_id = %(order_id)s AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    FOR UPDATE SKIP LOCKED)
+RETURNING order_id
+
 -- name: ensure_order_state
 INSERT INTO payverify_order_state (order_id) VALUES (%(order_id)s) ON CONFLICT (order_id) DO NOTHING
 

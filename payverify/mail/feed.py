@@ -28,6 +28,11 @@ class MailFeed:
             return None if self._done else self._fresh_since
 
     @property
+    def done(self) -> bool:
+        with self._cond:
+            return self._done
+
+    @property
     def deadline(self) -> float:
         with self._cond:
             return self._deadline

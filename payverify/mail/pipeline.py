@@ -16,19 +16,31 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
 
+import structlog
+
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.errors import DatabaseUnavailable
 from payverify.mail.feed import MailFeed
 from payverify.mail.sender import OutboxSender, SendReport, report_trouble
+
+log = structlog.get_logger("payverify.mail.pipeline")
+
+# A watch's mail worker after a database or SMTP outage: 1, 2, 4, ... seconds, at most a minute.
+MIN_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS = 1.0, 60.0
 
 
 class MailPipeline:
     """The mail workers of one run: started before the sweep, finished after it."""
 
     def __init__(self, settings: Settings, connect: Callable[[], Database], deadline: float, *,
-                 fresh_since: datetime | None = None) -> None:
+                 fresh_since: datetime | None = None, keep_going: bool = False) -> None:
+        """`keep_going` (payverify watch): a worker outlives database and SMTP outages, backing off,
+        until the feed finishes; in a sweep a lost database ends the run, and an SMTP server that
+        refuses the session leaves the rest for the next run."""
         self._settings = settings
         self._connect = connect
+        self._keep_going = keep_going
         self.feed = MailFeed(deadline, fresh_since)
         self._pool = ThreadPoolExecutor(max_workers=settings.smtp_connections, thread_name_prefix="mail")
         self._workers: list[Future[SendReport]] = []
@@ -40,12 +52,32 @@ class MailPipeline:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         # On the way out of a failed run: let the workers stop at their next look, and wait for them.
-        self.feed.finish(deadline=time.monotonic())
+        if kind is not None or not self.feed.done:
+            self.feed.finish(deadline=time.monotonic())
         self._pool.shutdown(wait=True)
 
     def _work(self) -> SendReport:
-        with self._connect() as db:
-            return OutboxSender(self._settings, db).send_due(feed=self.feed)
+        if not self._keep_going:
+            with self._connect() as db:
+                return OutboxSender(self._settings, db).send_due(feed=self.feed)
+        total, backoff = SendReport(), MIN_BACKOFF_SECONDS
+        while not self.feed.done:
+            try:
+                with self._connect() as db:
+                    report = OutboxSender(self._settings, db).send_due(feed=self.feed)
+            except DatabaseUnavailable as exc:
+                log.warning("mail.database_unavailable", error=str(exc), retry_in=backoff)
+                report = None
+            if report is not None:
+                total.merge(report)
+                if report.not_configured:
+                    return total  # nothing will ever be sent; the sweep's housekeeping says so
+                if not report.smtp_down:
+                    backoff = MIN_BACKOFF_SECONDS
+                    continue
+            self.feed.pause(backoff)
+            backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+        return total
 
     def finish(self, db: Database, deadline: float) -> SendReport:
         """Nothing more will be queued: wait for the workers to send what is due (until `deadline`)

@@ -75,7 +75,7 @@ class SweepReport:
 
 
 @dataclass
-class _Worker:
+class Worker:
     """What one worker thread owns: its database connection, its SumUp client, its verifier."""
 
     db: Database
@@ -83,22 +83,33 @@ class _Worker:
     verifier: Verifier
 
 
-class _Workers:
+class Workers:
     """Per-thread resources, created on a thread's first task and closed together at the end."""
 
-    def __init__(self, make: Callable[[], _Worker]) -> None:
+    def __init__(self, make: Callable[[], Worker]) -> None:
         self._make = make
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[_Worker] = []
+        self._all: list[Worker] = []
 
-    def get(self) -> _Worker:
+    def get(self) -> Worker:
         worker = getattr(self._local, "worker", None)
         if worker is None:
             worker = self._local.worker = self._make()
             with self._lock:
                 self._all.append(worker)
         return worker
+
+    def drop(self) -> None:
+        """Forget this thread's worker (its connection is gone): the next task makes a new one."""
+        worker = getattr(self._local, "worker", None)
+        if worker is None:
+            return
+        self._local.worker = None
+        with self._lock:
+            self._all.remove(worker)
+        worker.client.close()
+        worker.db.close()
 
     def close(self) -> None:
         for worker in self._all:
@@ -109,12 +120,12 @@ class _Workers:
 def sweep(settings: Settings, connect: Callable[[], Database], make_client: Callable[[RateLimiter], SumUpClient],
           attempt: Attempt, *, since: datetime | None = None, limit: int | None = None, dry_run: bool = False,
           keep_results: bool = False, progress: Callable[[int, int], None] | None = None,
-          settled: Callable[[], None] | None = None) -> SweepReport:
+          settled: Callable[[], None] | None = None, stop: threading.Event | None = None) -> SweepReport:
     """Verify due orders until none is left, the limit or the time budget; up to
     PAYVERIFY_CONCURRENCY at once, each worker with its own connection and no transaction open
     while SumUp answers. Due orders are fetched in batches, so memory does not grow with the
     backlog. `progress(done, total)` after each order; `settled()` after each order whose attempt
-    committed (what it queued can be mailed now)."""
+    committed (what it queued can be mailed now). `stop` set: no new order is started (watch's SIGTERM)."""
     deadline = time.monotonic() + settings.time_budget_seconds
     report = SweepReport(run_id=attempt.run_id, dry_run=dry_run, deadline=deadline)
     limit = limit or settings.max_orders_per_run
@@ -128,16 +139,16 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
                      "rescue_checked_before": now if since else now - timedelta(minutes=policy.rescue_recheck_minutes),
                      "aging": since is None, "run_started": now}
 
-        def make_worker() -> _Worker:
+        def make_worker() -> Worker:
             worker_db = connect()
             client = make_client(limiter)
-            return _Worker(worker_db, client, Verifier(settings, worker_db, client, attempt, policy=policy,
+            return Worker(worker_db, client, Verifier(settings, worker_db, client, attempt, policy=policy,
                                                         dry_run=dry_run, memory=memory))
 
-        workers = _Workers(make_worker)
+        workers = Workers(make_worker)
 
         def task(row: dict) -> TaskOutcome:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or (stop is not None and stop.is_set()):
                 return "budget", None
             worker = workers.get()
             if not dry_run and not _claim(worker.db, attempt, row, settings.lease_seconds):
@@ -153,7 +164,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
                           console=False)
                 if dry_run:  # writes nothing, not even the error
                     return "error", OrderFailure(row["id"], _order_number(worker.db, row["id"]), error, 0)
-                return "error", _record_error(worker.db, settings, attempt, row["id"], error)
+                return "error", record_failure(worker.db, settings, attempt, row["id"], error)
 
         log.info("sweep.start", run_id=attempt.run_id, dry_run=dry_run, concurrency=settings.concurrency,
                  since=since.isoformat() if since else None)
@@ -162,7 +173,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
                 _drive(pool, task, db, selection, report, limit=limit, dry_run=dry_run,
                        in_flight_max=2 * settings.concurrency, keep_results=keep_results,
                        progress=(lambda done: progress(done, report.total_due or done)) if progress else None,
-                       settled=settled)
+                       settled=settled, stop=stop)
         finally:
             workers.close()
     log.info("sweep.end", run_id=attempt.run_id, due=report.due, verified=report.verified,
@@ -174,7 +185,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
 def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], TaskOutcome], db: Database,
            selection: dict, report: SweepReport, *, limit: int, dry_run: bool, in_flight_max: int,
            keep_results: bool, progress: Callable[[int], None] | None,
-           settled: Callable[[], None] | None) -> None:
+           settled: Callable[[], None] | None, stop: threading.Event | None = None) -> None:
     """Keep the pool busy: fetch the next batch of due orders when the queue runs dry, never the ones
     in flight (or already done: after their check they are no longer due)."""
     queue: deque[dict] = deque()
@@ -184,7 +195,8 @@ def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], TaskOutcome], db: Da
     done = 0
     try:
         while True:
-            while len(in_flight) < in_flight_max and report.due < limit and time.monotonic() <= report.deadline:
+            while (len(in_flight) < in_flight_max and report.due < limit and time.monotonic() <= report.deadline
+                   and not (stop is not None and stop.is_set())):
                 if not queue and not exhausted:
                     with db.transaction() as tx:
                         rows = tx.all("select_due_orders", **selection, exclude=list(in_flight.values()),
@@ -271,7 +283,7 @@ def _order_number(db: Database, order_id: int) -> str | None:
     return found["order_number"] if found else None
 
 
-def _record_error(db: Database, settings: Settings, attempt: Attempt, order_id: int, error: str) -> OrderFailure:
+def record_failure(db: Database, settings: Settings, attempt: Attempt, order_id: int, error: str) -> OrderFailure:
     """Audit the failed attempt, count it in the order's error streak (alerting staff when it is long
     enough) and move the order back in the queue (it is retried next run)."""
     try:

@@ -1,0 +1,239 @@
+"""`payverify watch`: a long-running service that asks SumUp about an order the moment it returns.
+
+Every PAYVERIFY_WATCH_INTERVAL seconds (sooner on `NOTIFY payverify`) a cheap indexed query finds
+orders that entered pending_verification, or got a checkout while pending, since payverify last
+asked. Each is asked at once and, while SumUp still says PENDING (a redirect can beat the payment),
+again 1, 2, 3, 5, 10, 30 and 60 seconds after it was noticed; then the ordinary schedule has it.
+Asks claim the same lease a sweep does, so cron sweeps may keep running beside it. Mail workers
+(mail/pipeline.py) send as orders settle. Every minute: the housekeeping a cron run does (a sweep of
+whatever else is due, the stuck digest, the heartbeat, the run row, the metrics file).
+
+SIGTERM or SIGINT: no new order is taken, asks in flight finish (at most STOP_GRACE_SECONDS), queued
+mail gets a few seconds more, exit 0. A lost database: one stderr line, reconnect with backoff, carry
+on; nothing is half settled, since every settle is one transaction.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import structlog
+
+from payverify.db import Database
+from payverify.errors import DatabaseUnavailable
+from payverify.exitcodes import ExitStatus
+from payverify.mail.pipeline import MailPipeline
+from payverify.modes.runtime import Runtime
+from payverify.modes.sweep import Worker, Workers, describe, record_failure, sweep
+from payverify.monitoring import Heartbeat, publish_metrics, record_run_end, record_run_start
+from payverify.orders.settle import Attempt
+from payverify.orders.stuck_digest import queue_stuck_digest
+from payverify.orders.verify import Result, Verifier
+from payverify.sumup.credentials import RunMemory
+from payverify.sumup.ratelimit import RateLimiter
+
+log = structlog.get_logger("payverify.modes.watch")
+
+ASK_AGAIN_AFTER = (1, 2, 3, 5, 10, 30, 60)  # seconds after the order was noticed, while PENDING
+HOUSEKEEPING_SECONDS = 60
+STOP_GRACE_SECONDS = 30  # asks in flight at SIGTERM
+MAIL_GRACE_SECONDS = 5  # then queued mail; what is left waits in the outbox for the next run
+WATCHED_MAX = 500  # orders queued or in flight at once: a burst is taken in slices, oldest first
+MAX_RECONNECT_SECONDS = 30.0
+
+
+@dataclass(order=True)
+class _Ask:
+    due: float
+    order_id: int = field(compare=False)
+    noticed: float = field(compare=False)
+    asked: int = field(compare=False, default=0)  # asks made so far
+
+
+class Watch:
+    def __init__(self, rt: Runtime, stop: threading.Event) -> None:
+        self.rt = rt
+        self.settings = rt.settings
+        self.stop = stop
+        self.attempt = rt.attempt("watch")
+        self._limiter = RateLimiter(self.settings.sumup_rate)
+        self._memory = RunMemory()
+        self._workers = Workers(self._make_worker)
+        self._queue: list[_Ask] = []  # a heap by due time
+        self._watched: set[int] = set()  # queued or in flight: not noticed again
+        self._in_flight: dict[Future[tuple[str, Result | None]], _Ask] = {}
+        self._passes = itertools.count(1)
+
+    def _connect(self) -> Database:
+        return self.rt.database(check_schema=False)
+
+    def _make_worker(self) -> Worker:
+        db = self._connect()
+        client = self.rt.sumup_client(self._limiter)
+        return Worker(db, client, Verifier(self.settings, db, client, self.attempt, memory=self._memory))
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def run(self) -> ExitStatus:
+        log.info("watch.start", run_id=self.rt.run_id, interval=self.settings.watch_interval)
+        with MailPipeline(self.settings, self._connect, deadline=float("inf"), keep_going=True) as mail, \
+                ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="watch") as pool:
+            listener: Database | None = None
+            housekeeping: Future[None] | None = None
+            next_housekeeping = next_poll = time.monotonic()
+            backoff = 1.0
+            try:
+                while not self.stop.is_set():
+                    try:
+                        if listener is None:
+                            listener = self._listen()
+                            if backoff > 1.0:
+                                log.warning("watch.database_back", run_id=self.rt.run_id)
+                            backoff = 1.0
+                        if time.monotonic() >= next_poll:
+                            self._notice(listener)
+                            next_poll = time.monotonic() + self.settings.watch_interval
+                        self._submit_due(pool)
+                        self._collect(mail.feed.poke)
+                        if time.monotonic() >= next_housekeeping and (housekeeping is None or housekeeping.done()):
+                            housekeeping = pool.submit(self._housekeeping, mail.feed.poke)
+                            next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+                        if self._idle(listener, until=next_poll):
+                            next_poll = time.monotonic()  # NOTIFY: look now
+                    except DatabaseUnavailable as exc:
+                        log.warning("watch.database_unavailable", error=str(exc), retry_in=backoff)
+                        if listener is not None:
+                            listener.close()
+                            listener = None
+                        self.stop.wait(backoff)
+                        backoff = min(MAX_RECONNECT_SECONDS, backoff * 2)
+                log.info("watch.stopping", run_id=self.rt.run_id, in_flight=len(self._in_flight))
+                wait(list(self._in_flight), timeout=STOP_GRACE_SECONDS)
+                self._collect(mail.feed.poke)
+                if housekeeping is not None:
+                    housekeeping.cancel()  # not started yet: skipped; started: its sweep starts no new order
+                mail.feed.finish(deadline=time.monotonic() + MAIL_GRACE_SECONDS)
+            finally:
+                if listener is not None:
+                    listener.close()
+                for future in self._in_flight:
+                    future.cancel()
+        self._workers.close()
+        log.info("watch.end", run_id=self.rt.run_id)
+        return ExitStatus.OK
+
+    def _listen(self) -> Database:
+        db = self._connect()
+        try:
+            db.listen("payverify")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _at_capacity(self) -> bool:
+        return len(self._in_flight) >= 2 * self.settings.concurrency
+
+    def _idle(self, listener: Database, *, until: float) -> bool:
+        """Wait for whatever comes first: the next poll, an ask falling due (when there is room for it),
+        an ask finishing, a NOTIFY. True when a NOTIFY came."""
+        now = time.monotonic()
+        wake = until
+        if self._queue and not self._at_capacity():
+            wake = min(wake, self._queue[0].due)
+        timeout = max(0.0, wake - now)
+        if self._in_flight:
+            wait(list(self._in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
+            return listener.notified(0)
+        return listener.notified(timeout)
+
+    def _notice(self, db: Database) -> None:
+        room = WATCHED_MAX - len(self._watched)
+        if room <= 0:  # memory stays flat through a burst: the rest is noticed as these finish
+            return
+        with db.transaction() as tx:
+            rows = tx.all("watch_new_orders", exclude=list(self._watched), limit=room)
+        now = time.monotonic()
+        for row in rows:
+            self._watched.add(row["id"])
+            heapq.heappush(self._queue, _Ask(due=now, order_id=row["id"], noticed=now))
+        if rows:
+            log.info("watch.noticed", orders=len(rows))
+
+    def _submit_due(self, pool: ThreadPoolExecutor) -> None:
+        now = time.monotonic()
+        while self._queue and self._queue[0].due <= now and not self.stop.is_set() and not self._at_capacity():
+            ask = heapq.heappop(self._queue)
+            self._in_flight[pool.submit(self._ask, ask.order_id)] = ask
+
+    def _collect(self, settled: Callable[[], None]) -> None:
+        """Done asks: ask again on the schedule while SumUp says PENDING, else let the order go."""
+        done = [f for f in self._in_flight if f.done()]
+        for future in done:
+            ask = self._in_flight.pop(future)
+            try:
+                kind, result = future.result()
+            except DatabaseUnavailable:
+                kind, result = "unavailable", None
+            if kind in ("verified", "error"):
+                settled()
+            pending = kind == "unavailable" or (result is not None and result.settled is not None
+                                                and not result.settled.applied
+                                                and result.answer.sumup_status in (None, "PENDING"))
+            if pending and ask.asked < len(ASK_AGAIN_AFTER):
+                ask.due = ask.noticed + ASK_AGAIN_AFTER[ask.asked]
+                ask.asked += 1
+                heapq.heappush(self._queue, ask)
+            else:
+                self._watched.discard(ask.order_id)
+
+    # ---- one ask, on a worker thread ---------------------------------------------------------------
+    def _ask(self, order_id: int) -> tuple[str, Result | None]:
+        worker = self._workers.get()
+        try:
+            with worker.db.transaction() as tx:
+                tx.run("ensure_order_state", order_id=order_id)
+                claimed = tx.one("claim_unleased_order", order_id=order_id, owner=self.attempt.lease_owner,
+                                 lease_seconds=self.settings.lease_seconds)
+            if claimed is None:
+                return "claimed", None  # a sweep has it now
+            return "verified", worker.verifier.verify(order_id)
+        except DatabaseUnavailable:
+            self._workers.drop()
+            raise
+        except Exception as exc:  # one order's trouble must not stop the service
+            error = describe(exc)
+            log.error("order.error", run_id=self.rt.run_id, order_id=order_id, error=error, exc_info=True)
+            record_failure(worker.db, self.settings, self.attempt, order_id, error)
+            return "error", None
+
+    # ---- every minute ------------------------------------------------------------------------------
+    def _housekeeping(self, settled: Callable[[], None]) -> None:
+        """What a cron run does besides the fresh orders: due re-checks, the stuck digest, the heartbeat,
+        the run row, the metrics file. Never raises: a failed pass is logged and tried a minute later."""
+        run_id = f"{self.rt.run_id}-{next(self._passes)}"
+        beat = Heartbeat(self.settings.heartbeat_url)
+        try:
+            with self._connect() as db:
+                record_run_start(db, run_id, self.rt.host, "watch")
+                attempt = Attempt(run_id=run_id, host=self.rt.host, command="watch",
+                                  lease_owner=self.attempt.lease_owner)
+                report = sweep(self.settings, self._connect, self.rt.sumup_client, attempt, settled=settled,
+                               stop=self.stop)
+                queue_stuck_digest(self.settings, db)
+                settled()
+                status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
+                record_run_end(db, run_id, int(status), report, None, dict(report.sumup_errors))
+                publish_metrics(db, self.rt.host, self.settings.metrics_file)
+            if status == ExitStatus.OK and not report.errors:
+                beat.success(f"watch {run_id}: {report.verified} of {report.due} due verified")
+            else:
+                beat.fail(f"watch {run_id}: {report.errors} error(s), exit {int(status)}")
+        except Exception as exc:  # logged; the service goes on and tries again in a minute
+            log.warning("watch.housekeeping_failed", run_id=run_id, error=describe(exc), exc_info=True)
+            beat.fail(f"watch {run_id}: housekeeping failed ({type(exc).__name__})")
