@@ -42,6 +42,7 @@ class Order(_FromRow):
     currency: str
     sumup_checkout_id: str | None
     created_at: datetime
+    updated_at: datetime  # the site sets it when the order enters pending_verification (Django's auto_now)
     event_id: int
     event_title: str
     event_venue: str

@@ -141,7 +141,7 @@ RETURNING consecutive_errors, first_error_at
 
 -- name: load_order
 SELECT o.id, o.order_number, o.status, o.email, o.first_name, o.last_name, o.total, o.currency,
-       o.sumup_checkout_id, o.created_at, o.event_id,
+       o.sumup_checkout_id, o.created_at, o.updated_at, o.event_id,
        e.title AS event_title, e.venue AS event_venue, e.starts_at AS event_starts_at,
        e.ends_at AS event_ends_at,
        a.id AS artist_id, a.name AS artist_name, a.sumup_merchant_code AS artist_merchant_code,

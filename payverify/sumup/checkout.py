@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +39,7 @@ class Transaction:
     currency: str | None
     status: str | None
     merchant_code: str | None
+    timestamp: datetime | None  # when SumUp recorded it; None when absent or not a time with a zone
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +61,14 @@ class Checkout:
     @property
     def reversed_transactions(self) -> tuple[Transaction, ...]:
         return tuple(t for t in self.transactions if t.status in REVERSED_TRANSACTION_STATUSES)
+
+    @property
+    def payment(self) -> Transaction | None:
+        """The successful transaction: the one the checkout's transaction_code names, else the first."""
+        successful = self.successful_transactions
+        named = next((t for t in successful if self.transaction_code and t.transaction_code == self.transaction_code),
+                     None)
+        return named or (successful[0] if successful else None)
 
 
 def parse_checkout(text: str) -> Checkout:
@@ -105,6 +115,7 @@ def _transaction(data: Any) -> Transaction:
         currency=_currency(data),
         status=_text(data, "status"),
         merchant_code=_text(data, "merchant_code"),
+        timestamp=_time(data.get("timestamp")),
     )
 
 
@@ -115,6 +126,18 @@ def _text(data: dict[str, Any], key: str) -> str | None:
     if not isinstance(value, str):
         raise BodyNotUnderstood(f"{key} is not a string")
     return value
+
+
+def _time(value: Any) -> datetime | None:
+    # Lenient, unlike the fields above: the decision never reads it (it only times the confirmation
+    # mail), so a bad one must not hold up a paid order. A time without a zone cannot be placed: None.
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.utcoffset() is not None else None
 
 
 def _currency(data: dict[str, Any]) -> str | None:
