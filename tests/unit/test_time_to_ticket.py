@@ -1,4 +1,5 @@
-"""Time to ticket, the pure parts: SumUp's transaction timestamp."""
+"""Time to ticket, the pure parts: SumUp's transaction timestamp, where an order's clock starts, and
+what is done with a start that cannot be right."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from payverify.orders.ticket_clock import CLOCK_SKEW, clock_start, plausible
 from payverify.sumup.checkout import checkout_from_dict
-from tests.factories import PAID_AT_SUMUP, TRANSACTION_CODE, checkout_body, transaction
+from tests.factories import NOW, PAID_AT_SUMUP, TRANSACTION_CODE, checkout_body, make_order, transaction
 
 PAID_AT = datetime(2026, 11, 26, 19, 51, 30, 250000, tzinfo=UTC)  # PAID_AT_SUMUP
 
@@ -48,3 +50,57 @@ def test_payment_is_the_successful_transaction_the_checkout_names():
     unnamed = checkout_from_dict(checkout_body(transaction_code=None, transactions=[failed, other, named]))
     assert unnamed.payment is not None and unnamed.payment.transaction_code == "TOTHER"
     assert checkout_from_dict(checkout_body(transactions=[failed])).payment is None
+
+
+# ---- where the clock starts ----------------------------------------------------------------------
+
+
+def test_pending_verification_starts_when_the_site_marked_it():
+    """pending_verification: the order's updated_at, not SumUp's timestamp."""
+    order = make_order(status="pending_verification", updated_at=NOW - timedelta(minutes=3))
+    assert clock_start(order, _checkout(), NOW) == NOW - timedelta(minutes=3)
+
+
+@pytest.mark.parametrize("status", ["pending", "failed", "expired"])
+def test_pending_and_rescued_orders_start_at_the_payment(status):
+    """pending (never came back), failed/expired (rescued): SumUp's SUCCESSFUL transaction timestamp."""
+    order = make_order(status=status, updated_at=NOW - timedelta(minutes=1))
+    assert clock_start(order, _checkout(), NOW) == PAID_AT
+
+
+def test_no_start_without_a_timestamp():
+    """pending with no SUCCESSFUL transaction, no timestamp, or no checkout at all: no start."""
+    order = make_order(status="pending")
+    assert clock_start(order, _checkout(timestamp="not a time"), NOW) is None
+    assert clock_start(order, _checkout(status="FAILED"), NOW) is None
+    assert clock_start(order, None, NOW) is None
+
+
+def test_a_start_slightly_in_the_future_is_clamped_to_now():
+    """Another machine's clock a little ahead: the start is now (a wait of 0, never negative)."""
+    order = make_order(updated_at=NOW + timedelta(seconds=40))
+    assert clock_start(order, None, NOW) == NOW
+    assert clock_start(make_order(updated_at=NOW + CLOCK_SKEW), None, NOW) == NOW
+
+
+def test_a_start_far_in_the_future_is_dropped():
+    """More than the skew ahead of the database: bad data, no start."""
+    assert clock_start(make_order(updated_at=NOW + CLOCK_SKEW + timedelta(seconds=1)), None, NOW) is None
+    paid_next_year = _checkout(timestamp="2027-11-26T19:51:30Z")
+    assert clock_start(make_order(status="pending"), paid_next_year, NOW) is None
+
+
+def test_a_start_before_the_order_existed():
+    """A little before created_at is skew (clamped to created_at); far before is bad data (dropped)."""
+    created = NOW - timedelta(minutes=10)
+    assert plausible(created - timedelta(minutes=2), earliest=created, now=NOW) == created
+    assert plausible(created - CLOCK_SKEW - timedelta(seconds=1), earliest=created, now=NOW) is None
+    epoch = _checkout(timestamp="1970-01-01T00:00:00Z")
+    assert clock_start(make_order(status="pending"), epoch, NOW) is None
+
+
+def test_a_plausible_start_is_kept_as_it_is():
+    """Inside [created_at, now] the start is not touched, however long the wait (a replay after days)."""
+    created = NOW - timedelta(days=9)
+    start = NOW - timedelta(days=8, minutes=7)
+    assert plausible(start, earliest=created, now=NOW) == start
