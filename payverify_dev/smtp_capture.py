@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,6 +24,8 @@ class Captured:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    # When the server accepted it (before its 250 goes out): what time-to-ticket tests measure against.
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def parsed(self) -> EmailMessage:
         return message_from_bytes(self.data, policy=policy.default)

@@ -190,8 +190,10 @@ VALUES (%(order_id)s, %(order_item_id)s, %(event_id)s, %(ticket_type_id)s, %(cod
 
 -- name: insert_outbox
 -- De-duplicated by key: an alert or mail already queued for this key is not queued again.
-INSERT INTO payverify_outbox (kind, dedup_key, order_id, recipients, context, message_id)
-VALUES (%(kind)s, %(dedup_key)s, %(order_id)s, %(recipients)s, %(context)s::jsonb, %(message_id)s)
+-- ticket_clock_started_at: set on the confirmation a settle queues (time to ticket starts there).
+INSERT INTO payverify_outbox (kind, dedup_key, order_id, recipients, context, message_id, ticket_clock_started_at)
+VALUES (%(kind)s, %(dedup_key)s, %(order_id)s, %(recipients)s, %(context)s::jsonb, %(message_id)s,
+        %(ticket_clock_started_at)s)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id
 
@@ -255,7 +257,12 @@ UPDATE payverify_outbox SET status = 'cancelled', last_error = 'no longer true: 
 WHERE order_id = %(order_id)s AND kind = %(kind)s AND status = 'pending'
 
 -- name: mark_outbox_sent
-UPDATE payverify_outbox SET status = 'sent', sent_at = now(), last_error = %(note)s WHERE id = %(id)s
+-- The SMTP server has just accepted it: time to ticket ends now (NULL when its start is unknown). Never
+-- negative: the start was at most the settle transaction's now(), and this is a later one on the same clock.
+UPDATE payverify_outbox
+SET status = 'sent', sent_at = now(), last_error = %(note)s,
+    time_to_ticket_seconds = extract(epoch FROM now() - ticket_clock_started_at)
+WHERE id = %(id)s
 
 -- name: mark_outbox_retry
 UPDATE payverify_outbox

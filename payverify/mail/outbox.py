@@ -31,6 +31,7 @@ class OutboxMessage:
     order_id: int | None
     recipients: tuple[str, ...]
     context: dict[str, Any]
+    ticket_clock_started_at: datetime | None = None  # an order confirmation's time to ticket starts here
 
 
 def _json_default(value: Any) -> str:
@@ -53,7 +54,8 @@ def queue(tx: Tx, settings: Settings, message: OutboxMessage) -> int | None:
         "insert_outbox", kind=message.kind, dedup_key=message.dedup_key, order_id=message.order_id,
         recipients=list(message.recipients),
         context=json.dumps(message.context, default=_json_default, sort_keys=True),
-        message_id=make_msgid(idstring=message.kind.replace("_", "-"), domain=_mail_domain(settings)))
+        message_id=make_msgid(idstring=message.kind.replace("_", "-"), domain=_mail_domain(settings)),
+        ticket_clock_started_at=message.ticket_clock_started_at)
     return row["id"] if row is not None else None
 
 

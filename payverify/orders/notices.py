@@ -3,10 +3,11 @@ checkout as the mail templates see them."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from payverify.config import Settings
-from payverify.mail.kinds import REGISTRY
+from payverify.mail.kinds import CONFIRMATION, REGISTRY
 from payverify.mail.outbox import OutboxMessage
 from payverify.models import Order, OrderItem
 from payverify.orders.decision import Decision
@@ -40,8 +41,9 @@ def checkout_context(checkout: Checkout | None) -> dict[str, Any] | None:
 
 
 def messages_for(decision: Decision, order: Order, items: list[OrderItem], checkout: Checkout | None,
-                 settings: Settings) -> list[OutboxMessage]:
-    """The outbox rows an outcome calls for (customer mail and staff alerts)."""
+                 settings: Settings, *, ticket_clock_started_at: datetime | None = None) -> list[OutboxMessage]:
+    """The outbox rows an outcome calls for (customer mail and staff alerts); the confirmation
+    carries the start of the order's time to ticket."""
     base = order_context(order, items)
     base["reason"] = decision.reason
     base["new_status"] = decision.new_status
@@ -59,5 +61,7 @@ def messages_for(decision: Decision, order: Order, items: list[OrderItem], check
                                    "checkout_id": order.sumup_checkout_id}
             context["received"] = checkout_context(checkout)
         messages.append(OutboxMessage(kind=kind, dedup_key=REGISTRY[kind].key(order.id), order_id=order.id,
-                                      recipients=recipients, context=context))
+                                      recipients=recipients, context=context,
+                                      ticket_clock_started_at=ticket_clock_started_at if kind == CONFIRMATION
+                                      else None))
     return messages

@@ -9,6 +9,7 @@ second issuance even if every other guard failed), the outbox rows and the audit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from payverify import faults
 from payverify.config import Settings
@@ -19,6 +20,7 @@ from payverify.mail.kinds import PAYMENT_FAILED
 from payverify.models import Order, OrderItem
 from payverify.orders import notices
 from payverify.orders.decision import Decision
+from payverify.orders.ticket_clock import clock_start
 from payverify.orders.tickets import ticket_rows
 from payverify.sumup.answer import Answer
 
@@ -55,8 +57,9 @@ def transaction_code(answer: Answer) -> str | None:
 
 
 def settle(tx: Tx, settings: Settings, attempt: Attempt, order: Order, items: list[OrderItem],
-           decision: Decision, answer: Answer, duration_ms: int) -> Settled:
-    """Write the outcome. Raises UniqueViolation if tickets were already issued (caller rolls back)."""
+           decision: Decision, answer: Answer, duration_ms: int, *, now: datetime) -> Settled:
+    """Write the outcome (`now`: this transaction's database time, as decided on). Raises
+    UniqueViolation if tickets were already issued (caller rolls back)."""
     result = Settled(outcome=decision.outcome, applied=False)
     if decision.changes_order:
         paid = decision.issue_tickets
@@ -70,8 +73,10 @@ def settle(tx: Tx, settings: Settings, attempt: Attempt, order: Order, items: li
             if paid:
                 # A rescued order must not also get "your payment failed" if that mail is still queued.
                 tx.run("cancel_pending_mail", order_id=order.id, kind=PAYMENT_FAILED)
-            queued = tuple(m.kind for m in notices.messages_for(decision, order, items, answer.checkout, settings)
-                           if outbox.queue(tx, settings, m))
+            started = clock_start(order, answer.checkout, now) if paid else None
+            messages = notices.messages_for(decision, order, items, answer.checkout, settings,
+                                            ticket_clock_started_at=started)
+            queued = tuple(m.kind for m in messages if outbox.queue(tx, settings, m))
             result = Settled(outcome=decision.outcome, applied=True, tickets_issued=tickets, queued=queued)
     record(tx, attempt, order, answer, result.outcome, _reason(decision, result), duration_ms)
     faults.point("before_settle_commit")

@@ -111,8 +111,10 @@ class Verifier:
     def _settle(self, order: Order, items: list[OrderItem], answer: Answer, duration_ms: int) -> Result:
         try:
             with self.db.transaction() as tx:
-                decision = decide(order, answer, tx.require_one("now")["now"], self.policy)
-                settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms)
+                now = tx.require_one("now")["now"]
+                decision = decide(order, answer, now, self.policy)
+                settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms,
+                                 now=now)
         except UniqueViolation:
             # The fulfilment row exists: tickets were issued before and the order was set back since.
             # Nothing of the attempt is kept; a person must look (else it would loop every run).
@@ -120,7 +122,8 @@ class Verifier:
                                 reason=f"SumUp says PAID but tickets for this order were already issued; "
                                        f"the order was set back to {order.status} after fulfilment")
             with self.db.transaction() as tx:
-                settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms)
+                settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms,
+                                 now=tx.require_one("now")["now"])
         return Result(order=order, items=items, answer=answer, decision=decision, settled=settled,
                       duration_ms=duration_ms)
 

@@ -1,5 +1,5 @@
-"""Time to ticket, the pure parts: SumUp's transaction timestamp, where an order's clock starts, and
-what is done with a start that cannot be right."""
+"""Time to ticket, the pure parts: SumUp's transaction timestamp, where an order's clock starts, what
+is done with a start that cannot be right, and which message carries it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from payverify.config import Policy, load_settings
+from payverify.mail.kinds import ALERT_LATE_PAYMENT, CONFIRMATION
+from payverify.orders import decision, notices
 from payverify.orders.ticket_clock import CLOCK_SKEW, clock_start, plausible
 from payverify.sumup.checkout import checkout_from_dict
-from tests.factories import NOW, PAID_AT_SUMUP, TRANSACTION_CODE, checkout_body, make_order, transaction
+from tests.factories import (
+    NOW,
+    PAID_AT_SUMUP,
+    TRANSACTION_CODE,
+    checkout_answer,
+    checkout_body,
+    make_item,
+    make_order,
+    transaction,
+)
 
 PAID_AT = datetime(2026, 11, 26, 19, 51, 30, 250000, tzinfo=UTC)  # PAID_AT_SUMUP
 
@@ -104,3 +116,20 @@ def test_a_plausible_start_is_kept_as_it_is():
     created = NOW - timedelta(days=9)
     start = NOW - timedelta(days=8, minutes=7)
     assert plausible(start, earliest=created, now=NOW) == start
+
+
+# ---- the message that carries it ------------------------------------------------------------------
+
+
+def test_only_the_confirmation_carries_the_start():
+    """A rescued order's confirmation carries the start; its late-payment alert does not."""
+    order = make_order(status="expired")
+    answer = checkout_answer()
+    choice = decision.decide(order, answer, NOW, Policy())
+    assert choice.notify == (CONFIRMATION, ALERT_LATE_PAYMENT)
+    settings = load_settings(environ={"PAYVERIFY_DATABASE_URL": "postgresql://localhost/x"})
+    messages = notices.messages_for(choice, order, [make_item()], answer.checkout, settings,
+                                    ticket_clock_started_at=PAID_AT)
+    assert {m.kind: m.ticket_clock_started_at for m in messages} == {CONFIRMATION: PAID_AT, ALERT_LATE_PAYMENT: None}
+    assert all(m.ticket_clock_started_at is None
+               for m in notices.messages_for(choice, order, [make_item()], answer.checkout, settings))
