@@ -57,13 +57,18 @@ _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
 
 
+# The samples a family of each type may have, by their suffix to the family's name.
+_SUFFIXES = {"summary": ("", "_sum", "_count"), "histogram": ("_bucket", "_sum", "_count")}
+
+
 def _unescape(value: str) -> str:
     return re.sub(r"\\([\\\"n])", lambda m: {"n": "\n"}.get(m[1], m[1]), value)
 
 
 def parse_prometheus(text: str) -> dict[tuple[str, frozenset], float]:
     """A strict little parser of the text format: every line is HELP, TYPE or `name{labels} value`;
-    every sample belongs to a family declared by TYPE before it; no sample twice."""
+    every sample belongs to a family declared by TYPE before it; no sample twice; a histogram's
+    buckets are cumulative and end at +Inf, which is its count."""
     assert text.endswith("\n") and "\n\n" not in text
     types: dict[str, str] = {}
     helped: set[str] = set()
@@ -83,9 +88,9 @@ def parse_prometheus(text: str) -> dict[tuple[str, frozenset], float]:
         match = _SAMPLE.match(line)
         assert match, f"not a sample line: {line!r}"
         name, label_text, value = match[1], match[2] or "", match[3]
-        family = name if name in types else re.sub(r"_(sum|count)$", "", name)
+        family = name if name in types else re.sub(r"_(sum|count|bucket)$", "", name)
         assert family in types, f"{name} has no TYPE line before it"
-        assert name == family or types[family] == "summary"
+        assert name[len(family):] in _SUFFIXES.get(types[family], ("",)), f"not a {types[family]} sample: {line!r}"
         labels, pos = {}, 0
         while pos < len(label_text):
             lm = _LABEL.match(label_text, pos)
@@ -96,7 +101,23 @@ def parse_prometheus(text: str) -> dict[tuple[str, frozenset], float]:
         assert key not in samples, f"sample twice: {line!r}"
         samples[key] = float(value)
     assert helped == set(types), "every family has HELP and TYPE"
+    for family in (name for name, kind in types.items() if kind == "histogram"):
+        assert_histogram(samples, family)
     return samples
+
+
+def histogram_buckets(samples: dict, family: str) -> list[tuple[float, float]]:
+    """A histogram's (upper bound, cumulative count) pairs in order, +Inf last (one without other labels)."""
+    return sorted((float(dict(key)["le"]), v) for (name, key), v in samples.items() if name == f"{family}_bucket")
+
+
+def assert_histogram(samples: dict, family: str) -> None:
+    buckets = histogram_buckets(samples, family)
+    assert buckets and buckets[-1][0] == float("inf"), f"{family} has no +Inf bucket"
+    counts = [n for _, n in buckets]
+    assert counts == sorted(counts), f"{family}'s buckets are not cumulative: {buckets}"
+    assert buckets[-1][1] == value(samples, f"{family}_count"), f"{family}: +Inf is not the count"
+    assert (f"{family}_sum", frozenset()) in samples
 
 
 def value(samples: dict, name: str, **labels: str) -> float:

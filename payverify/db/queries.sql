@@ -378,6 +378,23 @@ SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age_seconds
 FROM orders_order
 WHERE status = 'pending_verification' OR (status = 'pending' AND sumup_checkout_id IS NOT NULL)
 
+-- name: metrics_time_to_ticket
+-- Order confirmations the SMTP server accepted in the last window_minutes, with their time to ticket:
+-- how many, their sum, and per upper bound (ascending) how many took at most that long, so cumulative.
+-- Read from payverify_outbox_time_to_ticket_idx only (a time is set only as a row is marked sent, so
+-- no status test is needed): the window bounds what is read, however long the outbox's history.
+WITH recent AS MATERIALIZED (
+    SELECT time_to_ticket_seconds AS seconds FROM payverify_outbox
+    WHERE kind = %(kind)s AND time_to_ticket_seconds IS NOT NULL
+      AND sent_at > now() - %(window_minutes)s * interval '1 minute'
+)
+SELECT (SELECT count(*) FROM recent) AS n,
+       (SELECT coalesce(sum(seconds), 0) FROM recent) AS total_seconds,
+       ARRAY(SELECT count(r.seconds)
+             FROM unnest(%(bounds)s::float8[]) WITH ORDINALITY AS b(le, i)
+             LEFT JOIN recent r ON r.seconds <= b.le
+             GROUP BY b.i ORDER BY b.i) AS at_most
+
 -- name: metrics_payment_to_mail
 -- Payment verified -> confirmation accepted by the SMTP server, for confirmations sent in the last
 -- hour. Only the confirmation queued by the settle (it has a dedup key): a resend has none.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +18,17 @@ from payverify.sumup.answer import ERROR_KINDS
 log = structlog.get_logger("payverify.monitoring")
 
 
+# Time to ticket: the histogram's upper bounds in seconds, and the window of sent confirmations it
+# counts. A window, not a counter since the start (that would read the whole outbox each run), so its
+# buckets go down as well as up: read them with histogram_quantile() as they are, not through rate().
+TIME_TO_TICKET_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+TIME_TO_TICKET_WINDOW_MINUTES = 60
+
+
 @dataclass(frozen=True)
 class Metric:  # one metric family
     name: str
-    type: str  # counter, gauge or summary
+    type: str  # counter, gauge, summary or histogram
     help: str
     samples: tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]  # (name suffix, labels, value)
 
@@ -34,6 +41,19 @@ def _by(label: str, counts: Mapping[str, float]) -> tuple:
     return tuple(("", ((label, str(k)),), float(v)) for k, v in sorted(counts.items()))
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))  # always finite
+
+
+def histogram(name: str, help: str, bounds: Sequence[float], at_most: Sequence[int], count: int,
+              total: float) -> Metric:
+    """A histogram family: for each upper bound (ascending) how many observations were at most it,
+    then +Inf (all of them), their sum and their count."""
+    buckets = tuple(("_bucket", (("le", _number(b)),), float(n)) for b, n in zip(bounds, at_most, strict=True))
+    return Metric(name, "histogram", help, (*buckets, ("_bucket", (("le", "+Inf"),), float(count)),
+                                            ("_sum", (), float(total)), ("_count", (), float(count))))
+
+
 def collect_metrics(db: Database, host: str, *, command: str = "sweep") -> list[Metric]:
     """This host's runs of `command` and its last run; the outbox and due orders of the whole database."""
     who = {"host": host, "command": command}
@@ -44,6 +64,8 @@ def collect_metrics(db: Database, host: str, *, command: str = "sweep") -> list[
         backlog = tx.require_one("outbox_backlog")
         oldest = tx.require_one("metrics_oldest_due_order")["age_seconds"]
         mail = tx.require_one("metrics_payment_to_mail", kind=CONFIRMATION)
+        ttt = tx.require_one("metrics_time_to_ticket", kind=CONFIRMATION, bounds=list(TIME_TO_TICKET_BUCKETS),
+                             window_minutes=TIME_TO_TICKET_WINDOW_MINUTES)
     by_status = {"unfinished" if r["exit_status"] is None else str(r["exit_status"]): r["n"] for r in runs}
     order_errors = sum(r["order_errors"] for r in runs)
     errors = _by("kind", dict.fromkeys(ERROR_KINDS, 0) | (last.get("sumup_errors") or {}))
@@ -62,6 +84,10 @@ def collect_metrics(db: Database, host: str, *, command: str = "sweep") -> list[
         Metric("payverify_payment_to_mail_seconds", "summary", "Payment to confirmation mail sent, last hour.",
                (("_count", (), float(mail["n"])), ("_sum", (), float(mail["total_seconds"])))),
         _gauge("payverify_payment_to_mail_max_seconds", "Longest of those (0: none).", mail["max_seconds"]),
+        histogram("payverify_time_to_ticket_seconds",
+                  "Order entering pending_verification (a pending one: SumUp's payment) to its confirmation "
+                  "accepted by the SMTP server, confirmations sent in the last hour.",
+                  TIME_TO_TICKET_BUCKETS, ttt["at_most"], ttt["n"], ttt["total_seconds"]),
         _gauge("payverify_last_success_timestamp_seconds", "End of the last run that exited 0 (0: never).", success),
         _gauge("payverify_last_run_timestamp_seconds", "End of the last run (0: never).", last.get("finished_epoch")),
     ]
@@ -77,8 +103,7 @@ def render_metrics(metrics: Iterable[Metric]) -> str:
         lines += [f"# HELP {m.name} {m.help}", f"# TYPE {m.name} {m.type}"]
         for suffix, labels, value in m.samples:
             text = ",".join(f'{k}="{v.translate(_LABEL_ESCAPES)}"' for k, v in labels)
-            number = str(int(value)) if float(value).is_integer() else repr(float(value))  # always finite
-            lines.append(f"{m.name}{suffix}{'{' + text + '}' if text else ''} {number}")
+            lines.append(f"{m.name}{suffix}{'{' + text + '}' if text else ''} {_number(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -152,6 +152,8 @@ def test_metrics_of_an_empty_database(db):
     assert value(samples, "payverify_last_success_timestamp_seconds") == 0
     assert value(samples, "payverify_oldest_due_order_age_seconds") == 0
     assert value(samples, "payverify_payment_to_mail_seconds_count") == 0
+    assert value(samples, "payverify_time_to_ticket_seconds_count") == 0
+    assert value(samples, "payverify_time_to_ticket_seconds_bucket", le="+Inf") == 0
     assert value(samples, "payverify_outbox_backlog") == 0
     assert not [n for n, _ in samples if n in ("payverify_runs_total", "payverify_last_run_orders_verified")]
 

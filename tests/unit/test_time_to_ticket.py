@@ -1,5 +1,5 @@
 """Time to ticket, the pure parts: SumUp's transaction timestamp, where an order's clock starts, what
-is done with a start that cannot be right, and which message carries it."""
+is done with a start that cannot be right, which message carries it, and the histogram's text."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 from payverify.config import Policy, load_settings
 from payverify.mail.kinds import ALERT_LATE_PAYMENT, CONFIRMATION
+from payverify.monitoring import render_metrics
+from payverify.monitoring.metrics import TIME_TO_TICKET_BUCKETS, histogram
 from payverify.orders import decision, notices
 from payverify.orders.ticket_clock import CLOCK_SKEW, clock_start, plausible
 from payverify.sumup.checkout import checkout_from_dict
@@ -22,6 +24,7 @@ from tests.factories import (
     make_order,
     transaction,
 )
+from tests.observers import histogram_buckets, parse_prometheus, value
 
 PAID_AT = datetime(2026, 11, 26, 19, 51, 30, 250000, tzinfo=UTC)  # PAID_AT_SUMUP
 
@@ -133,3 +136,34 @@ def test_only_the_confirmation_carries_the_start():
     assert {m.kind: m.ticket_clock_started_at for m in messages} == {CONFIRMATION: PAID_AT, ALERT_LATE_PAYMENT: None}
     assert all(m.ticket_clock_started_at is None
                for m in notices.messages_for(choice, order, [make_item()], answer.checkout, settings))
+
+
+# ---- the histogram ---------------------------------------------------------------------------------
+
+
+def test_histogram_text_is_cumulative_and_ends_at_inf():
+    """Each bucket counts the observations at most its bound, +Inf all of them; _sum and _count follow."""
+    # Observations 0.4, 3, 3, 45, 700 s: at most 1 -> 1, 2 -> 1, 5 -> 3, 10 -> 3, 30 -> 3, 60 -> 4, ... 600 -> 4.
+    at_most = [1, 1, 3, 3, 3, 4, 4, 4, 4, 5]
+    text = render_metrics([histogram("payverify_time_to_ticket_seconds", "Time to ticket.", TIME_TO_TICKET_BUCKETS,
+                                     at_most, 5, 751.4)])
+    assert "# TYPE payverify_time_to_ticket_seconds histogram" in text
+    assert 'payverify_time_to_ticket_seconds_bucket{le="1"} 1\n' in text
+    assert 'payverify_time_to_ticket_seconds_bucket{le="+Inf"} 5\n' in text
+    samples = parse_prometheus(text)
+    assert histogram_buckets(samples, "payverify_time_to_ticket_seconds") == [
+        (1, 1), (2, 1), (5, 3), (10, 3), (30, 3), (60, 4), (120, 4), (300, 4), (600, 4), (1800, 5),
+        (float("inf"), 5)]
+    assert value(samples, "payverify_time_to_ticket_seconds_count") == 5
+    assert value(samples, "payverify_time_to_ticket_seconds_sum") == pytest.approx(751.4)
+    assert text.index('le="1"}') < text.index('le="2"}') < text.index('le="+Inf"}') < text.index("_sum ")
+
+
+def test_the_parser_refuses_a_histogram_that_is_not_cumulative():
+    """The test's own reader fails on buckets that go down or a +Inf that is not the count."""
+    going_down = histogram("h", "h.", (1, 2), [3, 2], 3, 1.0)
+    with pytest.raises(AssertionError, match="not cumulative"):
+        parse_prometheus(render_metrics([going_down]))
+    short_inf = render_metrics([histogram("h", "h.", (1, 2), [1, 2], 3, 1.0)]).replace('le="+Inf"} 3', 'le="+Inf"} 2')
+    with pytest.raises(AssertionError, match="not the count"):
+        parse_prometheus(short_inf)
