@@ -101,6 +101,11 @@ def print_check(check: CheckResult) -> None:
                    f" (attempts {row['attempts']}{when}{error})")
     if not check.outbox:
         click.echo("Mail:     none queued for this order")
+    timed = check.timed_confirmation
+    if timed is not None:
+        began = timed["ticket_clock_started_at"].astimezone(UTC)
+        click.echo(f"Ticket:   confirmation accepted {duration(timed['time_to_ticket_seconds'])} after the customer "
+                   f"began waiting ({began:%Y-%m-%d %H:%M:%S} UTC)")
     if check.audit:
         click.echo("Attempts: (newest first)")
     for row in check.audit:
@@ -112,6 +117,7 @@ def print_check(check: CheckResult) -> None:
 def check_json(check: CheckResult) -> dict[str, Any]:
     result = check.result
     order = result.order
+    timed = check.timed_confirmation
     return {
         "order": {"id": order.id, "order_number": order.order_number, "status": order.status,
                   "total": str(order.total), "currency": order.currency,
@@ -127,6 +133,7 @@ def check_json(check: CheckResult) -> dict[str, Any]:
         "dry_run": result.settled is None,
         "attempts": check.audit,
         "mail": check.outbox,
+        "time_to_ticket_seconds": None if timed is None else timed["time_to_ticket_seconds"],
     }
 
 
@@ -157,6 +164,16 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.update(self._length - self._shown)
             self._bar.__exit__(None, None, None)
+
+
+def duration(seconds: float) -> str:
+    """`42 s`, `182 s (3m 02s)`, `5410 s (1h30m)`: the seconds the metrics count, and what they mean to a person."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole} s ({whole // 60}m {whole % 60:02d}s)"
+    return f"{whole} s ({whole // 3600}h{whole % 3600 // 60:02d}m)"
 
 
 def age(seconds: int) -> str:

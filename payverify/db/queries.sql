@@ -227,7 +227,8 @@ SELECT run_id, host, command, checkout_id, http_status, sumup_status, outcome, r
 FROM payverify_audit WHERE order_id = %(order_id)s ORDER BY created_at DESC, id DESC LIMIT %(limit)s
 
 -- name: order_outbox
-SELECT kind, recipients, status, attempts, created_at, sent_at, last_error
+SELECT kind, recipients, status, attempts, created_at, sent_at, last_error, ticket_clock_started_at,
+       time_to_ticket_seconds
 FROM payverify_outbox WHERE order_id = %(order_id)s ORDER BY id
 
 -- name: outbox_summary

@@ -8,6 +8,7 @@ from typing import Any
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.errors import OrderNotFound
+from payverify.mail.kinds import CONFIRMATION
 from payverify.orders.settle import Attempt
 from payverify.orders.verify import Result, Verifier
 from payverify.sumup.client import SumUpClient
@@ -22,6 +23,13 @@ class CheckResult:
     @property
     def answer(self):
         return self.result.answer
+
+    @property
+    def timed_confirmation(self) -> dict[str, Any] | None:
+        """The order's confirmation as its settle queued it, once sent, with its time to ticket (None:
+        not sent yet, or no start known; a resend has none)."""
+        return next((m for m in self.outbox if m["kind"] == CONFIRMATION and m["status"] == "sent"
+                     and m["time_to_ticket_seconds"] is not None), None)
 
 
 def resolve_order(db: Database, ref: str) -> int:

@@ -1,8 +1,9 @@
-"""Time to ticket end to end: real sweeps against Postgres, the SumUp simulator and a real SMTP server;
-the number on the outbox row and the histogram in the metrics file."""
+"""Time to ticket end to end: real sweeps and checks against Postgres, the SumUp simulator and a real
+SMTP server; the number on the outbox row, the histogram in the metrics file, and `check`'s account."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -174,3 +175,30 @@ def test_histogram_query_reads_its_index_not_the_outbox(db):
             {"kind": CONFIRMATION, "bounds": list(TIME_TO_TICKET_BUCKETS), "window_minutes": 60}))
     assert "payverify_outbox_time_to_ticket_idx" in plan, plan
     assert "Seq Scan on payverify_outbox" not in plan, plan
+
+
+def test_check_shows_the_time_to_ticket(seed, ticket_type, db, smtp, run_payverify):
+    """`check` settles an order marked pending_verification 3 minutes ago and shows its time to ticket
+    (about 180 s) once the confirmation is sent, in --json and in the text; a later `check` of the
+    completed order still shows the same number; a dry run of an unsettled order shows none."""
+    order = _order(seed, ticket_type, status="pending_verification", age=timedelta(minutes=10))
+    marked = _set_updated_at(db, order.id, timedelta(minutes=3))
+    result = run_payverify("check", order.order_number, "--json")
+    assert result.returncode == ExitStatus.OK, result.stderr
+    doc = json.loads(result.stdout)
+    recorded = _confirmation(db, order.id)["time_to_ticket_seconds"]
+    assert doc["time_to_ticket_seconds"] == pytest.approx(recorded)
+    assert 3 * 60 - 1 <= doc["time_to_ticket_seconds"] <= 3 * 60 + 60
+    assert doc["mail"][0]["time_to_ticket_seconds"] == pytest.approx(recorded)
+
+    again = run_payverify("check", order.order_number)
+    assert again.returncode == ExitStatus.OK, again.stderr
+    line = next(line for line in again.stdout.splitlines() if line.startswith("Ticket:"))
+    assert f"accepted {round(recorded)} s (3m " in line, line
+    assert f"({marked.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)" in line, line
+
+    waiting = _order(seed, ticket_type, status="pending_verification")
+    dry = run_payverify("check", waiting.order_number, "--json", "--dry-run")
+    assert json.loads(dry.stdout)["time_to_ticket_seconds"] is None
+    assert not any(line.startswith("Ticket:") for line in run_payverify(
+        "check", waiting.order_number, "--dry-run").stdout.splitlines())

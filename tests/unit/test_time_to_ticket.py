@@ -1,5 +1,6 @@
 """Time to ticket, the pure parts: SumUp's transaction timestamp, where an order's clock starts, what
-is done with a start that cannot be right, which message carries it, and the histogram's text."""
+is done with a start that cannot be right, which message carries it, the histogram's text, and how
+`check` writes the number."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from payverify.cli.report import duration
 from payverify.config import Policy, load_settings
 from payverify.mail.kinds import ALERT_LATE_PAYMENT, CONFIRMATION
 from payverify.monitoring import render_metrics
@@ -167,3 +169,9 @@ def test_the_parser_refuses_a_histogram_that_is_not_cumulative():
     short_inf = render_metrics([histogram("h", "h.", (1, 2), [1, 2], 3, 1.0)]).replace('le="+Inf"} 3', 'le="+Inf"} 2')
     with pytest.raises(AssertionError, match="not the count"):
         parse_prometheus(short_inf)
+
+
+def test_check_writes_the_seconds_and_what_they_mean():
+    """Whole seconds as the metrics count them, then minutes (or hours) for a person."""
+    assert [duration(s) for s in (0.4, 42.4, 59.6, 182, 3599, 5410)] == [
+        "0 s", "42 s", "60 s (1m 00s)", "182 s (3m 02s)", "3599 s (59m 59s)", "5410 s (1h30m)"]
