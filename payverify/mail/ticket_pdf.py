@@ -36,6 +36,8 @@ QR_BORDER = 4  # modules of quiet zone on each side, as ISO/IEC 18004 asks
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
            "October", "November", "December")
+# A text this much narrower than its cell's inner width is one line, whatever fpdf2's float tolerance.
+FITS_SLACK_MM = 0.01
 _MISSING = "\ufffd"
 _DROP = {"Cc", "Cf", "Cs", "Co", "Cn"}  # controls, format (bidi overrides, ZWJ...), surrogates, unassigned
 
@@ -103,6 +105,8 @@ def _qr(pdf: FPDF, code: str, x: float, y: float) -> None:
 
 def _lines(pdf: FPDF, text: str, width: float, max_lines: int, wrap: WrapMode = WrapMode.WORD) -> list[str]:
     """text wrapped to width in the current font, at most max_lines (the last one ellipsised if cut)."""
+    if pdf.get_string_width(text) < width - 2 * pdf.c_margin - FITS_SLACK_MM:
+        return [text]  # nearly every text fits its line: measuring is far cheaper than a dry-run layout
     lines = pdf.multi_cell(width, 5, text, dry_run=True, output=MethodReturnValue.LINES, wrapmode=wrap)
     # fpdf2 types the result as the union of every `output` mode; LINES alone is a list of str.
     if not isinstance(lines, list):
