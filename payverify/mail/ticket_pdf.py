@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import segno
 from fontTools.ttLib import TTFont
 from fpdf import FPDF
-from fpdf.enums import Align, MethodReturnValue, WrapMode, XPos, YPos
+from fpdf.enums import Align, MethodReturnValue, RenderStyle, WrapMode, XPos, YPos
 
 from payverify.mail.documents import EventInfo, TicketInfo
 
@@ -90,17 +90,33 @@ def _dark_runs(row: bytes | bytearray) -> list[tuple[int, int]]:
     return runs
 
 
+def _dark_boxes(matrix: list[bytes] | tuple[bytearray, ...]) -> list[tuple[int, int, int, int]]:
+    """(row, column, width, height) in modules of rectangles covering exactly the dark modules: each
+    run of dark modules in a row, merged with the identical runs in the rows right below it."""
+    runs = [_dark_runs(row) for row in matrix]
+    found = [set(row) for row in runs]
+    boxes = []
+    for top, row in enumerate(runs):
+        for run in row:
+            if top and run in found[top - 1]:
+                continue  # drawn as part of the box that starts above
+            bottom = top + 1
+            while bottom < len(runs) and run in found[bottom]:
+                bottom += 1
+            boxes.append((top, run[0], run[1], bottom - top))
+    return boxes
+
+
 def _qr(pdf: FPDF, code: str, x: float, y: float) -> None:
     """The code as a QR symbol (error correction M or better), drawn as vector rectangles straight from
-    segno's module matrix: one filled rectangle per horizontal run of dark modules. Nothing to
-    serialise and parse back (as SVG), nothing to embed (as an image), and as crisp at any zoom."""
+    segno's module matrix. Nothing to serialise and parse back (as SVG), nothing to embed (as an
+    image), and as crisp at any zoom."""
     matrix = segno.make(code, error="m", micro=False).matrix
     module = QR_WIDTH_MM / (len(matrix) + 2 * QR_BORDER)  # the quiet zone is the light page around it
     left, top = x + QR_BORDER * module, y + QR_BORDER * module
     pdf.set_fill_color(0)
-    for number, row in enumerate(matrix):
-        for col, length in _dark_runs(row):
-            pdf.rect(left + col * module, top + number * module, length * module, module, style="F")
+    for row, col, width, height in _dark_boxes(matrix):
+        pdf.rect(left + col * module, top + row * module, width * module, height * module, style=RenderStyle.F)
 
 
 def _lines(pdf: FPDF, text: str, width: float, max_lines: int, wrap: WrapMode = WrapMode.WORD) -> list[str]:
