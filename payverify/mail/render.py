@@ -8,15 +8,16 @@ autoescaped, text templates are not (they are never parsed as markup). A missing
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import css_inline
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 import payverify
 from payverify.addresses import one_line
@@ -75,32 +76,60 @@ def _line_total(item: dict[str, Any]) -> Decimal:
     return Decimal(str(item["unit_price"])) * int(item["quantity"])
 
 
+def admin_order_url(site_url: str | None, order_id: int | None) -> str | None:
+    """The order's page in the site's Django admin, or None when the site or the order is unknown."""
+    if not site_url or order_id is None:
+        return None
+    return f"{site_url.rstrip('/')}/admin/orders/order/{int(order_id)}/change/"
+
+
+@dataclass(frozen=True)
+class _Templates:
+    env: Environment
+    inliner: css_inline.CSSInliner
+    compiled_subjects: dict[str, Template] = field(default_factory=dict)
+
+    def subject(self, kind: str) -> Template:
+        """The kind's one-line subject template, compiled on first use (compiling costs more than rendering)."""
+        if kind not in self.compiled_subjects:
+            self.compiled_subjects[kind] = self.env.from_string(REGISTRY[kind].subject)
+        return self.compiled_subjects[kind]
+
+
+@lru_cache(maxsize=8)
+def _templates(directory: Path, timezone: str, site_url: str | None) -> _Templates:
+    """The Jinja environment, its compiled templates and the CSS inliner: made once per process for a
+    templates directory (and what the filters and globals close over), not once per message."""
+    zone = ZoneInfo(timezone)
+    # default_for_string=False: subjects are header text, not HTML, and must not be entity-escaped.
+    env = Environment(loader=FileSystemLoader(str(directory)),
+                      autoescape=select_autoescape(["html"], default_for_string=False),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      keep_trailing_newline=True)
+    env.filters["local"] = lambda value: _local(value, zone)
+    env.filters["money"] = _money
+    env.filters["line_total"] = _line_total
+    env.filters["dash"] = _dash
+    env.globals["admin_url"] = partial(admin_order_url, site_url)
+    css = (directory / "style.css").read_text(encoding="utf-8")
+    # Mail clients ignore <style> and <link> unevenly: everything goes into style="" attributes,
+    # nothing is fetched from the network, and the <style> blocks are dropped once applied.
+    inliner = css_inline.CSSInliner(extra_css=css, keep_style_tags=False, keep_link_tags=False,
+                                    load_remote_stylesheets=False)
+    return _Templates(env=env, inliner=inliner)
+
+
 class Renderer:
     def __init__(self, settings: Settings, directory: Path | None = None) -> None:
         self.settings = settings
         self.directory = Path(directory) if directory is not None else templates_dir(settings)
-        zone = ZoneInfo(settings.timezone)
-        # default_for_string=False: subjects are header text, not HTML, and must not be entity-escaped.
-        self.env = Environment(loader=FileSystemLoader(str(self.directory)),
-                               autoescape=select_autoescape(["html"], default_for_string=False),
-                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                               keep_trailing_newline=True)
-        self.env.filters["local"] = lambda value: _local(value, zone)
-        self.env.filters["money"] = _money
-        self.env.filters["line_total"] = _line_total
-        self.env.filters["dash"] = _dash
-        self.env.globals["admin_url"] = self.admin_order_url
-        css = (self.directory / "style.css").read_text(encoding="utf-8")
-        # Mail clients ignore <style> and <link> unevenly: everything goes into style="" attributes,
-        # nothing is fetched from the network, and the <style> blocks are dropped once applied.
-        self.inliner = css_inline.CSSInliner(extra_css=css, keep_style_tags=False, keep_link_tags=False,
-                                             load_remote_stylesheets=False)
+        self._templates = _templates(self.directory.resolve(), settings.timezone, settings.site_url)
+        self.env = self._templates.env
+        self.inliner = self._templates.inliner
 
     def admin_order_url(self, order_id: int | None) -> str | None:
         """The order's page in the site's Django admin, or None when the site or the order is unknown."""
-        if not self.settings.site_url or order_id is None:
-            return None
-        return f"{self.settings.site_url.rstrip('/')}/admin/orders/order/{int(order_id)}/change/"
+        return admin_order_url(self.settings.site_url, order_id)
 
     def render(self, kind: str, context: dict[str, Any], *, tickets: list[dict] | None = None) -> Rendered:
         if kind not in KINDS:
@@ -115,7 +144,7 @@ class Renderer:
             "alert_email": self.settings.alert_email,
             "kind": kind,
         }
-        subject = clean_subject(self.env.from_string(REGISTRY[kind].subject).render(full))
+        subject = clean_subject(self._templates.subject(kind).render(full))
         text = self.env.get_template(f"{kind}.txt").render(full)
         html = self.inliner.inline(self.env.get_template(f"{kind}.html").render(full))
         return Rendered(subject=subject, text=text, html=html)
