@@ -10,16 +10,44 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from payverify.addresses import BadAddress, address, one_line, sender_address  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # the renderer pulls in Jinja2: only load it when a message is really rendered
     from payverify.mail.render import Rendered
+
+
+class _ReusedHeaders(HeaderRegistry):
+    """policy.default's headers, made for less: the stock registry creates a new class for every header
+    it makes, and a message sets the same MIME headers (MIME-Version, Content-Type, Content-Transfer-
+    Encoding...) each time, every one a parse. Header objects are immutable strings, so each class is
+    made once and the header for a recently seen (name, text) is reused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+        self._parsed = lru_cache(maxsize=256)(super().__call__)
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        if key not in self._classes:
+            self._classes[key] = super().__getitem__(name)
+        return self._classes[key]
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        if isinstance(value, str):
+            return self._parsed(name, value)
+        return super().__call__(name, value)  # Address objects (From, To) are not hashable
+
+
+# policy.default in every respect but the header factory above.
+POLICY = default_policy.clone(header_factory=_ReusedHeaders())
 
 
 @dataclass(frozen=True)
@@ -49,7 +77,7 @@ def _header_safe(recipients: list[Address]) -> list[Address]:
 def build(*, rendered: Rendered, sender: Address, recipients: list[Address], message_id: str,
           attachments: Sequence[Attachment] = (), auto_generated: bool = False,
           now: datetime | None = None) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["Subject"] = one_line(rendered.subject)
     msg["From"] = sender
     msg["To"] = _header_safe(recipients)
