@@ -25,14 +25,14 @@ if TYPE_CHECKING:  # the renderer pulls in Jinja2: only load it when a message i
 
 class _ReusedHeaders(HeaderRegistry):
     """policy.default's headers, made for less: the stock registry creates a new class for every header
-    it makes, and a message sets the same MIME headers (MIME-Version, Content-Type, Content-Transfer-
+    it makes, and a message sets the same headers (From, MIME-Version, Content-Type, Content-Transfer-
     Encoding...) each time, every one a parse. Header objects are immutable strings, so each class is
-    made once and the header for a recently seen (name, text) is reused."""
+    made once and the header for a recently seen (name, value) is reused."""
 
     def __init__(self) -> None:
         super().__init__()
         self._classes: dict[str, type[BaseHeader]] = {}
-        self._parsed = lru_cache(maxsize=256)(super().__call__)
+        self._made = lru_cache(maxsize=256)(self._make)
 
     def __getitem__(self, name: str) -> type[BaseHeader]:
         key = name.lower()
@@ -40,10 +40,19 @@ class _ReusedHeaders(HeaderRegistry):
             self._classes[key] = super().__getitem__(name)
         return self._classes[key]
 
+    def _make(self, name: str, value: str | tuple[tuple[str, str, str], ...]) -> BaseHeader:
+        if isinstance(value, tuple):
+            return super().__call__(name, [Address(display_name=d, username=u, domain=h) for d, u, h in value])
+        return super().__call__(name, value)
+
     def __call__(self, name: str, value: Any) -> BaseHeader:
         if isinstance(value, str):
-            return self._parsed(name, value)
-        return super().__call__(name, value)  # Address objects (From, To) are not hashable
+            return self._made(name, value)
+        addresses = [value] if isinstance(value, Address) else value
+        if isinstance(addresses, list | tuple) and all(isinstance(a, Address) for a in addresses):
+            # Address objects are not hashable: the key is what makes two of them equal.
+            return self._made(name, tuple((a.display_name, a.username, a.domain) for a in addresses))
+        return super().__call__(name, value)
 
 
 # policy.default in every respect but the header factory above.
@@ -66,9 +75,9 @@ def _header_safe(recipients: list[Address]) -> list[Address]:
     is written and parsed back; one that does not come back identical loses its display name."""
     safe = []
     for recipient in recipients:
-        probe = EmailMessage()
+        probe = EmailMessage(policy=POLICY)
         probe["To"] = recipient
-        parsed = message_from_bytes(probe.as_bytes(), policy=default_policy)["To"].addresses
+        parsed = message_from_bytes(probe.as_bytes(), policy=POLICY)["To"].addresses
         safe.append(recipient if parsed == (recipient,) else Address(username=recipient.username,
                                                                      domain=recipient.domain))
     return safe
