@@ -68,7 +68,8 @@ def confirmation_row(n: int) -> tuple[dict, list[dict]]:
     number = f"JE-{n:06d}"
     order = Order(id=1000 + n, order_number=number, status="pending_verification", email=f"fan{n}@example.com",
                   first_name="Ann", last_name="Le Brocq", total=Decimal("22.50"), currency="GBP",
-                  sumup_checkout_id=f"chk-{n}", created_at=NOW - timedelta(minutes=10), event_id=7,
+                  sumup_checkout_id=f"chk-{n}", created_at=NOW - timedelta(minutes=10),
+                  updated_at=NOW - timedelta(minutes=1), event_id=7,
                   event_title="Harbour Lights", event_venue="Fort Regent, St Helier",
                   event_starts_at=NOW + timedelta(days=16), event_ends_at=NOW + timedelta(days=16, hours=3),
                   artist_id=3, artist_name="Lua Verde", artist_merchant_code="MH4H92C7", artist_uses_oauth=False)
