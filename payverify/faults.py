@@ -10,6 +10,7 @@ comparison with an empty string.
   before_settle_commit   orders/settle.py     the settle transaction written, not committed
   after_settle_commit    orders/verify.py     the settle transaction committed
   after_token_response   sumup/credentials.py SumUp issued a new token pair, not stored yet
+  after_worker_composed  mail/sender.py       a compose worker process made a message, not sent yet
   after_smtp_accept      mail/sender.py       the SMTP server accepted a message, not marked sent
   before_mark_sent       mail/sender.py       about to mark an outbox row sent
 """

@@ -59,13 +59,13 @@ class SmtpCapture:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls_context: Any = None,
                  require_starttls: bool = False, implicit_tls_context: Any = None,
                  login: tuple[str, str] | None = None, auth_required: bool = False,
-                 save_dir: Path | None = None) -> None:
+                 save_dir: Path | None = None, smtputf8: bool = False) -> None:
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[str]] = {"data": deque(), "rcpt": deque()}
         self._messages: list[Captured] = []
         self.save_dir = save_dir
         self._login = login
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if tls_context is not None:
             kwargs.update(tls_context=tls_context, require_starttls=require_starttls)
         if implicit_tls_context is not None:

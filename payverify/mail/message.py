@@ -6,10 +6,12 @@ and addresses go through `headerregistry.Address`, so nothing can inject a heade
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes
+from email.generator import BytesGenerator
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -57,6 +59,17 @@ class _ReusedHeaders(HeaderRegistry):
 
 # policy.default in every respect but the header factory above.
 POLICY = default_policy.clone(header_factory=_ReusedHeaders())
+UTF8_POLICY = POLICY.clone(utf8=True)  # headers written as UTF-8, for an SMTPUTF8 envelope
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A message ready for SMTP: its bytes and its envelope."""
+
+    data: bytes
+    sender: str
+    recipients: tuple[str, ...]
+    smtputf8: bool  # an envelope address is not ASCII: the server must offer SMTPUTF8
 
 
 @dataclass(frozen=True)
@@ -100,3 +113,12 @@ def build(*, rendered: Rendered, sender: Address, recipients: list[Address], mes
         msg.add_attachment(item.content, maintype=item.maintype, subtype=item.subtype,
                            filename=item.filename, params=dict(item.params))
     return msg
+
+
+def flatten(msg: EmailMessage, sender: str, recipients: list[str]) -> Composed:
+    """The message as smtplib's send_message would write it to the wire (UTF-8 headers when the
+    envelope needs SMTPUTF8), so the bytes can be made away from the SMTP session."""
+    smtputf8 = not "".join([sender, *recipients]).isascii()
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=UTF8_POLICY if smtputf8 else msg.policy).flatten(msg, linesep="\r\n")
+        return Composed(out.getvalue(), sender, tuple(recipients), smtputf8)

@@ -5,7 +5,7 @@ sender after a sweep would, so the at-least-once and de-duplication guarantees a
 The sweep pokes the feed after each order; a worker that finds nothing due waits for the next poke
 (or a second, for rows whose backoff ends) and stops once the sweep has finished and nothing is left,
 or at the deadline. PAYVERIFY_SMTP_CONNECTIONS workers, each with its own SMTP session and database
-connection.
+connection; in a burst they hand the composing to worker processes (mail/compose_pool.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import structlog
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.errors import DatabaseUnavailable
+from payverify.mail.compose_pool import ComposePool, worker_count
 from payverify.mail.feed import MailFeed
 from payverify.mail.sender import OutboxSender, SendReport, report_trouble
 
@@ -42,6 +43,7 @@ class MailPipeline:
         self._connect = connect
         self._keep_going = keep_going
         self.feed = MailFeed(deadline, fresh_since)
+        self._compose_pool = ComposePool(settings, worker_count(settings.smtp_connections))
         self._pool = ThreadPoolExecutor(max_workers=settings.smtp_connections, thread_name_prefix="mail")
         self._workers: list[Future[SendReport]] = []
 
@@ -55,16 +57,17 @@ class MailPipeline:
         if kind is not None or not self.feed.done:
             self.feed.finish(deadline=time.monotonic())
         self._pool.shutdown(wait=True)
+        self._compose_pool.close()
 
     def _work(self) -> SendReport:
         if not self._keep_going:
             with self._connect() as db:
-                return OutboxSender(self._settings, db).send_due(feed=self.feed)
+                return OutboxSender(self._settings, db, pool=self._compose_pool).send_due(feed=self.feed)
         total, backoff = SendReport(), MIN_BACKOFF_SECONDS
         while not self.feed.done:
             try:
                 with self._connect() as db:
-                    report = OutboxSender(self._settings, db).send_due(feed=self.feed)
+                    report = OutboxSender(self._settings, db, pool=self._compose_pool).send_due(feed=self.feed)
             except DatabaseUnavailable as exc:
                 log.warning("mail.database_unavailable", error=str(exc), retry_in=backoff)
                 report = None

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
-from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,14 +18,15 @@ import structlog
 from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
-from payverify.errors import ConfigError
 from payverify.mail import message as mime
 from payverify.mail import outbox
+from payverify.mail.compose import compose
 from payverify.mail.feed import MailFeed
 from payverify.mail.kinds import ALERT_MAIL_FAILED, CONFIRMATION, REGISTRY
 from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
 
 if TYPE_CHECKING:
+    from payverify.mail.compose_pool import ComposePool
     from payverify.mail.render import Renderer
 
 log = structlog.get_logger("payverify.mail")
@@ -67,11 +66,12 @@ class SendReport:
 
 class OutboxSender:
     def __init__(self, settings: Settings, db: Database, *, transport: SmtpTransport | None = None,
-                 renderer: Renderer | None = None) -> None:
+                 renderer: Renderer | None = None, pool: ComposePool | None = None) -> None:
         self.settings = settings
         self.db = db
         self._transport = transport
         self._renderer = renderer
+        self._pool = pool
 
     def _missing_setting(self) -> str | None:
         missing = missing_mail_settings(self.settings)
@@ -97,6 +97,8 @@ class OutboxSender:
                 with self.db.transaction() as tx:
                     row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
                                  fresh_since=feed.fresh_since if feed is not None else None)
+                if self._pool is not None:
+                    (self._pool.idle if row is None else self._pool.busy)()
                 if row is None:
                     if feed is not None and feed.wait_for_more(mark):
                         continue
@@ -105,7 +107,7 @@ class OutboxSender:
                     from payverify.mail.render import Renderer  # Jinja2 only when there is mail to render
 
                     renderer = Renderer(self.settings)
-                failure = self._deliver(row, transport, renderer, report)
+                failure = self._deliver(row, transport, renderer, report, feed)
                 if failure is not None and failure.connection:
                     report.smtp_down = failure.reason  # the rest waits for the next run
                     break
@@ -115,9 +117,9 @@ class OutboxSender:
         return report
 
     def _deliver(self, row: dict[str, Any], transport: SmtpTransport, renderer: Renderer,
-                 report: SendReport) -> DeliveryFailed | None:
+                 report: SendReport, feed: MailFeed | None = None) -> DeliveryFailed | None:
         try:
-            message, sender, recipients = self._build(row, renderer)
+            message, composed_by = self._compose(row, renderer, feed)
         except mime.BadAddress as exc:
             self._fail(row, f"cannot be sent: {exc}", report)
             return None
@@ -131,7 +133,7 @@ class OutboxSender:
                 self._retry(row, exc.reason, report)
             return None
         try:
-            refused = transport.send(message, sender, recipients)
+            refused = transport.send(message)
         except DeliveryFailed as exc:
             if exc.permanent or row["too_old"]:
                 why = exc.reason if exc.permanent else f"still failing after {GIVE_UP_HOURS} h: {exc.reason}"
@@ -146,7 +148,7 @@ class OutboxSender:
             tx.run("mark_outbox_sent", id=row["id"], note=note)
         report.sent += 1
         log.info("mail.sent", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"],
-                 attempts=row["attempts"], message_id=row["message_id"])
+                 attempts=row["attempts"], message_id=row["message_id"], composed_by=composed_by)
         return None
 
     def _retry(self, row: dict[str, Any], reason: str, report: SendReport) -> None:
@@ -164,49 +166,20 @@ class OutboxSender:
         report.failed += 1
         log.error("mail.failed", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"], error=reason)
 
-    def _build(self, row: dict[str, Any], renderer: Renderer) -> tuple[EmailMessage, str, list[str]]:
-        context = row["context"]
-        kind = row["kind"]
+    def _compose(self, row: dict[str, Any], renderer: Renderer,
+                 feed: MailFeed | None = None) -> tuple[mime.Composed, str]:
+        """The message, and who composed it: a worker process, or this thread."""
         tickets = None
-        attachments: list[mime.Attachment] = []
-        if kind == CONFIRMATION and row["order_id"] is not None:
+        if row["kind"] == CONFIRMATION and row["order_id"] is not None:
             with self.db.transaction() as tx:
                 tickets = tx.all("order_tickets", order_id=row["order_id"])
-            attachments = confirmation_attachments(context, tickets, self.settings)
-        rendered = renderer.render(kind, context, tickets=tickets)
-        customer = REGISTRY[kind].to_customer
-        recipients = [mime.address(r, context.get("customer_name", "") if customer else "")
-                      for r in row["recipients"]]
-        mail_from = self.settings.mail_from
-        if mail_from is None:  # not reached: send_due sends nothing without it
-            raise ConfigError("PAYVERIFY_MAIL_FROM is not set")
-        sender = mime.sender_address(mail_from, self.settings.display_site_name)
-        message = mime.build(rendered=rendered, sender=sender, recipients=recipients,
-                             message_id=row["message_id"], attachments=attachments,
-                             auto_generated=not customer)
-        return message, sender.addr_spec, [r.addr_spec for r in recipients]
-
-
-def confirmation_attachments(context: dict[str, Any], tickets: list[dict[str, Any]],
-                             settings: Settings) -> list[mime.Attachment]:
-    from payverify.mail.calendar_entry import event_ics
-    from payverify.mail.documents import EventInfo, TicketInfo
-    from payverify.mail.ticket_pdf import tickets_pdf
-
-    ev = context["event"]
-    event = EventInfo(id=ev["id"], title=ev["title"], venue=ev["venue"],
-                      starts_at=datetime.fromisoformat(ev["starts_at"]),
-                      ends_at=datetime.fromisoformat(ev["ends_at"]) if ev.get("ends_at") else None)
-    number = context["order_number"]
-    pdf = tickets_pdf(event=event, order_number=number, site_name=settings.display_site_name,
-                      timezone=settings.timezone,
-                      tickets=[TicketInfo(code=t["code"], ticket_type=t["ticket_type"], holder_name=t["holder_name"])
-                               for t in tickets])
-    domain = (settings.mail_from or "").rpartition("@")[2].strip(" >") or "payverify.invalid"
-    ics = event_ics(event=event, order_number=number, site_name=settings.display_site_name, domain=domain)
-    safe_number = "".join(c for c in number if c.isalnum() or c in "-_")
-    return [mime.Attachment(f"tickets-{safe_number}.pdf", pdf, "application", "pdf"),
-            mime.Attachment("event.ics", ics, "text", "calendar", (("method", "PUBLISH"),))]
+        composed = None
+        if self._pool is not None:  # once the sweep is over, this process has CPU to spare for it
+            composed = self._pool.compose(row, tickets, here_when_busy=feed is None or feed.done)
+        if composed is not None:
+            faults.point("after_worker_composed")
+            return composed, "worker"
+        return compose(row, tickets, self.settings, renderer), "sender"
 
 
 def mail_failed_alert(row: dict[str, Any], reason: str, settings: Settings) -> outbox.OutboxMessage:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-from email.message import EmailMessage
 
+from payverify.mail.message import Composed
 from payverify.smtp_url import SmtpConfig, parse_smtp_url  # noqa: F401 - parse_smtp_url is part of this module's API
 
 
@@ -99,13 +99,20 @@ class SmtpTransport:
         tls = ("TLS" if self.config.scheme == "smtps" else "STARTTLS") if encrypted else "no TLS offered"
         return f"{tls}, {'login' if self.config.username else 'no login configured'}"
 
-    def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> list[str]:
+    def send(self, message: Composed) -> list[str]:
         """Hand one message to the server; returns the recipients it refused while accepting it for
         the others (it went out: nothing to retry). Raises DeliveryFailed."""
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            refused = self._conn.send_message(message, from_addr=sender, to_addrs=recipients)
+            conn = self._conn
+            conn.ehlo_or_helo_if_needed()
+            options: tuple[str, ...] = ()
+            if message.smtputf8:  # as smtplib's send_message decides it
+                if not conn.has_extn("smtputf8"):
+                    raise smtplib.SMTPNotSupportedError("an envelope address needs SMTPUTF8")
+                options = ("SMTPUTF8", "BODY=8BITMIME")
+            refused = conn.sendmail(message.sender, list(message.recipients), message.data, mail_options=options)
         except DeliveryFailed:
             self.close()
             raise

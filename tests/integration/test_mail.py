@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections import Counter
 from datetime import timedelta
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 from icalendar import Calendar
 from pypdf import PdfReader
 
 from payverify.exitcodes import ExitStatus
+from payverify.mail.compose_pool import BUSY_STREAK, worker_count
 from payverify_dev.sumup_server import checkout_body
 from tests.conftest import ROOT
 from tests.helpers import rows, scalar
@@ -403,3 +407,27 @@ def test_connection_dropped_after_data_duplicates_at_most_once(seed, shop, db, s
     assert len(mails) == 2
     assert len({m.parsed()["Message-ID"].strip() for m in mails}) == 1
     assert scalar(db, "SELECT status FROM payverify_outbox") == "sent"
+
+
+def test_a_backlog_is_composed_by_worker_processes_and_each_mail_sent_once(seed, shop, db, smtp, env, run_payverify):
+    """More due confirmations than a busy streak (the SMTP server was away for a run): the senders
+    start worker processes to compose, and every order still gets exactly one complete confirmation,
+    whichever side composed it."""
+    orders = [seed.order([(shop["standing"], 1)], event_id=shop["event"], email=f"fan{i}@example.com")
+              for i in range(BUSY_STREAK + 15)]
+    assert run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": "smtp://127.0.0.1:1"}).returncode == 0
+    assert smtp.messages == []
+    make_due(db)
+    result = run_payverify("sweep")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    log = [json.loads(line) for line in Path(env["PAYVERIFY_LOG_FILE"]).read_text("utf-8").splitlines()]
+    assert [e["processes"] for e in log if e["event"] == "mail.compose_pool_started"] == [worker_count(2)]
+    composed_by = Counter(e["composed_by"] for e in log if e["event"] == "mail.sent")
+    assert composed_by["worker"] > 0 and sum(composed_by.values()) == len(orders)
+    codes = dict((r["order_id"], r["code"]) for r in rows(db, "SELECT order_id, code FROM tickets_ticket"))
+    for i, order in enumerate(orders):
+        (mail,) = to(smtp, f"fan{i}@example.com")
+        _, _, attachments = parts(mail.parsed())
+        (page,) = PdfReader(BytesIO(attachments["application/pdf"].get_content())).pages
+        assert codes[order.id] in page.extract_text().replace("\n", "")

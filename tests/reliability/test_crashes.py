@@ -219,3 +219,48 @@ def test_random_sigkills_during_a_long_run_then_a_clean_run_converges(seed, db, 
     assert_invariants(report, max_duplicate_mails=kills)
     assert report.completed == len(expected_paid)
     assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE status <> 'sent'") == 0
+
+
+def compose_workers(log_file: str) -> list[int]:
+    """The compose worker processes (multiprocessing spawn) of the payverify runs writing to log_file."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                environ = fh.read().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        if b"multiprocessing" in cmdline and f"PAYVERIFY_LOG_FILE={log_file}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigkill_while_workers_compose_leaves_no_worker_behind_and_a_clean_run_converges(seed, db, env, smtp,
+                                                                                         run_payverify):
+    """Killed outright with a compose worker running (a message composed by it, not sent): the worker
+    does not outlive the run by more than a moment, and the next run sends every confirmation once."""
+    from payverify.mail.compose_pool import BUSY_STREAK
+
+    artist = seed.artist()
+    event = seed.event(artist)
+    standing = seed.ticket_type(event, "Standing", "12.50")
+    orders = [seed.order([(standing, 1)], event_id=event, email=f"fan{i}@example.com")
+              for i in range(BUSY_STREAK + 15)]
+    assert run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": "smtp://127.0.0.1:1"}).returncode == 0
+    with db.transaction() as tx:
+        tx.fetch_sql("UPDATE payverify_outbox SET next_attempt_at = now() RETURNING id")
+    killed = run_payverify("sweep", extra_env={"PAYVERIFY_FAULT": "after_worker_composed"})
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+    deadline = time.monotonic() + 15
+    while compose_workers(env["PAYVERIFY_LOG_FILE"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert compose_workers(env["PAYVERIFY_LOG_FILE"]) == []
+    time_passes(db)
+    clean = run_payverify("sweep")
+    assert clean.returncode == 0, clean.stderr
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == sorted(f"fan{i}@example.com" for i in range(len(orders)))
+    assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE status <> 'sent'") == 0

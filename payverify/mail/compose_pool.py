@@ -1,0 +1,144 @@
+"""Worker processes that compose mail during a burst, so rendering does not hold the GIL that the
+verification threads need (a confirmation is ~10 ms of pure CPU; SumUp's answers are I/O).
+
+A small run never starts them: the senders compose in their own threads until they have been busy
+for BUSY_STREAK messages in a row without finding the outbox empty. Then COMPOSE_PROCESSES are
+spawned (fresh interpreters: no fork of a threaded process, no inherited connections), and composed
+messages come back as bytes. The workers get the settings with every secret removed, see no
+database and no SMTP server, and change nothing: the sending thread still claims, sends and marks
+each row, so a lost worker costs only its time. If the pool breaks (a worker killed), the senders
+compose in-thread again for the rest of the run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from payverify.config import Settings
+from payverify.mail import message as mime
+from payverify.mail.compose import compose
+from payverify.secret import Secret
+
+if TYPE_CHECKING:
+    from payverify.mail.render import Renderer
+
+log = structlog.get_logger("payverify.mail.compose_pool")
+
+# Messages composed back to back (the outbox never found empty) before worker processes are worth
+# their start-up (~0.4 s of CPU each for the imports).
+BUSY_STREAK = 25
+# A composition takes milliseconds; one that takes this long means the worker is stuck.
+COMPOSE_TIMEOUT_SECONDS = 60.0
+
+
+def worker_count(smtp_connections: int) -> int:
+    """One process per SMTP session, leaving one core to the verification (and at least one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(smtp_connections, cores - 1))
+
+
+def without_secrets(settings: Settings) -> Settings:
+    """What a worker may know: everything rendering needs, no credential of any kind."""
+    secrets = [f.name for f in fields(settings) if isinstance(getattr(settings, f.name), Secret)]
+    cleared: dict[str, Any] = dict.fromkeys(secrets)
+    return replace(settings, **cleared)
+
+
+class ComposePool:
+    """Shared by a run's mail threads; `compose` returns None when the caller should compose itself."""
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        self._settings = without_secrets(settings)
+        self._processes = processes
+        self._lock = threading.Lock()
+        self._streak = 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._ready: Future[None] | None = None
+        self._broken = False
+        self._in_flight = 0
+
+    def busy(self) -> None:
+        """A sender claimed a row: one more in a busy streak; at BUSY_STREAK, start the workers."""
+        with self._lock:
+            self._streak += 1
+            if self._streak < BUSY_STREAK or self._pool is not None or self._broken:
+                return
+            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start_worker, initargs=(self._settings, os.getpid()))
+            # Until the workers have imported what they need, the senders go on composing themselves.
+            self._ready = self._pool.submit(_ready)
+            log.info("mail.compose_pool_started", processes=self._processes)
+
+    def idle(self) -> None:
+        """A sender found nothing due: the streak ends (started workers stay for the rest of the run)."""
+        with self._lock:
+            self._streak = 0
+
+    def compose(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None, *,
+                here_when_busy: bool = False) -> mime.Composed | None:
+        """The message composed by a worker process, or None: compose it in the calling thread.
+        `here_when_busy` (the sweep has finished, the calling process has a core to spare): None
+        rather than wait while every worker is busy."""
+        with self._lock:
+            pool, ready = self._pool, self._ready
+            if self._broken or pool is None or ready is None or not ready.done():
+                return None
+            if here_when_busy and self._in_flight >= self._processes:
+                return None
+            self._in_flight += 1
+        try:
+            ready.result()
+            return pool.submit(_compose, row, tickets).result(timeout=COMPOSE_TIMEOUT_SECONDS)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            with self._lock:
+                first, self._broken = not self._broken, True
+            if first:
+                log.warning("mail.compose_pool_lost", error=type(exc).__name__)
+            return None
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---- in the worker process ------------------------------------------------------------------------
+_worker: tuple[Settings, Renderer] | None = None
+
+
+def _start_worker(settings: Settings, parent: int) -> None:
+    global _worker
+    from payverify.mail.render import Renderer
+
+    _worker = (settings, Renderer(settings))
+    # A parent killed outright (SIGKILL, OOM) cannot shut the pool down: do not outlive it.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _ready() -> None:
+    """The first task: returns once the worker has started (its imports done)."""
+
+
+def _compose(row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> mime.Composed:
+    assert _worker is not None, "worker not started"
+    settings, renderer = _worker
+    return compose(row, tickets, settings, renderer)

@@ -1,0 +1,188 @@
+"""Composing mail away from the SMTP session: the bytes on the wire, and the worker processes a burst
+hands the composing to (mail/compose_pool.py)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import smtplib
+import time
+from dataclasses import fields, replace
+from email import message_from_bytes
+
+import pytest
+import structlog
+
+from payverify.config import Settings
+from payverify.mail import compose_pool
+from payverify.mail import message as mime
+from payverify.mail.compose import compose
+from payverify.mail.compose_pool import BUSY_STREAK, ComposePool, without_secrets
+from payverify.mail.render import Renderer
+from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
+from payverify.secret import Secret
+from payverify_dev.mail_samples import SETTINGS, confirmation_row
+from payverify_dev.smtp_capture import SmtpCapture
+
+
+def composed(n: int = 1, **kwargs) -> tuple[mime.Composed, object]:
+    row, tickets = confirmation_row(n, **kwargs)
+    return compose(row, tickets, SETTINGS, Renderer(SETTINGS)), row
+
+
+def sent_both_ways(server: SmtpCapture, message: mime.Composed) -> tuple[bytes, bytes]:
+    """The same message through smtplib's send_message and through SmtpTransport.send, as received."""
+    parsed = message_from_bytes(message.data, policy=mime.POLICY)
+    with smtplib.SMTP(server.host, server.port) as session:
+        session.send_message(parsed, from_addr=message.sender, to_addrs=list(message.recipients))
+    transport = SmtpTransport(parse_smtp_url(Secret(server.url())))
+    try:
+        assert transport.send(message) == []
+    finally:
+        transport.close()
+    first, second = server.messages
+    assert first.mail_from == second.mail_from == message.sender
+    assert first.rcpt_tos == second.rcpt_tos == message.recipients
+    return first.data, second.data
+
+
+def test_the_bytes_sent_are_what_send_message_would_write():
+    message, _ = composed()
+    assert not message.smtputf8
+    with SmtpCapture() as server:
+        by_smtplib, by_payverify = sent_both_ways(server, message)
+    assert by_payverify == by_smtplib
+
+
+def test_an_internationalised_address_goes_with_smtputf8_where_the_server_offers_it():
+    message, _ = composed(email="jörg@example.de")
+    assert message.smtputf8
+    with SmtpCapture(smtputf8=True) as server:
+        by_smtplib, by_payverify = sent_both_ways(server, message)
+    assert by_payverify == by_smtplib
+    assert "jörg@example.de".encode() in by_payverify.split(b"\r\n\r\n")[0]  # the To header, in UTF-8
+
+
+def test_an_internationalised_address_to_a_server_without_smtputf8_is_refused_for_good():
+    message, _ = composed(email="jörg@example.de")
+    with SmtpCapture() as server:
+        transport = SmtpTransport(parse_smtp_url(Secret(server.url())))
+        with pytest.raises(DeliveryFailed) as refused:
+            transport.send(message)
+        transport.close()
+        assert server.messages == []
+    assert refused.value.permanent and not refused.value.connection
+    assert "SMTPUTF8" in refused.value.reason
+
+
+def test_workers_get_no_secret():
+    settings = replace(SETTINGS, database_url=Secret("postgresql://pv:db-password-1@db/site"),
+                       sumup_api_key=Secret("sup_sk_live_key_2"), sumup_client_secret=Secret("client-secret-3"),
+                       smtp_url=Secret("smtp://u:smtp-password-4@mail"), heartbeat_url=Secret("https://hc/uuid-5"))
+    secret_fields = [f.name for f in fields(Settings) if isinstance(getattr(settings, f.name), Secret)]
+    assert len(secret_fields) == 5
+    cleaned = without_secrets(settings)
+    assert all(getattr(cleaned, name) is None for name in secret_fields)
+    assert replace(cleaned, **{name: getattr(settings, name) for name in secret_fields}) == settings
+    shipped = pickle.dumps(cleaned)
+    for secret in (b"db-password-1", b"sup_sk_live_key_2", b"client-secret-3", b"smtp-password-4", b"uuid-5"):
+        assert secret not in shipped
+
+
+def essence(data: bytes) -> list[tuple]:
+    """Every part's content type, filename and decoded content, and the top headers but Date (the
+    boundaries are random, the Date is the moment of composing)."""
+    message = message_from_bytes(data, policy=mime.POLICY)
+    headers = [(k, str(v)) for k, v in message.items() if k not in ("Date", "Content-Type")]
+    return [headers, *((part.get_content_type(), part.get_filename(), part.get_content())
+                       for part in message.walk() if not part.is_multipart())]
+
+
+def started_pool(processes: int = 1) -> ComposePool:
+    pool = ComposePool(SETTINGS, processes)
+    for _ in range(BUSY_STREAK):
+        pool.busy()
+    return pool
+
+
+def wait_ready(pool: ComposePool, row, tickets) -> mime.Composed:
+    """The first message the workers compose, once they have started."""
+    give_up = time.monotonic() + 60  # a new interpreter and the mail path's imports, on a loaded machine
+    while time.monotonic() < give_up:
+        message = pool.compose(row, tickets)
+        if message is not None:
+            return message
+        time.sleep(0.05)
+    raise AssertionError("the compose workers did not start within 60 s")
+
+
+def test_workers_start_only_after_a_busy_streak_and_compose_what_the_sender_would():
+    row, tickets = confirmation_row(7, tickets=2)
+    pool = ComposePool(SETTINGS, 1)
+    try:
+        for _ in range(BUSY_STREAK - 1):
+            pool.busy()
+        pool.idle()  # the outbox was found empty: the streak starts again
+        for _ in range(BUSY_STREAK - 1):
+            pool.busy()
+        assert pool.compose(row, tickets) is None  # no worker: the sender composes itself
+        assert multiprocessing.active_children() == []
+        pool.busy()
+        by_worker = wait_ready(pool, row, tickets)
+        assert len(multiprocessing.active_children()) == 1
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
+    by_sender = compose(row, tickets, SETTINGS, Renderer(SETTINGS))
+    assert essence(by_worker.data) == essence(by_sender.data)
+    assert (by_worker.sender, by_worker.recipients, by_worker.smtputf8) == \
+           (by_sender.sender, by_sender.recipients, by_sender.smtputf8)
+
+
+def test_a_template_error_in_a_worker_reaches_the_sender_as_itself():
+    row, tickets = confirmation_row(8)
+    pool = started_pool()
+    try:
+        wait_ready(pool, row, tickets)
+        broken = {**row, "context": {k: v for k, v in row["context"].items() if k != "order_number"}}
+        with pytest.raises(Exception) as raised:
+            pool.compose(broken, tickets)
+        assert "order_number" in str(raised.value)
+        bad = {**row, "recipients": ["not an address"]}
+        with pytest.raises(mime.BadAddress):
+            pool.compose(bad, tickets)
+        assert pool.compose(row, tickets) is not None  # the worker carries on
+    finally:
+        pool.close()
+
+
+def test_a_killed_worker_leaves_the_composing_to_the_senders(uncached_structlog):
+    row, tickets = confirmation_row(9)
+    pool = started_pool()
+    try:
+        wait_ready(pool, row, tickets)
+        (worker,) = multiprocessing.active_children()
+        with structlog.testing.capture_logs() as logs:
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.join(10)
+            assert pool.compose(row, tickets) is None
+            assert pool.compose(row, tickets) is None
+        lost = [e for e in logs if e["event"] == "mail.compose_pool_lost"]
+        assert len(lost) == 1 and lost[0]["log_level"] == "warning"
+        for _ in range(BUSY_STREAK):
+            pool.busy()
+        assert pool.compose(row, tickets) is None  # not restarted within the run
+    finally:
+        pool.close()
+
+
+def test_worker_count_leaves_a_core_to_verification(monkeypatch):
+    monkeypatch.setattr(compose_pool.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert compose_pool.worker_count(2) == 1
+    monkeypatch.setattr(compose_pool.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert compose_pool.worker_count(2) == 1
+    monkeypatch.setattr(compose_pool.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert compose_pool.worker_count(2) == 2
+    assert compose_pool.worker_count(16) == 7
