@@ -2,9 +2,9 @@
 
 Composes the complete message the outbox sender hands to SMTP (subject, text and HTML from the
 templates, the tickets PDF with its QR codes, the .ics entry, the MIME message written out as the
-bytes SMTP carries) through `OutboxSender._compose`, from rows made the way a settle queues them
-(payverify_dev/mail_samples.py: the real decision table, `notices.messages_for`, a JSON round trip
-like the jsonb column's). No database, no SMTP: the ticket rows come from a stub. Reports the CPU
+bytes SMTP carries) with `mail.compose.compose`, as a sender or a compose worker does, from rows made
+the way a settle queues them (payverify_dev/mail_samples.py: the real decision table,
+`notices.messages_for`, a JSON round trip like the jsonb column's). No database, no SMTP. Reports the CPU
 time (time.process_time) of the imports the mail path loads, of the first message in the process
 (the renderer included) and the median of the next N messages, each for a new order with its own
 ticket codes. Exits non-zero above the steady-state target.
@@ -20,33 +20,17 @@ import importlib
 import statistics
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 # This checkout's payverify, not whichever one the virtualenv's editable install points at.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from payverify.mail.sender import OutboxSender  # noqa: E402
+from payverify.mail.compose import compose  # noqa: E402
 from payverify_dev.mail_samples import SETTINGS, confirmation_row  # noqa: E402
 
 # What the first message loads lazily (sender.py and render.py import them on first use).
 MAIL_MODULES = ("payverify.mail.render", "payverify.mail.ticket_pdf", "payverify.mail.calendar_entry")
-
-
-class TicketsOnly:
-    """Stands in for the database: `_compose` reads one order's tickets in a transaction, nothing else."""
-
-    def __init__(self) -> None:
-        self.tickets: list[dict] = []
-
-    @contextmanager
-    def transaction(self):
-        yield self
-
-    def all(self, name: str, **params: object) -> list[dict]:
-        assert name == "order_tickets", name
-        return self.tickets
 
 
 def main() -> int:
@@ -59,8 +43,6 @@ def main() -> int:
     import payverify
 
     print(f"payverify from {Path(payverify.__file__).parent}")
-    db = TicketsOnly()
-    sender = OutboxSender(SETTINGS, db)  # type: ignore[arg-type]  # the stub has what _compose uses
     rows = [confirmation_row(n, tickets=args.tickets) for n in range(args.messages + 1)]  # before the clock runs
 
     started = time.process_time()
@@ -70,11 +52,11 @@ def main() -> int:
     from payverify.mail.render import Renderer
 
     def build(n: int, renderer: Renderer) -> None:
-        row, db.tickets = rows[n]
-        sender._compose(row, renderer)[0]
+        row, tickets = rows[n]
+        compose(row, tickets, SETTINGS, renderer)
 
     started = time.process_time()
-    renderer = Renderer(SETTINGS)  # once per send_due, as the sender does it
+    renderer = Renderer(SETTINGS)  # once per sender or worker process
     build(0, renderer)
     first_ms = (time.process_time() - started) * 1000
 

@@ -6,8 +6,11 @@ offer STARTTLS with a given certificate, require a login.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -43,6 +46,7 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        await self.owner._wait_if_held()
         scripted = self.owner._next("data")
         if scripted == "drop":
             # The message arrived, then the connection dies before the 250: the client cannot know.
@@ -63,6 +67,7 @@ class SmtpCapture:
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[str]] = {"data": deque(), "rcpt": deque()}
         self._messages: list[Captured] = []
+        self._hold: tuple[int, Callable[[], bool], float] | None = None
         self.save_dir = save_dir
         self._login = login
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
@@ -106,6 +111,19 @@ class SmtpCapture:
         'drop' for DATA keeps the message and drops the connection before answering."""
         with self._lock:
             self._scripts[command].extend(replies)
+
+    def hold(self, after: int, until: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Once `after` messages are in, keep every further DATA waiting until `until()` is true
+        (or `timeout` seconds): e.g. until the sender's compose workers are ready."""
+        self._hold = (after, until, timeout)
+
+    async def _wait_if_held(self) -> None:
+        if self._hold is None:
+            return
+        after, until, timeout = self._hold
+        give_up = time.monotonic() + timeout
+        while len(self.messages) >= after and not until() and time.monotonic() < give_up:
+            await asyncio.sleep(0.05)
 
     def _next(self, command: str) -> str | None:
         with self._lock:

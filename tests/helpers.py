@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from payverify.db import Database
@@ -42,3 +43,12 @@ def normalised_columns(db: Database, tables: Iterable[str] | None = None) -> lis
 
 def max_in_any_second(times: list[float]) -> int:
     return max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+
+
+def log_has(log_file: str | Path, event: str) -> bool:
+    """Whether the payverify JSON log file has a line for `event` yet."""
+    try:
+        text = Path(log_file).read_text("utf-8")
+    except FileNotFoundError:
+        return False
+    return f'"event": "{event}"' in text or f'"event":"{event}"' in text

@@ -2,16 +2,18 @@
 verification threads need (a confirmation is ~10 ms of pure CPU; SumUp's answers are I/O).
 
 A small run never starts them: the senders compose in their own threads until they have been busy
-for BUSY_STREAK messages in a row without finding the outbox empty. Then COMPOSE_PROCESSES are
-spawned (fresh interpreters: no fork of a threaded process, no inherited connections), and composed
-messages come back as bytes. The workers get the settings with every secret removed, see no
-database and no SMTP server, and change nothing: the sending thread still claims, sends and marks
-each row, so a lost worker costs only its time. If the pool breaks (a worker killed), the senders
-compose in-thread again for the rest of the run.
+for BUSY_STREAK messages in a row without finding the outbox empty. Then worker_count() processes are
+spawned (fresh interpreters: no fork of a threaded process, no inherited connections), niced so the
+verification and the database come first; composed messages come back as bytes, and each sender has
+its next row composed while it sends the current one. The workers get the settings with every secret
+removed, see no database and no SMTP server, and change nothing: the sending thread still claims,
+sends and marks each row, so a lost worker costs only its time. If the pool breaks (a worker
+killed), the senders compose in-thread again for the rest of the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -19,6 +21,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -38,12 +41,14 @@ log = structlog.get_logger("payverify.mail.compose_pool")
 BUSY_STREAK = 25
 # A composition takes milliseconds; one that takes this long means the worker is stuck.
 COMPOSE_TIMEOUT_SECONDS = 60.0
+# Composing is the run's batch work: the verification threads and the database come first for the CPU.
+WORKER_NICENESS = 10
 
 
 def worker_count(smtp_connections: int) -> int:
-    """One process per SMTP session, leaving one core to the verification (and at least one)."""
+    """One process per SMTP session, at most one per core (they run niced: verification comes first)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(smtp_connections, cores - 1))
+    return max(1, min(smtp_connections, cores))
 
 
 def without_secrets(settings: Settings) -> Settings:
@@ -64,7 +69,6 @@ class ComposePool:
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future[None] | None = None
         self._broken = False
-        self._in_flight = 0
 
     def busy(self) -> None:
         """A sender claimed a row: one more in a busy streak; at BUSY_STREAK, start the workers."""
@@ -77,42 +81,55 @@ class ComposePool:
             # Until the workers have imported what they need, the senders go on composing themselves.
             self._ready = self._pool.submit(_ready)
             log.info("mail.compose_pool_started", processes=self._processes)
+            self._ready.add_done_callback(partial(_say_ready, time.monotonic()))
 
     def idle(self) -> None:
         """A sender found nothing due: the streak ends (started workers stay for the rest of the run)."""
         with self._lock:
             self._streak = 0
 
-    def compose(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None, *,
-                here_when_busy: bool = False) -> mime.Composed | None:
-        """The message composed by a worker process, or None: compose it in the calling thread.
-        `here_when_busy` (the sweep has finished, the calling process has a core to spare): None
-        rather than wait while every worker is busy."""
+    def start(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> Future[mime.Composed] | None:
+        """Begin composing in a worker; None when none is running (not started, starting, or lost)."""
         with self._lock:
             pool, ready = self._pool, self._ready
             if self._broken or pool is None or ready is None or not ready.done():
                 return None
-            if here_when_busy and self._in_flight >= self._processes:
-                return None
-            self._in_flight += 1
         try:
-            ready.result()
-            return pool.submit(_compose, row, tickets).result(timeout=COMPOSE_TIMEOUT_SECONDS)
-        except (BrokenProcessPool, TimeoutError) as exc:
-            with self._lock:
-                first, self._broken = not self._broken, True
-            if first:
-                log.warning("mail.compose_pool_lost", error=type(exc).__name__)
+            ready.result()  # a worker that could not start: lost
+            return pool.submit(_compose, row, tickets)
+        except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: shut down meanwhile
+            self._lost(exc)
             return None
-        finally:
-            with self._lock:
-                self._in_flight -= 1
+
+    def finish(self, started: Future[mime.Composed]) -> mime.Composed | None:
+        """The message a worker composed; None when the worker was lost (compose it yourself). What
+        composing raised in the worker (a template bug, a bad address) is raised here as it is."""
+        try:
+            return started.result(timeout=COMPOSE_TIMEOUT_SECONDS)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            self._lost(exc)
+            return None
+
+    def compose(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> mime.Composed | None:
+        started = self.start(row, tickets)
+        return None if started is None else self.finish(started)
+
+    def _lost(self, exc: BaseException) -> None:
+        with self._lock:
+            first, self._broken = not self._broken, True
+        if first:
+            log.warning("mail.compose_pool_lost", error=type(exc).__name__)
 
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _say_ready(begun: float, ready: Future[None]) -> None:
+    if not ready.cancelled() and ready.exception() is None:
+        log.info("mail.compose_pool_ready", seconds=round(time.monotonic() - begun, 3))
 
 
 # ---- in the worker process ------------------------------------------------------------------------
@@ -124,6 +141,8 @@ def _start_worker(settings: Settings, parent: int) -> None:
     from payverify.mail.render import Renderer
 
     _worker = (settings, Renderer(settings))
+    with contextlib.suppress(OSError):  # not allowed here: same priority, slower verification at worst
+        os.nice(WORKER_NICENESS)
     # A parent killed outright (SIGKILL, OOM) cannot shut the pool down: do not outlive it.
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 

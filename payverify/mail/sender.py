@@ -10,6 +10,7 @@ and staff get one alert.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ import structlog
 from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.errors import DatabaseError, DatabaseUnavailable
 from payverify.mail import message as mime
 from payverify.mail import outbox
 from payverify.mail.compose import compose
@@ -88,38 +90,70 @@ class OutboxSender:
             return report
         transport = self._transport or SmtpTransport(parse_smtp_url(smtp_url))
         renderer = self._renderer
+        ahead: Claimed | None = None  # the next row, claimed while the current one is sent
+        claimed: Claimed | None
         try:
             while report.sent + report.failed + report.retried < limit:
                 until = feed.deadline if feed is not None else deadline
                 if until is not None and time.monotonic() > until:
                     break
-                mark = feed.mark() if feed is not None else 0
-                with self.db.transaction() as tx:
-                    row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
-                                 fresh_since=feed.fresh_since if feed is not None else None)
-                if self._pool is not None:
-                    (self._pool.idle if row is None else self._pool.busy)()
-                if row is None:
-                    if feed is not None and feed.wait_for_more(mark):
-                        continue
-                    break
+                if ahead is not None:
+                    claimed, ahead = ahead, None
+                else:
+                    mark = feed.mark() if feed is not None else 0
+                    claimed = self._claim(feed)
+                    if self._pool is not None:
+                        (self._pool.idle if claimed is None else self._pool.busy)()
+                    if claimed is None:
+                        if feed is not None and feed.wait_for_more(mark):
+                            continue
+                        break
                 if renderer is None:
                     from payverify.mail.render import Renderer  # Jinja2 only when there is mail to render
 
                     renderer = Renderer(self.settings)
-                failure = self._deliver(row, transport, renderer, report, feed)
+                if claimed.started is not None and report.sent + report.failed + report.retried + 1 < limit:
+                    # Workers compose: have the next one composed while this one goes over SMTP.
+                    ahead = self._claim(feed)
+                failure = self._deliver(claimed, transport, renderer, report)
                 if failure is not None and failure.connection:
                     report.smtp_down = failure.reason  # the rest waits for the next run
                     break
         finally:
+            if ahead is not None:
+                self._release(ahead)
             if self._transport is None:
                 transport.close()
         return report
 
-    def _deliver(self, row: dict[str, Any], transport: SmtpTransport, renderer: Renderer,
-                 report: SendReport, feed: MailFeed | None = None) -> DeliveryFailed | None:
+    def _claim(self, feed: MailFeed | None) -> Claimed | None:
+        """The next due row, its order's tickets (a confirmation's), and its composing begun when
+        worker processes are running."""
+        with self.db.transaction() as tx:
+            row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
+                         fresh_since=feed.fresh_since if feed is not None else None)
+            if row is None:
+                return None
+            tickets = None
+            if row["kind"] == CONFIRMATION and row["order_id"] is not None:
+                tickets = tx.all("order_tickets", order_id=row["order_id"])
+        return Claimed(row, tickets, self._pool.start(row, tickets) if self._pool is not None else None)
+
+    def _release(self, claimed: Claimed) -> None:
+        """Claimed but never attempted (the run stopped first): due again at once, attempt not counted."""
+        if claimed.started is not None:
+            claimed.started.cancel()
         try:
-            message, composed_by = self._compose(row, renderer, feed)
+            with self.db.transaction() as tx:
+                tx.run("release_outbox_row", id=claimed.row["id"])
+        except (DatabaseError, DatabaseUnavailable) as exc:  # its claim lapses instead (CLAIM_LEASE_SECONDS)
+            log.warning("mail.release_failed", outbox_id=claimed.row["id"], error=str(exc))
+
+    def _deliver(self, claimed: Claimed, transport: SmtpTransport, renderer: Renderer,
+                 report: SendReport) -> DeliveryFailed | None:
+        row = claimed.row
+        try:
+            message, composed_by = self._compose(claimed, renderer)
         except mime.BadAddress as exc:
             self._fail(row, f"cannot be sent: {exc}", report)
             return None
@@ -166,20 +200,24 @@ class OutboxSender:
         report.failed += 1
         log.error("mail.failed", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"], error=reason)
 
-    def _compose(self, row: dict[str, Any], renderer: Renderer,
-                 feed: MailFeed | None = None) -> tuple[mime.Composed, str]:
+    def _compose(self, claimed: Claimed, renderer: Renderer) -> tuple[mime.Composed, str]:
         """The message, and who composed it: a worker process, or this thread."""
-        tickets = None
-        if row["kind"] == CONFIRMATION and row["order_id"] is not None:
-            with self.db.transaction() as tx:
-                tickets = tx.all("order_tickets", order_id=row["order_id"])
-        composed = None
-        if self._pool is not None:  # once the sweep is over, this process has CPU to spare for it
-            composed = self._pool.compose(row, tickets, here_when_busy=feed is None or feed.done)
-        if composed is not None:
-            faults.point("after_worker_composed")
-            return composed, "worker"
-        return compose(row, tickets, self.settings, renderer), "sender"
+        if claimed.started is not None and self._pool is not None:
+            composed = self._pool.finish(claimed.started)
+            if composed is not None:
+                faults.point("after_worker_composed")
+                return composed, "worker"
+        return compose(claimed.row, claimed.tickets, self.settings, renderer), "sender"
+
+
+@dataclass
+class Claimed:
+    """An outbox row claimed for sending, with its order's tickets (a confirmation's, else None) and,
+    when worker processes compose, the composing they have begun."""
+
+    row: dict[str, Any]
+    tickets: list[dict[str, Any]] | None
+    started: Future[mime.Composed] | None = None
 
 
 def mail_failed_alert(row: dict[str, Any], reason: str, settings: Settings) -> outbox.OutboxMessage:

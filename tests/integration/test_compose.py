@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import re
 import signal
 import smtplib
 import time
@@ -92,11 +93,18 @@ def test_workers_get_no_secret():
 
 
 def essence(data: bytes) -> list[tuple]:
-    """Every part's content type, filename and decoded content, and the top headers but Date (the
-    boundaries are random, the Date is the moment of composing)."""
+    """Every part's content type, filename and decoded content, and the top headers, but for the
+    moment of composing (the Date header, the calendar entry's DTSTAMP) and the random boundaries."""
     message = message_from_bytes(data, policy=mime.POLICY)
     headers = [(k, str(v)) for k, v in message.items() if k not in ("Date", "Content-Type")]
-    return [headers, *((part.get_content_type(), part.get_filename(), part.get_content())
+
+    def content(part):
+        body = part.get_content()
+        if part.get_content_type() == "text/calendar":
+            body = re.sub(r"DTSTAMP:\S+", "DTSTAMP:-", body)
+        return body
+
+    return [headers, *((part.get_content_type(), part.get_filename(), content(part))
                        for part in message.walk() if not part.is_multipart())]
 
 
@@ -178,11 +186,12 @@ def test_a_killed_worker_leaves_the_composing_to_the_senders(uncached_structlog)
         pool.close()
 
 
-def test_worker_count_leaves_a_core_to_verification(monkeypatch):
+def test_one_worker_per_smtp_session_and_at_most_one_per_core(monkeypatch):
     monkeypatch.setattr(compose_pool.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert compose_pool.worker_count(2) == 1
+    assert compose_pool.worker_count(2) == 2
+    assert compose_pool.worker_count(1) == 1
     monkeypatch.setattr(compose_pool.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert compose_pool.worker_count(2) == 1
     monkeypatch.setattr(compose_pool.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert compose_pool.worker_count(2) == 2
-    assert compose_pool.worker_count(16) == 7
+    assert compose_pool.worker_count(16) == 8

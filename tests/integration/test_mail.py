@@ -18,7 +18,7 @@ from payverify.exitcodes import ExitStatus
 from payverify.mail.compose_pool import BUSY_STREAK, worker_count
 from payverify_dev.sumup_server import checkout_body
 from tests.conftest import ROOT
-from tests.helpers import rows, scalar
+from tests.helpers import log_has, rows, scalar
 
 
 @pytest.fixture
@@ -418,6 +418,8 @@ def test_a_backlog_is_composed_by_worker_processes_and_each_mail_sent_once(seed,
     assert run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": "smtp://127.0.0.1:1"}).returncode == 0
     assert smtp.messages == []
     make_due(db)
+    # However slowly the workers start on a loaded machine, the last messages wait for them.
+    smtp.hold(BUSY_STREAK, lambda: log_has(env["PAYVERIFY_LOG_FILE"], "mail.compose_pool_ready"))
     result = run_payverify("sweep")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -431,3 +433,28 @@ def test_a_backlog_is_composed_by_worker_processes_and_each_mail_sent_once(seed,
         _, _, attachments = parts(mail.parsed())
         (page,) = PdfReader(BytesIO(attachments["application/pdf"].get_content())).pages
         assert codes[order.id] in page.extract_text().replace("\n", "")
+
+
+def test_a_run_that_stops_gives_back_the_row_it_claimed_ahead(seed, shop, db, smtp, env, run_payverify):
+    """With workers composing, a sender claims its next row while it sends the current one. When the
+    server goes away (421) the run stops: the row it sent gets its backoff, the row it had claimed
+    ahead is due again at once with no attempt counted, and nothing else was touched."""
+    count, refused_at = 60, 50
+    orders = [seed.order([(shop["standing"], 1)], event_id=shop["event"], email=f"fan{i}@example.com")
+              for i in range(count)]
+    assert run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": "smtp://127.0.0.1:1"}).returncode == 0
+    make_due(db)
+    before = {r["id"]: r["attempts"] for r in rows(db, "SELECT id, attempts FROM payverify_outbox")}
+    smtp.script("data", *[""] * (refused_at - 1), "421 4.3.0 Going away")
+    smtp.hold(BUSY_STREAK, lambda: log_has(env["PAYVERIFY_LOG_FILE"], "mail.compose_pool_ready"))
+    result = run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_CONNECTIONS": "1"})
+    assert result.returncode == 0, result.stderr
+    log = [json.loads(line) for line in Path(env["PAYVERIFY_LOG_FILE"]).read_text("utf-8").splitlines()]
+    assert any(e["event"] == "mail.sent" and e["composed_by"] == "worker" for e in log), "no worker composed"
+    assert len(smtp.messages) == refused_at - 1
+    after = rows(db, "SELECT id, status, attempts, next_attempt_at > now() AS later FROM payverify_outbox "
+                     "WHERE status = 'pending' ORDER BY id")
+    assert len(after) == len(orders) - (refused_at - 1)
+    (refused,) = [r for r in after if r["later"]]  # the 421: backoff, one attempt more
+    assert refused["attempts"] == before[refused["id"]] + 1
+    assert all(r["attempts"] == before[r["id"]] for r in after if r is not refused)  # the one ahead included

@@ -16,7 +16,7 @@ import pytest
 
 from payverify.mail.outbox import ALERT_RECONNECT
 from tests.conftest import ROOT
-from tests.helpers import rows, scalar, status_of, tickets_of
+from tests.helpers import log_has, rows, scalar, status_of, tickets_of
 from tests.invariants import assert_invariants, check_invariants
 
 FAULT_POINTS = ["after_claim", "after_sumup_answer", "before_settle_commit", "after_settle_commit",
@@ -253,6 +253,7 @@ def test_sigkill_while_workers_compose_leaves_no_worker_behind_and_a_clean_run_c
     assert run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": "smtp://127.0.0.1:1"}).returncode == 0
     with db.transaction() as tx:
         tx.fetch_sql("UPDATE payverify_outbox SET next_attempt_at = now() RETURNING id")
+    smtp.hold(BUSY_STREAK, lambda: log_has(env["PAYVERIFY_LOG_FILE"], "mail.compose_pool_ready"))
     killed = run_payverify("sweep", extra_env={"PAYVERIFY_FAULT": "after_worker_composed"})
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
     deadline = time.monotonic() + 15
