@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import tenacity
@@ -144,6 +144,27 @@ class SumUpClient:
         params = {"checkout_reference": checkout_reference}
         return self._send("GET", url, headers=self._auth(token), params=params)
 
+    def get_me(self, token: Secret) -> Reply:
+        """The account the token acts for (`merchant_profile.merchant_code`): a platform key names no merchant."""
+        return self._send("GET", f"{self._base}/v0.1/me", headers=self._auth(token))
+
+    def list_transactions(self, merchant_code: str, token: Secret, *,
+                          params: dict[str, str | list[str]] | None = None,
+                          next_query: str | None = None) -> Reply:
+        """One page of the merchant's transaction history.
+
+        `params` are the first page's filters (a list value repeats its key: `statuses[]`). `next_query`
+        is a next link's `href`; it carries the original filters and the cursor, so it replaces `params`.
+        """
+        if merchant_code.strip(".") == "":
+            raise ValueError("merchant code is empty or a dot segment")
+        url = f"{self._base}/v2.1/merchants/{quote(merchant_code, safe='')}/transactions/history"
+        if next_query is not None:
+            # Only the href's query is used, on our own base URL and path: a link naming another host
+            # or path must never take the bearer token there.
+            return self._send("GET", f"{url}?{history_query(next_query)}", headers=self._auth(token))
+        return self._send("GET", url, headers=self._auth(token), params=params)
+
     def refresh_token(self, refresh_token: Secret, client_id: str, client_secret: Secret) -> TokenGrant:
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token.reveal(),
                 "client_id": client_id, "client_secret": client_secret.reveal()}
@@ -233,6 +254,23 @@ class SumUpClient:
         else:
             return _decode(resp, bytes(body))
         raise cut_off from None
+
+
+def history_query(href: str) -> str:
+    """The query string of a history `next` link: a bare query ("limit=10&..."), "?..." or a URL/path.
+
+    Raises ValueError when there is none: re-requesting the bare path would start again from page one.
+    """
+    href = href.strip().split("#", 1)[0]
+    if "?" in href:
+        query = href.split("?", 1)[1]
+    elif href.startswith("/") or urlsplit(href).scheme:  # a URL or path without a query
+        query = ""
+    else:
+        query = href
+    if not query.strip("&"):
+        raise ValueError("the next link carries no query string")
+    return query
 
 
 def _decode(resp: requests.Response, body: bytes) -> str:
