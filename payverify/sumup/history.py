@@ -1,0 +1,172 @@
+"""SumUp's transaction history, read page by page for reconciliation (no database, no HTTP of its own).
+
+Every field of a history item is optional in SumUp's spec, so an item is parsed leniently: a field
+that is missing or of the wrong type becomes None and the rest of the item is kept. The page itself
+must be what the spec says (an object with an `items` list), else the history is unreadable: a
+reconciliation must never take a page it did not understand for "no transactions".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from payverify.errors import PayverifyError
+from payverify.exitcodes import ExitStatus
+from payverify.sumup.client import Reply, history_query
+
+# Beyond these a value is not an amount (and would overflow Decimal arithmetic downstream).
+_MAX_AMOUNT = Decimal(10) ** 12
+_MAX_DECIMALS = 8
+
+
+class HistoryUnreadable(PayverifyError):
+    """The history could not be read to its end. `reason` is one line naming no body, token or URL."""
+
+    exit_status = ExitStatus.SUMUP_UNAVAILABLE
+
+    def __init__(self, reason: str, *, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.http_status = http_status  # set when SumUp answered a status other than 200 (401: refresh)
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    id: str | None
+    transaction_code: str | None
+    amount: Decimal | None
+    currency: str | None
+    status: str | None          # upper-cased; open enum (SUCCESSFUL, REFUNDED, CHARGE_BACK, ...)
+    type: str | None            # PAYMENT, REFUND, CHARGE_BACK, ...
+    payment_type: str | None    # ECOM, POS, CASH, ...: only ECOM can be a ticket order
+    timestamp: datetime | None  # in UTC; None when absent or without a zone
+    refunded_amount: Decimal | None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[HistoryItem]
+    next_query: str | None  # the next link's href, as list_transactions(next_query=...) takes it
+
+
+def parse_page(text: str) -> Page:
+    """One history page. Raises HistoryUnreadable unless it is an object with an `items` list."""
+    try:
+        data = json.loads(text, parse_float=Decimal)
+    except (ValueError, RecursionError):
+        raise HistoryUnreadable("the reply was not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise HistoryUnreadable("the reply was not a transaction list")
+    items = [_item(raw) for raw in data["items"] if isinstance(raw, dict)]
+    return Page(items=items, next_query=_next_href(data.get("links")))
+
+
+def walk(fetch: Callable[[str | None], Reply], *, deadline: float,
+         clock: Callable[[], float] = time.monotonic) -> Iterator[HistoryItem]:
+    """Every item of the history, following next links: `fetch(None)` for the first page, then
+    `fetch(next_query)`. One page is held at a time, however long the history.
+
+    Raises HistoryUnreadable on a reply other than 200, a page not understood, a next link that
+    repeats the previous one, or when `clock()` has passed `deadline` before a further page.
+    SumUpUnavailable from `fetch` (no reply at all) propagates unchanged.
+    """
+    query: str | None = None
+    previous: str | None = None  # the previous next link's query, to notice a loop
+    pages = 0
+    while True:
+        if pages and clock() > deadline:
+            raise HistoryUnreadable(f"time budget spent after {pages} page{'' if pages == 1 else 's'}")
+        reply = fetch(query)
+        pages += 1
+        if reply.status != 200:
+            raise HistoryUnreadable(f"SumUp answered HTTP {reply.status}", http_status=reply.status)
+        page = parse_page(reply.text)
+        del reply  # a page's text can be a MiB: hold only the parsed page while yielding
+        yield from page.items
+        if page.next_query is None:
+            return
+        current = history_query(page.next_query)  # parse_page has checked it has one
+        if current == previous:
+            raise HistoryUnreadable(f"the next link repeated the previous one after {pages} pages")
+        previous, query = current, page.next_query
+        del page
+
+
+def merchant_code_of(me_text: str) -> str | None:
+    """`merchant_profile.merchant_code` of a /v0.1/me body; None when absent or not a string."""
+    try:
+        data = json.loads(me_text)
+    except (ValueError, RecursionError):
+        return None
+    profile = data.get("merchant_profile") if isinstance(data, dict) else None
+    code = profile.get("merchant_code") if isinstance(profile, dict) else None
+    return (code.strip() or None) if isinstance(code, str) else None
+
+
+def _next_href(links: Any) -> str | None:
+    # Links absent or malformed: no next page. A next link that is there but has no query cannot be
+    # followed, and stopping there would pass a truncated history off as complete: unreadable.
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str):
+            href: str = link["href"]
+            try:
+                history_query(href)
+            except ValueError:
+                raise HistoryUnreadable("the next link carries no query string") from None
+            return href
+    return None
+
+
+def _item(data: dict[str, Any]) -> HistoryItem:
+    return HistoryItem(
+        id=_text(data.get("id")),
+        transaction_code=_text(data.get("transaction_code")),
+        amount=_amount(data.get("amount")),
+        currency=_upper(data.get("currency")),
+        status=_upper(data.get("status")),
+        type=_upper(data.get("type")),
+        payment_type=_upper(data.get("payment_type")),
+        timestamp=_time(data.get("timestamp")),
+        refunded_amount=_amount(data.get("refunded_amount")),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def _upper(value: Any) -> str | None:
+    text = _text(value)
+    return text.upper() if text is not None else None
+
+
+def _amount(value: Any) -> Decimal | None:
+    # A JSON number in major units (parsed as Decimal: 10.10 stays 10.10). A string, bool, non-finite
+    # or absurd value is not an amount.
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        return None
+    amount = Decimal(value) if isinstance(value, int) else value
+    exponent = amount.as_tuple().exponent  # an int for a finite value; "n", "N" or "F" otherwise
+    if not isinstance(exponent, int) or abs(amount) >= _MAX_AMOUNT or exponent < -_MAX_DECIMALS:
+        return None
+    return amount
+
+
+def _time(value: Any) -> datetime | None:
+    # A time without a zone cannot be placed: None rather than a guess.
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.utcoffset() is not None else None
