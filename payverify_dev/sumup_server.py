@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import datetime as _dt
 import json
+import re
 import secrets
 import socket
 import ssl
@@ -20,7 +21,11 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from payverify_dev.sumup_history import HistoryLedger, history_item, mirror_checkout
+
 CHECKOUTS = "/v0.1/checkouts"
+ME = "/v0.1/me"
+_HISTORY = re.compile(r"/v2\.1/merchants/([^/]+)/transactions/history/?")
 _NOT_FOUND = {"error_code": "NOT_FOUND", "message": "Resource not found"}  # the spec's Error
 # SumUp's OpenAPI document declares 401 on the checkout routes as an RFC 9457 problem (type is required).
 _UNAUTHORIZED = {"type": "about:blank", "title": "Unauthorized", "status": 401,
@@ -95,6 +100,7 @@ class RequestRecord:
     token_kind: str           # "api_key" | "access_token" | "unknown"
     status: int | None        # None: no reply sent (reset, or server stopping) or not answered yet
     timestamp: float          # time.monotonic() on arrival
+    history_of: str | None = None  # the merchant code, for GET .../transactions/history only
 
 
 class _Server(ThreadingHTTPServer):
@@ -150,6 +156,8 @@ class FakeSumUp:
         self._refresh: dict[str, list] = {}                     # token -> [merchant, revoked]; insertion order
         self._checkouts: dict[str, tuple[str | None, dict]] = {}  # id -> (owner, body)
         self._scripts: dict[str, deque[Scripted]] = {}
+        self._ledgers: dict[str, HistoryLedger] = {}          # merchant -> its transaction history
+        self._history_scripts: dict[str, deque[Scripted]] = {}
         self._token_script: deque[Scripted] = deque()
         self._global_fault: Scripted | None = None
         self._requests: list[RequestRecord] = []
@@ -231,12 +239,20 @@ class FakeSumUp:
 
     # ---- checkouts and faults ------------------------------------------------------------------
     def add_checkout(self, body: dict, *, owner: str | None = None) -> None:
+        """Serve `body`; its SUCCESSFUL transactions also enter the owner's transaction history."""
         with self._lock:
-            self._checkouts[body["id"]] = (owner or body.get("merchant_code"), copy.deepcopy(body))
+            owner = owner or body.get("merchant_code")
+            self._checkouts[body["id"]] = (owner, copy.deepcopy(body))
+            if owner:
+                mirror_checkout(self._ledgers.setdefault(owner, HistoryLedger()), body)
 
     def update_checkout(self, checkout_id: str, **fields) -> None:
+        """Change the checkout; a SUCCESSFUL transaction it newly lists enters the history too."""
         with self._lock:
-            self._checkouts[checkout_id][1].update(copy.deepcopy(fields))
+            owner, body = self._checkouts[checkout_id]
+            body.update(copy.deepcopy(fields))
+            if owner:
+                mirror_checkout(self._ledgers.setdefault(owner, HistoryLedger()), body)
 
     def get_checkout(self, checkout_id: str) -> dict | None:
         with self._lock:
@@ -252,8 +268,55 @@ class FakeSumUp:
             self._token_script.extend(replies)
 
     def set_global_fault(self, reply: Scripted | None) -> None:
+        """Answer every checkout, history and /v0.1/me request with `reply` until cleared (not /token)."""
         with self._lock:
             self._global_fault = reply
+
+    # ---- transaction history -------------------------------------------------------------------
+    def add_transaction(self, merchant_code: str, *, transaction_code: str, amount: Decimal | str | int,
+                        currency: str = "GBP", status: str = "SUCCESSFUL", payment_type: str = "ECOM",
+                        type: str = "PAYMENT", timestamp: _dt.datetime | None = None,
+                        refunded_amount: Decimal | str | None = None, id: str | None = None) -> dict:
+        """Add one transaction to the merchant's history (timestamp: now) and return the item as served.
+
+        Back-dated, it counts as created then: changes_since after it finds it only once updated."""
+        if timestamp is not None and timestamp.utcoffset() is None:
+            raise ValueError("timestamp must be timezone-aware")
+        when = timestamp or _dt.datetime.now(_dt.UTC)
+        item = history_item(
+            id=id or str(uuid.uuid4()), transaction_code=transaction_code, amount=Decimal(str(amount)),
+            currency=currency, status=status, payment_type=payment_type, type=type, timestamp=when,
+            refunded_amount=None if refunded_amount is None else Decimal(str(refunded_amount)))
+        with self._lock:
+            ledger = self._ledgers.setdefault(merchant_code, HistoryLedger())
+            return copy.deepcopy(ledger.add(item, timestamp=when))
+
+    def update_transaction(self, merchant_code: str, transaction_code: str, /, **fields) -> dict:
+        """Change a transaction (e.g. status="REFUNDED", refunded_amount=...; or "CHARGE_BACK") and mark it
+        modified now, so `changes_since` finds it. Fields are merged verbatim; returns the item as served."""
+        with self._lock:
+            ledger = self._ledgers.get(merchant_code)
+            if ledger is None or transaction_code not in ledger:
+                raise KeyError(f"{merchant_code} has no transaction {transaction_code!r}")
+            item = ledger.update(transaction_code, copy.deepcopy(fields), now=_dt.datetime.now(_dt.UTC))
+            return copy.deepcopy(item)
+
+    def get_transaction(self, merchant_code: str, transaction_code: str) -> dict | None:
+        with self._lock:
+            ledger = self._ledgers.get(merchant_code)
+            item = ledger.get(transaction_code) if ledger is not None else None
+            return copy.deepcopy(item)
+
+    def script_history(self, merchant_code: str, *replies: Scripted) -> None:
+        """Replies for that merchant's history route, one per request, before normal paging resumes."""
+        with self._lock:
+            self._history_scripts.setdefault(merchant_code, deque()).extend(replies)
+
+    def history_requests(self, merchant_code: str | None = None) -> list[RequestRecord]:
+        """The history requests (for one merchant, or all), in arrival order: one per page asked."""
+        with self._lock:
+            return [dataclasses.replace(r) for r in self._requests if r.history_of is not None
+                    and (merchant_code is None or r.history_of == merchant_code)]
 
     # ---- observability -------------------------------------------------------------------------
     @property
@@ -305,8 +368,12 @@ class FakeSumUp:
         path, method = parts.path, h.command
         auth = h.headers.get("Authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        route, cid = None, None
-        if method == "GET" and path.rstrip("/") == CHECKOUTS:
+        route, cid, history_of = None, None, None
+        if method == "GET" and (match := _HISTORY.fullmatch(path)):
+            route, history_of = "history", unquote(match.group(1))
+        elif method == "GET" and path.rstrip("/") == ME:
+            route = "me"
+        elif method == "GET" and path.rstrip("/") == CHECKOUTS:
             route = "list"
         elif method == "GET" and path.startswith(CHECKOUTS + "/") and "/" not in path[len(CHECKOUTS) + 1:]:
             route, cid = "checkout", unquote(path[len(CHECKOUTS) + 1:])
@@ -314,13 +381,15 @@ class FakeSumUp:
             route = "token"
         with self._lock:
             kind = "api_key" if token in self._api_keys else "access_token" if token in self._access else "unknown"
-            rec = RequestRecord(method, h.path, cid, kind, None, arrival)
+            rec = RequestRecord(method, h.path, cid, kind, None, arrival, history_of)
             self._requests.append(rec)
             scripted = None
-            if route in ("list", "checkout") and self._global_fault is not None:
+            if route in ("list", "checkout", "history", "me") and self._global_fault is not None:
                 scripted = self._global_fault
             elif route == "checkout" and self._scripts.get(cid):
                 scripted = self._scripts[cid].popleft()
+            elif route == "history" and self._history_scripts.get(history_of):
+                scripted = self._history_scripts[history_of].popleft()
             elif route == "token" and self._token_script:
                 scripted = self._token_script.popleft()
         if self._stopping.wait(self.latency) or (scripted and self._stopping.wait(scripted.delay)):
@@ -328,7 +397,7 @@ class FakeSumUp:
         if scripted and scripted.reset:
             return self._abort(h)
         if scripted is None or (scripted.body is None and scripted.status == 200):
-            status, payload, ctype = self._normal(route, cid, token, parse_qs(parts.query), raw)
+            status, payload, ctype = self._normal(route, cid or history_of, token, parts.query, raw)
             headers = dict(scripted.headers) if scripted else {}
         else:
             status, headers, body = scripted.status, dict(scripted.headers), scripted.body
@@ -345,19 +414,25 @@ class FakeSumUp:
             rec.status = status
         self._send(h, status, payload, headers, truncate=bool(scripted and scripted.truncate))
 
-    def _normal(self, route, cid, token, query, raw) -> tuple[int, bytes, str]:
+    def _normal(self, route, key, token, query, raw) -> tuple[int, bytes, str]:
+        """Normal handling; `key` is the checkout id or, on the history route, the merchant code."""
         with self._lock:
             if route == "token":
                 status, body = self._token(raw)
             elif route is None:
                 status, body = 404, _NOT_FOUND
-            elif (merchant := self._merchant_for(token)) is None:
+            elif (merchant := self._merchant_for(token)) is None or (route == "history" and merchant != key):
                 return 401, dumps(_UNAUTHORIZED).encode(), "application/problem+json"
+            elif route == "me":
+                status, body = 200, {"account": {"type": "normal"},
+                                     "merchant_profile": {"merchant_code": merchant, "country": "GB"}}
+            elif route == "history":
+                status, body = self._ledgers.get(merchant, HistoryLedger()).page(query)
             elif route == "checkout":
-                owner, co = self._checkouts.get(cid, (None, None))
+                owner, co = self._checkouts.get(key, (None, None))
                 status, body = (200, co) if co is not None and owner == merchant else (404, _NOT_FOUND)
             else:
-                refs = query.get("checkout_reference")
+                refs = parse_qs(query).get("checkout_reference")
                 status, body = 200, [co for owner, co in self._checkouts.values() if owner == merchant
                                      and (refs is None or co.get("checkout_reference") in refs)]
             return status, dumps(body).encode(), "application/json"
