@@ -8,6 +8,13 @@ Models, per body kind (as the SDK's `checkouts` resource reads each reply):
   (= list[CheckoutSuccess])
 - 401 on either checkout route:                sumup.types.Problem (RFC 9457)
 - 404 on GET /v0.1/checkouts/{id}:             sumup.types.Error
+- GET /v2.1/merchants/{code}/transactions/history, 200:
+                                               sumup.transactions.resource.ListTransactionsV21200Response
+  (its items: sumup.types.TransactionHistory; its links: sumup.types.TransactionsHistoryLink)
+- 400 on the history route:                    sumup.types.Error; 401 there: sumup.types.Problem
+- GET /v0.1/me, 200:                           no model: the `sumup` 0.4.0 package has no /v0.1/me.
+  Checked against the fields of the legacy MerchantAccount as SumUp's Go SDK (sumup/sumup-go,
+  merchant/merchant.go) still generates it; its 401 against sumup.types.Problem.
 - POST /token (OAuth refresh):                 no model. The SDK's sumup.types.Token belongs to its
   merchant-token endpoint (no refresh token, 15-minute lifetime), not to OAuth: those bodies are
   checked against SUMUP.md's description (success) and RFC 6749 section 5.2 (errors) instead.
@@ -15,6 +22,7 @@ Models, per body kind (as the SDK's `checkouts` resource reads each reply):
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import types
 import typing
@@ -24,9 +32,18 @@ import pydantic
 import pytest
 import requests
 from sumup.checkouts.resource import ListCheckouts200Response
-from sumup.types import CheckoutSuccess, CheckoutSuccessTransaction, Error, Problem
+from sumup.transactions.resource import ListTransactionsV21200Response
+from sumup.types import (
+    CheckoutSuccess,
+    CheckoutSuccessTransaction,
+    Error,
+    Problem,
+    TransactionHistory,
+    TransactionsHistoryLink,
+)
 
 from payverify.sumup.answer import AnswerKind, answer_from_reply
+from payverify.sumup.history import merchant_code_of, parse_page
 from payverify_dev.sumup_server import FakeSumUp, checkout_body
 
 MERCHANT, OTHER = "MH4H92C7", "MOTHER01"
@@ -332,3 +349,124 @@ def test_payverify_sorts_sdk_built_transactions():
     assert [t.status for t in paid.successful_transactions] == ["SUCCESSFUL"] and paid.reversed_transactions == ()
     assert [t.status for t in refunded.reversed_transactions] == ["REFUNDED"]
     assert refunded.successful_transactions == ()
+
+
+# -- the transaction history and /v0.1/me ---------------------------------------------------------
+
+HISTORY = f"/v2.1/merchants/{MERCHANT}/transactions/history"
+WHEN = dt.datetime(2026, 8, 20, 10, 3, 12, 876000, tzinfo=dt.UTC)
+
+HISTORY_ITEMS = {
+    "a payment": lambda f: f.add_transaction(MERCHANT, transaction_code="TEENSK4W2K", amount="25.0"),
+    "amount 10.10, EUR": lambda f: f.add_transaction(MERCHANT, transaction_code="T1", amount="10.10",
+                                                     currency="EUR", timestamp=WHEN),
+    "a refunded payment": lambda f: f.add_transaction(MERCHANT, transaction_code="T2", amount="25.0",
+                                                      status="REFUNDED", refunded_amount="25.0"),
+    "a refund": lambda f: f.add_transaction(MERCHANT, transaction_code="T3", amount="5", type="REFUND"),
+    "a failed card payment at the stand": lambda f: f.add_transaction(
+        MERCHANT, transaction_code="T4", amount="3.50", status="FAILED", payment_type="POS"),
+    "cash": lambda f: f.add_transaction(MERCHANT, transaction_code="T5", amount="2", payment_type="CASH"),
+    "a paid checkout": lambda f: f.add_checkout(checkout_body(CID, REF, "25.0", "GBP", MERCHANT, "PAID")),
+    "refunded later": lambda f: (f.add_transaction(MERCHANT, transaction_code="T6", amount="25.0"),
+                                 f.update_transaction(MERCHANT, "T6", status="REFUNDED",
+                                                      refunded_amount=Decimal("10"))),
+}
+
+
+@pytest.mark.parametrize("case", list(HISTORY_ITEMS))
+def test_history_as_served_conforms_to_list_transactions_response(fake, http, case):
+    """The history page, and each item in it, is fully described by ListTransactionsV21200Response and
+    TransactionHistory (keys, exact JSON types, documented enum values)."""
+    HISTORY_ITEMS[case](fake)
+    r = get(http, fake, HISTORY)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+    assert_conforms(ListTransactionsV21200Response, r.text)
+    (item,) = json.loads(r.text)["items"]
+    assert_conforms(TransactionHistory, json.dumps(item))
+
+
+def test_history_paging_links_conform(fake, http):
+    """A page with a next link and the last page both conform; the link is a TransactionsHistoryLink."""
+    for i in range(3):
+        fake.add_transaction(MERCHANT, transaction_code=f"T{i}", amount="1.5")
+    first = get(http, fake, HISTORY, params={"limit": "2", "statuses[]": ["SUCCESSFUL", "REFUNDED"]})
+    assert_conforms(ListTransactionsV21200Response, first.text)
+    (link,) = ListTransactionsV21200Response.model_validate_json(first.text).links
+    assert isinstance(link, TransactionsHistoryLink) and link.rel == "next"
+    last = get(http, fake, f"{HISTORY}?{link.href}")
+    assert_conforms(ListTransactionsV21200Response, last.text)
+    assert ListTransactionsV21200Response.model_validate_json(last.text).links == []
+
+
+def test_charge_back_history_status_is_the_only_departure(fake, http):
+    """A CHARGE_BACK status (seen live, not in TransactionStatus) is the only departure from the SDK's model."""
+    fake.add_transaction(MERCHANT, transaction_code="T1", amount="25.0")
+    fake.update_transaction(MERCHANT, "T1", status="CHARGE_BACK")
+    text = get(http, fake, HISTORY).text
+    assert ListTransactionsV21200Response.model_validate_json(text).items[0].status == "CHARGE_BACK"
+    (problem,) = conformance_problems(ListTransactionsV21200Response, text)
+    assert problem.startswith("$.items[0].status: 'CHARGE_BACK' is not a documented value")
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=ten", "order=sideways", "oldest_time=yesterday",
+                                   "changes_since=", "newest_ref=nobody", "order=ascending&order=descending"])
+def test_history_400_conforms_to_error(fake, http, query):
+    """Parameters SumUp would refuse get 400 with an Error body, as the SDK reads 400 on this route."""
+    r = get(http, fake, f"{HISTORY}?{query}")
+    assert r.status_code == 400
+    assert_conforms(Error, r.text)
+    assert Error.model_validate_json(r.text).message
+
+
+@pytest.mark.parametrize("token", ["nope", OTHER_KEY])
+def test_history_401_conforms_to_problem(fake, http, token):
+    """An unknown token, or another merchant's, gets the RFC 9457 problem the SDK reads for 401 here."""
+    r = get(http, fake, HISTORY, token=token)
+    assert r.status_code == 401 and r.headers["Content-Type"] == "application/problem+json"
+    assert_conforms(Problem, r.text)
+
+
+def test_payverify_reads_sdk_built_history():
+    """payverify reads an SDK-built history page: exact amounts, statuses, types, UTC times and the next link."""
+    body = ListTransactionsV21200Response(
+        items=[TransactionHistory(id="410fc44a", transaction_code="TEENSK4W2K", amount=10.1, currency="EUR",
+                                  status="REFUNDED", type="PAYMENT", payment_type="ECOM", refunded_amount=2.5,
+                                  timestamp=WHEN, product_summary="2 tickets"),
+               TransactionHistory(transaction_code="TPOS", amount=12, status="SUCCESSFUL", payment_type="POS")],
+        links=[TransactionsHistoryLink(rel="next", href="limit=2&newest_ref=410fc44a")])
+    page = parse_page(sdk_json(body))
+    first, second = page.items
+    assert (first.transaction_code, first.amount, first.refunded_amount, first.currency, first.status,
+            first.type, first.payment_type, first.timestamp) == (
+        "TEENSK4W2K", Decimal("10.1"), Decimal("2.5"), "EUR", "REFUNDED", "PAYMENT", "ECOM", WHEN)
+    assert (second.amount, second.payment_type, second.timestamp) == (Decimal("12"), "POS", None)
+    assert page.next_query == "limit=2&newest_ref=410fc44a"
+
+
+# The legacy MerchantAccount (sumup-go merchant/merchant.go): its top-level fields, its merchant profile's
+# and its account's. The simulator sends a subset; every field is optional there.
+ME_FIELDS = {"account", "app_settings", "merchant_profile", "permissions", "personal_profile"}
+ME_PROFILE_FIELDS = {"address", "bank_accounts", "business_owners", "company_name", "company_registration_number",
+                     "country", "doing_business_as", "extdev", "legal_type", "locale", "merchant_category_code",
+                     "merchant_code", "mobile_phone", "nature_and_purpose", "payout_zone_migrated",
+                     "permanent_certificate_access_code", "settings", "vat_id", "vat_rates", "website"}
+ME_ACCOUNT_FIELDS = {"type": {"normal", "operator"}, "username": None}
+
+
+def test_me_matches_the_legacy_merchant_account(fake, http):
+    """/v0.1/me names only MerchantAccount fields, with the key's merchant code where payverify reads it."""
+    r = get(http, fake, "/v0.1/me")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+    body = r.json()
+    assert set(body) <= ME_FIELDS and set(body["merchant_profile"]) <= ME_PROFILE_FIELDS
+    assert all(isinstance(v, str) for v in body["merchant_profile"].values())
+    assert set(body["account"]) <= set(ME_ACCOUNT_FIELDS) and body["account"]["type"] in ME_ACCOUNT_FIELDS["type"]
+    assert merchant_code_of(r.text) == MERCHANT
+    assert merchant_code_of(get(http, fake, "/v0.1/me", token=OTHER_KEY).text) == OTHER
+
+
+def test_me_401_conforms_to_problem(fake, http):
+    """An unknown token on /v0.1/me gets the same RFC 9457 problem as the other routes."""
+    r = get(http, fake, "/v0.1/me", token="nope")
+    assert r.status_code == 401 and r.headers["Content-Type"] == "application/problem+json"
+    assert_conforms(Problem, r.text)
