@@ -1,0 +1,120 @@
+"""Reconciliation's judgement (payverify/orders/reconcile.py): each kind of discrepancy, its stable key,
+what is never one, and the day's totals."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from payverify.orders import reconcile as r
+from payverify.sumup.history import HistoryItem
+
+MERCHANT = "MH4H92C7"
+PAID_AT = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
+
+
+def item(**overrides) -> HistoryItem:
+    fields = {"id": "t-1", "transaction_code": "TEENSK4W2K", "amount": Decimal("25.00"), "currency": "GBP",
+              "status": "SUCCESSFUL", "type": "PAYMENT", "payment_type": "ECOM", "timestamp": PAID_AT,
+              "refunded_amount": None}
+    return HistoryItem(**{**fields, **overrides})
+
+
+def order(**overrides) -> r.OrderRef:
+    fields = {"id": 42, "order_number": "JE-7F3K2Q", "status": "completed", "total": Decimal("25.00"),
+              "currency": "GBP", "merchant_code": MERCHANT, "transaction_code": "TEENSK4W2K", "paid_at": PAID_AT}
+    return r.OrderRef(**{**fields, **overrides})
+
+
+def test_a_payment_that_matches_its_order_is_counted_not_reported():
+    assert r.judge_completed(item(), order(), MERCHANT) == []
+    assert r.judge_completed(item(amount=Decimal("25")), order(), MERCHANT) == []  # 25 and 25.00 are equal
+    assert r.judge_completed(item(currency="gbp"), order(), MERCHANT) == []
+
+
+def test_a_refund_after_completion_is_reported_with_its_amount():
+    (full,) = r.judge_completed(item(status="REFUNDED", refunded_amount=Decimal("25.00")), order(), MERCHANT)
+    assert full.kind == r.REFUNDED
+    assert (full.order_number, full.order_status, full.transaction_code, full.amount, full.currency) == \
+           ("JE-7F3K2Q", "completed", "TEENSK4W2K", Decimal("25.00"), "GBP")
+    assert "refunded" in full.detail and "JE-7F3K2Q" in full.detail
+    (partial,) = r.judge_completed(item(refunded_amount=Decimal("10.00")), order(), MERCHANT)  # still SUCCESSFUL
+    assert partial.kind == r.REFUNDED
+    assert "10.00 GBP of 25.00 GBP" in partial.detail
+    # A partial refund that later becomes a full one is a new fact: another key.
+    assert partial.key != full.key
+    again = r.judge_completed(item(refunded_amount=Decimal("10.00")), order(), MERCHANT)
+    assert [d.key for d in again] == [partial.key]
+
+
+def test_a_chargeback_after_completion_is_reported():
+    (chargeback,) = r.judge_completed(item(status="CHARGE_BACK"), order(), MERCHANT)
+    assert chargeback.kind == r.CHARGEBACK and chargeback.sumup_status == "CHARGE_BACK"
+    assert chargeback.key == f"{r.CHARGEBACK}:{MERCHANT}:TEENSK4W2K"
+
+
+@pytest.mark.parametrize("overrides", [{"amount": Decimal("20.00")}, {"currency": "EUR"}, {"amount": None},
+                                       {"currency": None}])
+def test_a_different_amount_or_currency_is_reported(overrides):
+    (differs,) = r.judge_completed(item(**overrides), order(), MERCHANT)
+    assert differs.kind == r.AMOUNT_DIFFERS
+    assert "25.00 GBP" in differs.detail
+
+
+def test_a_refunded_payment_of_another_amount_is_both():
+    kinds = [d.kind for d in r.judge_completed(item(status="REFUNDED", amount=Decimal("5.00")), order(), MERCHANT)]
+    assert kinds == [r.REFUNDED, r.AMOUNT_DIFFERS]
+
+
+def test_a_payment_without_a_completed_order_names_the_order_whose_checkout_lists_it():
+    owner = order(status="failed", transaction_code=None)
+    found = r.paid_without_order(item(), MERCHANT, owner)
+    assert (found.kind, found.order_number, found.order_status) == (r.PAID_WITHOUT_ORDER, "JE-7F3K2Q", "failed")
+    assert "failed" in found.detail and "no tickets" in found.detail
+    alone = r.paid_without_order(item(), MERCHANT, None)
+    assert (alone.order_number, alone.order_status) == (None, None)
+    assert "no order was found" in alone.detail
+    assert alone.key == found.key == f"{r.PAID_WITHOUT_ORDER}:{MERCHANT}:TEENSK4W2K"
+
+
+@pytest.mark.parametrize("status", ["FAILED", "CANCELLED", "PENDING"])
+def test_a_completed_order_whose_transaction_took_no_money_is_without_payment(status):
+    (found,) = r.judge_completed(item(status=status), order(), MERCHANT)
+    assert (found.kind, found.key, found.sumup_status) == (r.COMPLETED_WITHOUT_PAYMENT,
+                                                           f"{r.COMPLETED_WITHOUT_PAYMENT}:order:42", status)
+    assert status in found.detail
+
+
+def test_a_completed_order_without_payment_is_keyed_by_the_order():
+    missing = r.completed_without_payment(order())
+    assert missing.kind == r.COMPLETED_WITHOUT_PAYMENT and missing.key == f"{r.COMPLETED_WITHOUT_PAYMENT}:order:42"
+    assert "TEENSK4W2K" in missing.detail
+    no_code = r.completed_without_payment(order(transaction_code=None))
+    assert "no SumUp transaction code" in no_code.detail
+
+
+@pytest.mark.parametrize("overrides", [{"payment_type": "POS"}, {"payment_type": "CASH"}, {"type": "REFUND"},
+                                       {"type": "CHARGE_BACK"}, {"payment_type": None}])
+def test_only_online_payments_can_be_ticket_orders(overrides):
+    assert not r.is_ticket_payment(item(**overrides))
+    totals = r.Totals(zone=ZoneInfo("Europe/Jersey"))
+    totals.payment(MERCHANT, item(**overrides))
+    assert totals.days() == [] and sum(totals.other.values()) == 1
+
+
+def test_totals_per_merchant_local_day_and_currency():
+    totals = r.Totals(zone=ZoneInfo("Europe/Paris"))  # 23:30 UTC on 30 November is 00:30 on 1 December there
+    totals.payment(MERCHANT, item())
+    totals.payment(MERCHANT, item(transaction_code="T2", amount=Decimal("10.10")))
+    totals.payment(MERCHANT, item(transaction_code="T3", status="FAILED"))  # not takings
+    totals.payment(MERCHANT, item(transaction_code="T4", currency="EUR", amount=Decimal("7.00")))
+    totals.order(order())
+    totals.order(order(id=43, total=Decimal("12.00"), paid_at=datetime(2026, 12, 1, 12, 0, tzinfo=UTC)))
+    assert totals.days() == [
+        (MERCHANT, date(2026, 12, 1), "EUR", Decimal("7.00"), Decimal(0)),
+        (MERCHANT, date(2026, 12, 1), "GBP", Decimal("35.10"), Decimal("37.00")),
+    ]
+    assert totals.by_currency() == {"EUR": (Decimal("7.00"), Decimal(0)), "GBP": (Decimal("35.10"), Decimal("37.00"))}
