@@ -26,6 +26,7 @@ from payverify_dev.sumup_history import HistoryLedger, history_item, mirror_chec
 CHECKOUTS = "/v0.1/checkouts"
 ME = "/v0.1/me"
 _HISTORY = re.compile(r"/v2\.1/merchants/([^/]+)/transactions/history/?")
+_TRANSACTION = re.compile(r"/v2\.1/merchants/([^/]+)/transactions/?")  # one, by ?transaction_code=
 _NOT_FOUND = {"error_code": "NOT_FOUND", "message": "Resource not found"}  # the spec's Error
 # SumUp's OpenAPI document declares 401 on the checkout routes as an RFC 9457 problem (type is required).
 _UNAUTHORIZED = {"type": "about:blank", "title": "Unauthorized", "status": 401,
@@ -371,6 +372,8 @@ class FakeSumUp:
         route, cid, history_of = None, None, None
         if method == "GET" and (match := _HISTORY.fullmatch(path)):
             route, history_of = "history", unquote(match.group(1))
+        elif method == "GET" and (match := _TRANSACTION.fullmatch(path)):
+            route, cid = "transaction", unquote(match.group(1))
         elif method == "GET" and path.rstrip("/") == ME:
             route = "me"
         elif method == "GET" and path.rstrip("/") == CHECKOUTS:
@@ -384,7 +387,7 @@ class FakeSumUp:
             rec = RequestRecord(method, h.path, cid, kind, None, arrival, history_of)
             self._requests.append(rec)
             scripted = None
-            if route in ("list", "checkout", "history", "me") and self._global_fault is not None:
+            if route in ("list", "checkout", "history", "me", "transaction") and self._global_fault is not None:
                 scripted = self._global_fault
             elif route == "checkout" and self._scripts.get(cid):
                 scripted = self._scripts[cid].popleft()
@@ -421,13 +424,18 @@ class FakeSumUp:
                 status, body = self._token(raw)
             elif route is None:
                 status, body = 404, _NOT_FOUND
-            elif (merchant := self._merchant_for(token)) is None or (route == "history" and merchant != key):
+            elif (merchant := self._merchant_for(token)) is None or (route in ("history", "transaction")
+                                                                     and merchant != key):
                 return 401, dumps(_UNAUTHORIZED).encode(), "application/problem+json"
             elif route == "me":
                 status, body = 200, {"account": {"type": "normal"},
                                      "merchant_profile": {"merchant_code": merchant, "country": "GB"}}
             elif route == "history":
                 status, body = self._ledgers.get(merchant, HistoryLedger()).page(query)
+            elif route == "transaction":  # TransactionFull: the history item's fields and the merchant
+                codes = parse_qs(query).get("transaction_code") or [""]
+                found = self._ledgers.get(merchant, HistoryLedger()).get(codes[0])
+                status, body = (200, {**found, "merchant_code": merchant}) if found else (404, _NOT_FOUND)
             elif route == "checkout":
                 owner, co = self._checkouts.get(key, (None, None))
                 status, body = (200, co) if co is not None and owner == merchant else (404, _NOT_FOUND)

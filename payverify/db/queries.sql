@@ -406,3 +406,77 @@ FROM payverify_outbox ob
 JOIN orders_order o ON o.id = ob.order_id
 WHERE ob.kind = %(kind)s AND ob.status = 'sent' AND ob.dedup_key IS NOT NULL
   AND ob.sent_at > now() - interval '1 hour' AND o.paid_at IS NOT NULL
+
+-- ---- reconciliation (payverify reconcile) ----------------------------------------------------------
+
+-- name: reconcile_artist_accounts
+-- The artists whose own SumUp account payverify can read: connected with OAuth, merchant code known.
+SELECT id, name, sumup_merchant_code AS merchant_code
+FROM artists_artist
+WHERE (sumup_access_token IS NOT NULL OR sumup_refresh_token IS NOT NULL) AND sumup_merchant_code IS NOT NULL
+ORDER BY id
+
+-- name: reconcile_orders_by_code
+-- Orders naming any of these transaction codes, of an artist whose merchant account this is.
+SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
+       o.sumup_transaction_code AS transaction_code, o.paid_at
+FROM orders_order o
+JOIN events_event e ON e.id = o.event_id
+JOIN artists_artist a ON a.id = e.artist_id
+WHERE o.sumup_transaction_code = ANY(%(codes)s) AND a.sumup_merchant_code = %(merchant_code)s
+
+-- name: reconcile_completed_since
+-- The completed orders of one merchant account paid since then: the orders' side of the totals, and
+-- the orders whose payment the history must have.
+SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
+       o.sumup_transaction_code AS transaction_code, o.paid_at
+FROM orders_order o
+JOIN events_event e ON e.id = o.event_id
+JOIN artists_artist a ON a.id = e.artist_id
+WHERE o.status = 'completed' AND o.paid_at >= %(since)s AND a.sumup_merchant_code = %(merchant_code)s
+ORDER BY o.paid_at, o.id
+
+-- name: reconcile_open_orders_near
+-- Whose payment might this be: not completed orders of the merchant with that amount and currency,
+-- created in the hours before the payment (or just after: clocks differ), with a checkout to ask.
+SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
+       o.sumup_transaction_code AS transaction_code, o.paid_at, o.sumup_checkout_id AS checkout_id,
+       (a.sumup_access_token IS NOT NULL OR a.sumup_refresh_token IS NOT NULL) AS artist_uses_oauth,
+       a.id AS artist_id, a.name AS artist_name
+FROM orders_order o
+JOIN events_event e ON e.id = o.event_id
+JOIN artists_artist a ON a.id = e.artist_id
+WHERE o.status <> 'completed' AND o.total = %(amount)s AND upper(o.currency) = upper(%(currency)s)
+  AND a.sumup_merchant_code = %(merchant_code)s AND o.sumup_checkout_id IS NOT NULL
+  AND o.created_at BETWEEN %(paid_at)s - interval '26 hours' AND %(paid_at)s + interval '1 hour'
+ORDER BY abs(extract(epoch FROM o.created_at - %(paid_at)s)), o.id
+LIMIT %(limit)s
+
+-- name: reconcile_cursor
+SELECT changes_since FROM payverify_reconcile_cursor WHERE merchant_code = %(merchant_code)s
+
+-- name: reconcile_store_cursor
+INSERT INTO payverify_reconcile_cursor (merchant_code, changes_since, updated_at)
+VALUES (%(merchant_code)s, %(changes_since)s, now())
+ON CONFLICT (merchant_code) DO UPDATE SET changes_since = EXCLUDED.changes_since, updated_at = now()
+
+-- name: reconcile_report
+-- Returns the key only when it is new: what the run's alert lists.
+INSERT INTO payverify_reconcile_reported (key, kind, merchant_code, transaction_code, order_number, amount,
+                                          currency, detail, run_id)
+VALUES (%(key)s, %(kind)s, %(merchant_code)s, %(transaction_code)s, %(order_number)s, %(amount)s,
+        %(currency)s, %(detail)s, %(run_id)s)
+ON CONFLICT (key) DO NOTHING
+RETURNING key
+
+-- name: reconcile_reported_by_kind
+SELECT kind, count(*) AS n FROM payverify_reconcile_reported GROUP BY kind
+
+-- name: metrics_last_reconcile
+-- The last reconciliation that read every account, on any host (it runs on one, daily).
+SELECT extract(epoch FROM max(finished_at)) AS finished_epoch
+FROM payverify_runs
+WHERE command = 'reconcile' AND finished_at IS NOT NULL AND exit_status = 0
+
+-- name: reconcile_known_keys
+SELECT key FROM payverify_reconcile_reported WHERE key = ANY(%(keys)s)

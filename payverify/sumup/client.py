@@ -165,6 +165,13 @@ class SumUpClient:
             return self._send("GET", f"{url}?{history_query(next_query)}", headers=self._auth(token))
         return self._send("GET", url, headers=self._auth(token), params=params)
 
+    def get_transaction(self, merchant_code: str, token: Secret, transaction_code: str) -> Reply:
+        """One transaction by its code (TransactionFull); 404 when the merchant has no such transaction."""
+        if merchant_code.strip(".") == "" or not transaction_code:
+            raise ValueError("merchant code or transaction code is empty")
+        url = f"{self._base}/v2.1/merchants/{quote(merchant_code, safe='')}/transactions"
+        return self._send("GET", url, headers=self._auth(token), params={"transaction_code": transaction_code})
+
     def refresh_token(self, refresh_token: Secret, client_id: str, client_secret: Secret) -> TokenGrant:
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token.reveal(),
                 "client_id": client_id, "client_secret": client_secret.reveal()}

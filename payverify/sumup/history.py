@@ -67,6 +67,18 @@ def parse_page(text: str) -> Page:
     return Page(items=items, next_query=_next_href(data.get("links")))
 
 
+def parse_item(text: str) -> HistoryItem:
+    """One transaction as `GET /v2.1/merchants/{code}/transactions?transaction_code=` gives it
+    (TransactionFull: the history item's fields and more)."""
+    try:
+        data = json.loads(text, parse_float=Decimal)
+    except (ValueError, RecursionError):
+        raise HistoryUnreadable("the reply was not JSON") from None
+    if not isinstance(data, dict):
+        raise HistoryUnreadable("the reply was not a transaction")
+    return _item(data)
+
+
 def walk(fetch: Callable[[str | None], Reply], *, deadline: float,
          clock: Callable[[], float] = time.monotonic) -> Iterator[HistoryItem]:
     """Every item of the history, following next links: `fetch(None)` for the first page, then
