@@ -10,7 +10,7 @@ import sys
 
 import click
 
-import payverify.cli.admin  # noqa: F401 - registers doctor and config
+from payverify.cli import admin, reconciling  # noqa: F401 - they register doctor, config and reconcile
 from payverify.cli.commands import cli
 from payverify.errors import PayverifyError
 from payverify.exitcodes import ExitStatus

@@ -14,6 +14,7 @@ ALERT_RECONNECT = "admin_alert_reconnect_sumup"
 ALERT_STUCK = "admin_alert_stuck_orders"
 ALERT_MAIL_FAILED = "admin_alert_mail_failed"
 ALERT_ORDER_ERROR = "admin_alert_order_error"
+ALERT_RECONCILE = "admin_alert_reconcile"
 
 # What a de-duplication key is per. None: every row is its own message (a digest, a resend).
 PER_ORDER, PER_ARTIST, PER_OUTBOX_ROW = "order", "artist", "outbox"
@@ -53,6 +54,9 @@ REGISTRY: dict[str, Kind] = {k.name: k for k in (
          False, PER_OUTBOX_ROW),
     Kind(ALERT_ORDER_ERROR, "[payverify] Order {{ order_number or 'id %s'|format(order_id) }} could not be"
                             " verified in {{ runs }} runs in a row", False, PER_ORDER),
+    Kind(ALERT_RECONCILE, "[payverify] Reconciliation: {{ discrepancies|length }} new discrepanc"
+                          "{{ 'y' if discrepancies|length == 1 else 'ies' }} between SumUp and the orders",
+         False, None),
 )}
 KINDS = frozenset(REGISTRY)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from payverify.config import Settings
 from payverify.db import Tx
-from payverify.mail.kinds import ALERT_ORDER_ERROR, ALERT_RECONNECT, REGISTRY
+from payverify.mail.kinds import ALERT_ORDER_ERROR, ALERT_RECONCILE, ALERT_RECONNECT, REGISTRY
 
 # Erroring attempts in a row before staff hear of it: one is noise (a restart, a lock timeout), three
 # is a quarter of an hour of cron runs and a pattern.
@@ -70,6 +70,15 @@ def reconnect_alert(artist_id: int | None, artist_name: str, problem: str, setti
     return OutboxMessage(kind=ALERT_RECONNECT, dedup_key=reconnect_key(artist_id),
                          order_id=None, recipients=settings.alert_recipients,
                          context={"artist": {"id": artist_id, "name": artist_name}, "problem": problem})
+
+
+def reconcile_alert(run_id: str, discrepancies: list[dict[str, Any]], accounts: list[dict[str, Any]],
+                    settings: Settings) -> OutboxMessage:
+    """One reconciliation run's new discrepancies (each as `payverify reconcile --json` lists it) and
+    the accounts it read: one digest per run that found something new."""
+    return OutboxMessage(kind=ALERT_RECONCILE, dedup_key=f"{ALERT_RECONCILE}:run:{run_id}", order_id=None,
+                         recipients=settings.alert_recipients,
+                         context={"discrepancies": discrepancies, "accounts": accounts})
 
 
 def order_error_key(order_id: int) -> str:

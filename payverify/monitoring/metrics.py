@@ -66,6 +66,8 @@ def collect_metrics(db: Database, host: str, *, command: str = "sweep") -> list[
         mail = tx.require_one("metrics_payment_to_mail", kind=CONFIRMATION)
         ttt = tx.require_one("metrics_time_to_ticket", kind=CONFIRMATION, bounds=list(TIME_TO_TICKET_BUCKETS),
                              window_minutes=TIME_TO_TICKET_WINDOW_MINUTES)
+        reported = {r["kind"]: r["n"] for r in tx.all("reconcile_reported_by_kind")}
+        reconciled = tx.require_one("metrics_last_reconcile")["finished_epoch"]
     by_status = {"unfinished" if r["exit_status"] is None else str(r["exit_status"]): r["n"] for r in runs}
     order_errors = sum(r["order_errors"] for r in runs)
     errors = _by("kind", dict.fromkeys(ERROR_KINDS, 0) | (last.get("sumup_errors") or {}))
@@ -90,6 +92,11 @@ def collect_metrics(db: Database, host: str, *, command: str = "sweep") -> list[
                   TIME_TO_TICKET_BUCKETS, ttt["at_most"], ttt["n"], ttt["total_seconds"]),
         _gauge("payverify_last_success_timestamp_seconds", "End of the last run that exited 0 (0: never).", success),
         _gauge("payverify_last_run_timestamp_seconds", "End of the last run (0: never).", last.get("finished_epoch")),
+        Metric("payverify_reconcile_discrepancies", "gauge",
+               "Discrepancies between SumUp and the orders reported by reconciliation, by kind.",
+               _by("kind", reported)),
+        _gauge("payverify_last_successful_reconcile_timestamp_seconds",
+               "End of the last reconciliation that read every account, any host (0: never).", reconciled),
     ]
 
 

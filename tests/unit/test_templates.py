@@ -94,6 +94,25 @@ def order_error_context(order_number: str | None = "JE-7F3K2Q") -> dict:
         datetime(2026, 12, 1, 18, 5, tzinfo=UTC), 3, SETTINGS).context)
 
 
+def reconcile_context() -> dict:
+    """A reconciliation digest as modes/reconcile.py queues it: two new discrepancies, one account unread."""
+    found = [
+        {"key": "refunded_after_completion:MH4H92C7:TEENSK4W2K:25.00", "kind": "refunded_after_completion",
+         "order_number": "JE-7F3K2Q", "order_status": "completed", "transaction_code": "TEENSK4W2K",
+         "amount": Decimal("25.00"), "currency": "GBP", "merchant_code": "MH4H92C7", "sumup_status": "REFUNDED",
+         "detail": "Order JE-7F3K2Q is completed with its tickets valid, but the payment of 25.00 GBP was "
+                   "refunded at SumUp."},
+        {"key": "paid_without_completed_order:MH4H92C7:TQ3LX9PD2K", "kind": "paid_without_completed_order",
+         "order_number": "JE-Q9W4ZL", "order_status": "expired", "transaction_code": "TQ3LX9PD2K",
+         "amount": Decimal("57.50"), "currency": "GBP", "merchant_code": "MH4H92C7", "sumup_status": "SUCCESSFUL",
+         "detail": "SumUp took 57.50 GBP, the payment of order JE-Q9W4ZL's checkout, but that order is expired: "
+                   "no tickets were issued for it."}]
+    accounts = [{"merchant_code": "MH4H92C7", "label": "Lua Verde", "ok": True, "error": None},
+                {"merchant_code": "MK8Q2W1E", "label": "Tide Pool", "ok": False,
+                 "error": "SumUp answered HTTP 503"}]
+    return roundtrip(outbox.reconcile_alert("run-1", found, accounts, SETTINGS).context)
+
+
 def samples() -> dict[str, tuple[dict, list | None]]:
     """One realistic (context, tickets) per kind."""
     failed = Answer(kind=AnswerKind.CHECKOUT, http_status=200, checkout=checkout_from_dict(
@@ -109,6 +128,7 @@ def samples() -> dict[str, tuple[dict, list | None]]:
         "admin_alert_stuck_orders": (stuck_context(), None),
         "admin_alert_mail_failed": (mail_failed_context(), None),
         "admin_alert_order_error": (order_error_context(), None),
+        "admin_alert_reconcile": (reconcile_context(), None),
     }
 
 
@@ -125,11 +145,14 @@ KEY_FIGURES = {
                                  "30 minutes", f"{SITE}/admin/orders/order/1057/change/"],
     "admin_alert_mail_failed": ["order_confirmation", "ann@example.com", "13", "Recipient address rejected",
                                 "payverify resend JE-7F3K2Q", f"{SITE}/admin/orders/order/1042/change/"],
+    "admin_alert_reconcile": ["refunded_after_completion", "JE-7F3K2Q", "TEENSK4W2K", "25.00 GBP", "REFUNDED",
+                              "order's tickets in the admin", "paid_without_completed_order", "JE-Q9W4ZL (expired)",
+                              "payverify check JE-Q9W4ZL", "Tide Pool", "SumUp answered HTTP 503"],
     "admin_alert_order_error": ["JE-7F3K2Q", "1042", "database error: canceling statement due to lock timeout",
                                 "3 runs in a row", "Tuesday 1 December 2026, 18:05 (GMT)", "payverify check JE-7F3K2Q",
                                 "order.error", f"{SITE}/admin/orders/order/1042/change/"],
 }
-ORDER_KINDS = sorted(KINDS - {"admin_alert_reconnect_sumup"})
+ORDER_KINDS = sorted(KINDS - {"admin_alert_reconnect_sumup", "admin_alert_reconcile"})
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,155 @@
+"""`payverify reconcile`: the command and its three outputs (terminal summary, --json, --csv)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import click
+
+from payverify.cli.commands import cli
+from payverify.cli.params import Since
+from payverify.exitcodes import ExitStatus
+
+CSV_COLUMNS = ("merchant_code", "transaction_code", "timestamp", "payment_type", "type", "status", "amount",
+               "currency", "refunded_amount", "order_number", "order_status")
+
+
+@cli.command()
+@click.option("--since", type=Since(), metavar="T",
+              help="Transactions since T (ISO 8601 date or datetime, UTC if no offset; or 90m, 48h, 7d). "
+                   "Without it: what changed since the last run, per account (7 days back the first time).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Write one row per SumUp transaction, with the order it matched, to FILE.")
+@click.option("--dry-run", is_flag=True, help="Report only: no alert, nothing remembered, no cursor moved.")
+@click.pass_obj
+def reconcile(config_file, since, as_json, csv_file, dry_run) -> int:
+    """Compare SumUp's transaction history with the orders, and report what disagrees.
+
+    Reads every merchant account payverify can reach (the platform key's, every artist connected
+    with OAuth) and finds payments refunded or charged back after their tickets were issued,
+    payments no completed order accounts for, completed orders with no payment, and amounts that
+    differ. Changes no order: staff get one alert per run listing what is new. Under cron it is
+    silent unless something must be read. Exit 0 when every account was read, 7 when one was not.
+
+    \b
+    Example:
+      payverify reconcile
+      payverify reconcile --since 7d --csv takings.csv
+    """
+    from payverify.mail.sender import deliver
+    from payverify.modes.reconcile import reconcile as run_reconcile
+    from payverify.monitoring.runs import record_run_end, record_run_start
+
+    rt = start_runtime(config_file)
+    with rt.database() as db, _csv(csv_file) as sink:
+        client = rt.sumup_client()
+        try:
+            if not dry_run:
+                record_run_start(db, rt.run_id, rt.host, "reconcile")
+            result = run_reconcile(rt.settings, db, client, rt.run_id, since=since, dry_run=dry_run, row_sink=sink)
+        finally:
+            client.close()
+        status = ExitStatus.OK if result.all_read else ExitStatus.SUMUP_UNAVAILABLE
+        if not dry_run:
+            deliver(rt.settings, db)
+            record_run_end(db, rt.run_id, int(status), None, None, {})
+            from payverify.monitoring.metrics import publish_metrics
+
+            publish_metrics(db, rt.host, rt.settings.metrics_file)
+    if as_json:
+        click.echo(json.dumps(as_json_object(result), indent=2))
+    elif sys.stdout.isatty() or dry_run or result.new or not result.all_read:
+        print_summary(result)
+    return status
+
+
+def start_runtime(config_file):
+    from payverify.modes.runtime import start
+
+    return start(config_file)
+
+
+@contextmanager
+def _csv(path: str | None) -> Iterator[Any]:
+    if path is None:
+        yield None
+        return
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        yield CsvSink(fh)
+
+
+class CsvSink:
+    """One row per SumUp transaction, as the reconciliation reads them (nothing kept in memory)."""
+
+    def __init__(self, fh: TextIO) -> None:
+        self._writer = csv.writer(fh)
+        self._writer.writerow(CSV_COLUMNS)
+
+    def __call__(self, merchant_code: str, item, order) -> None:
+        self._writer.writerow([
+            merchant_code, item.transaction_code or "", item.timestamp.isoformat() if item.timestamp else "",
+            item.payment_type or "", item.type or "", item.status or "",
+            "" if item.amount is None else str(item.amount), item.currency or "",
+            "" if item.refunded_amount is None else str(item.refunded_amount),
+            order.order_number if order else "", order.status if order else ""])
+
+
+def _decimal(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def as_json_object(result) -> dict[str, Any]:
+    from payverify.modes.reconcile import as_dict
+
+    totals = result.totals.by_currency() if result.totals else {}
+    return {
+        "window": {"since": result.since.isoformat() if result.since else None,
+                   "incremental": result.since is None,
+                   "accounts": {a.merchant_code or a.label: a.since.isoformat() if a.since else None
+                                for a in result.accounts}},
+        "accounts": [{"merchant_code": a.merchant_code, "label": a.label, "ok": a.ok, "error": a.error,
+                      "transactions": a.transactions} for a in result.accounts],
+        "totals": {currency: {"sumup": str(sumup), "orders": str(orders), "difference": str(sumup - orders)}
+                   for currency, (sumup, orders) in sorted(totals.items())},
+        "discrepancies": [{**as_dict(d), "amount": _decimal(d.amount), "new": d in result.new}
+                          for d in result.discrepancies],
+        "dry_run": result.dry_run,
+    }
+
+
+def print_summary(result) -> None:
+    echo = click.echo
+    for account in result.accounts:
+        where = account.merchant_code or "merchant code unknown"
+        if account.ok:
+            echo(f"{account.label} ({where}): {account.transactions} transaction(s) read")
+        else:
+            echo(f"{account.label} ({where}): NOT READ: {account.error}")
+    days = result.totals.days() if result.totals else []
+    if days:
+        echo("")
+        echo(f"{'merchant':<12} {'day':<10} {'cur':<3} {'SumUp online':>14} {'orders':>14} {'difference':>12}")
+        for merchant, day, currency, sumup, orders in days:
+            echo(f"{merchant:<12} {day.isoformat():<10} {currency:<3} {sumup:>14} {orders:>14} {sumup - orders:>12}")
+    if result.totals and result.totals.other:
+        others = ", ".join(f"{n} {kind}" for kind, n in sorted(result.totals.other.items()))
+        echo(f"not ticket payments (counted apart): {others}")
+    echo("")
+    if not result.discrepancies:
+        echo("No discrepancies.")
+        return
+    new = sum(1 for d in result.discrepancies if d in result.new)
+    echo(f"{len(result.discrepancies)} discrepanc{'y' if len(result.discrepancies) == 1 else 'ies'}"
+         f" ({new} new{', not alerted: dry run' if result.dry_run else ''}):")
+    for d in result.discrepancies:
+        mark = "NEW " if d in result.new else "    "
+        order = f"{d.order_number} ({d.order_status})" if d.order_number else "no order"
+        echo(f"{mark}{d.kind:<30} {order:<28} {d.transaction_code or '-':<12} "
+             f"{_decimal(d.amount) or '-':>10} {d.currency or ''}")
+        echo(f"     {d.detail}")

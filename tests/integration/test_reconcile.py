@@ -1,0 +1,185 @@
+"""`payverify reconcile` end to end: real processes, a real Postgres, the simulator's transaction
+history, a real SMTP capture. Every kind of discrepancy found, nothing reported twice, the cursor,
+an unreadable account, paging, the JSON shape and the CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from payverify.exitcodes import ExitStatus
+from payverify_dev.seed import PLATFORM_MERCHANT
+from payverify_dev.sumup_server import Scripted
+from tests.helpers import rows, scalar
+
+KINDS = {"refunded_after_completion", "chargeback_after_completion", "paid_without_completed_order",
+         "completed_without_payment", "amount_differs"}
+DISCREPANCY_KEYS = {"key", "kind", "order_number", "order_status", "transaction_code", "amount", "currency",
+                    "merchant_code", "sumup_status", "detail"}
+
+
+@pytest.fixture
+def shop(seed):
+    artist = seed.artist()
+    event = seed.event(artist, "Harbour Lights")
+    return {"artist": artist, "event": event, "standing": seed.ticket_type(event, "Standing", "12.50")}
+
+
+def reconcile(run_payverify, *args: str, extra_env=None):
+    result = run_payverify("reconcile", "--json", *args, extra_env=extra_env)
+    assert result.returncode in (ExitStatus.OK, ExitStatus.SUMUP_UNAVAILABLE), result.stderr
+    return result, json.loads(result.stdout)
+
+
+def completed(seed, shop, db, run_payverify, n: int = 1, **order_kwargs):
+    orders = [seed.order([(shop["standing"], 1)], event_id=shop["event"], **order_kwargs) for _ in range(n)]
+    assert run_payverify("sweep").returncode == 0
+    codes = {r["id"]: r["sumup_transaction_code"] for r in rows(
+        db, "SELECT id, sumup_transaction_code FROM orders_order WHERE id = ANY(%(ids)s) AND status = 'completed'",
+        ids=[o.id for o in orders])}
+    assert len(codes) == n
+    return [(o, codes[o.id]) for o in orders]
+
+
+def alerts(smtp):
+    return [m for m in smtp.messages if "Reconciliation" in m.parsed()["Subject"]]
+
+
+def by_kind(output) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for d in output["discrepancies"]:
+        found.setdefault(d["kind"], []).append(d)
+    return found
+
+
+def test_every_kind_is_found_once_and_alerted_once(seed, shop, db, smtp, sumup, run_payverify):
+    (ok, _), (refunded, refunded_code), (partial, partial_code), (charged_back, cb_code), (changed, _) = \
+        completed(seed, shop, db, run_payverify, 5)
+    sumup.update_transaction(PLATFORM_MERCHANT, refunded_code, status="REFUNDED", refunded_amount=Decimal("12.50"))
+    sumup.update_transaction(PLATFORM_MERCHANT, partial_code, refunded_amount=Decimal("5.00"))
+    sumup.update_transaction(PLATFORM_MERCHANT, cb_code, status="CHARGE_BACK")
+    with db.transaction() as tx:  # a data error on the site: the order's total changed after payment
+        tx.fetch_sql("UPDATE orders_order SET total = 99.00 WHERE id = %(id)s RETURNING id", {"id": changed.id})
+        # completed by hand, with a transaction SumUp never had
+        tx.fetch_sql("UPDATE orders_order SET status = 'completed', sumup_transaction_code = 'TNOSUCHTX1', "
+                     "paid_at = now() WHERE id = %(id)s RETURNING id",
+                     {"id": seed.order([(shop["standing"], 1)], event_id=shop["event"], sumup_status=None).id})
+    # Paid after the rescue window: the order expired and no sweep looks at it any more.
+    late = seed.order([(shop["standing"], 1)], event_id=shop["event"], status="expired", age=timedelta(hours=25))
+    stray = sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TSTRAYPAY1", amount=Decimal("40.00"))
+    sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TPOSMERCH1", amount=Decimal("8.00"),
+                          payment_type="POS")  # the merch stand's card reader: not a ticket order
+    sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TCASHBAR01", amount=Decimal("4.00"),
+                          payment_type="CASH")
+
+    result, output = reconcile(run_payverify)
+    assert result.returncode == ExitStatus.OK, result.stderr
+    found = by_kind(output)
+    assert set(found) == KINDS
+    assert {d["order_number"] for d in found["refunded_after_completion"]} == {refunded.order_number,
+                                                                                partial.order_number}
+    partial_row = next(d for d in found["refunded_after_completion"] if d["order_number"] == partial.order_number)
+    assert "5.00 GBP of 12.50 GBP" in partial_row["detail"]
+    assert [d["order_number"] for d in found["chargeback_after_completion"]] == [charged_back.order_number]
+    assert [d["order_number"] for d in found["amount_differs"]] == [changed.order_number]
+    assert [d["transaction_code"] for d in found["completed_without_payment"]] == ["TNOSUCHTX1"]
+    paid = {d["transaction_code"]: d for d in found["paid_without_completed_order"]}
+    assert paid[stray["transaction_code"]]["order_number"] is None
+    late_payment = next(d for code, d in paid.items() if code != stray["transaction_code"])
+    assert (late_payment["order_number"], late_payment["order_status"]) == (late.order_number, "expired")
+    assert ok.order_number not in {d["order_number"] for d in output["discrepancies"]}
+    for d in output["discrepancies"]:
+        assert set(d) >= DISCREPANCY_KEYS
+        assert d["amount"] is None or Decimal(d["amount"]) == Decimal(d["amount"]).quantize(Decimal("0.01"))
+    # One digest listing them all; nothing about an order changed.
+    (alert,) = alerts(smtp)
+    text = alert.parsed().get_body(preferencelist=("plain",)).get_content()
+    for d in output["discrepancies"]:
+        assert d["kind"] in text and (d["order_number"] or d["transaction_code"]) in text
+    assert scalar(db, "SELECT status FROM orders_order WHERE id = %(id)s", id=refunded.id) == "completed"
+    assert scalar(db, "SELECT status FROM orders_order WHERE id = %(id)s", id=late.id) == "expired"
+
+    # The next run: nothing new, no second alert.
+    again, second = reconcile(run_payverify)
+    assert again.returncode == ExitStatus.OK
+    assert [d for d in second["discrepancies"] if d["new"]] == []
+    assert len(alerts(smtp)) == 1
+
+    # A refund made after the first run is found by the next one, and only it is new.
+    sumup.update_transaction(PLATFORM_MERCHANT, _code_of(db, ok.id), status="REFUNDED",
+                             refunded_amount=Decimal("12.50"))
+    _, third = reconcile(run_payverify)
+    assert [(d["kind"], d["order_number"]) for d in third["discrepancies"] if d["new"]] == \
+           [("refunded_after_completion", ok.order_number)]
+    assert len(alerts(smtp)) == 2
+
+
+def _code_of(db, order_id: int) -> str:
+    return scalar(db, "SELECT sumup_transaction_code FROM orders_order WHERE id = %(id)s", id=order_id)
+
+
+def test_the_json_shape_and_the_totals(seed, shop, db, sumup, run_payverify):
+    completed(seed, shop, db, run_payverify, 3)
+    sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TPOSMERCH1", amount=Decimal("8.00"),
+                          payment_type="POS")
+    _, output = reconcile(run_payverify, "--since", "1d")
+    assert set(output) >= {"window", "accounts", "totals", "discrepancies"}
+    (account,) = output["accounts"]
+    assert (account["merchant_code"], account["ok"], account["error"]) == (PLATFORM_MERCHANT, True, None)
+    assert output["totals"] == {"GBP": {"sumup": "37.50", "orders": "37.50", "difference": "0.00"}}
+    assert output["discrepancies"] == []
+
+
+def test_dry_run_alerts_nothing_and_keeps_no_cursor(seed, shop, db, smtp, sumup, run_payverify):
+    (_, code), = completed(seed, shop, db, run_payverify)
+    sumup.update_transaction(PLATFORM_MERCHANT, code, status="CHARGE_BACK")
+    result = run_payverify("reconcile", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "chargeback_after_completion" in result.stdout and "dry run" in result.stdout
+    assert alerts(smtp) == []
+    assert scalar(db, "SELECT count(*) FROM payverify_reconcile_cursor") == 0
+    assert scalar(db, "SELECT count(*) FROM payverify_reconcile_reported") == 0
+    _, output = reconcile(run_payverify)
+    assert [d["kind"] for d in output["discrepancies"] if d["new"]] == ["chargeback_after_completion"]
+
+
+def test_an_unreadable_account_is_reported_and_the_others_carry_on(seed, shop, db, smtp, sumup, run_payverify):
+    (_, code), = completed(seed, shop, db, run_payverify)
+    sumup.update_transaction(PLATFORM_MERCHANT, code, status="REFUNDED", refunded_amount=Decimal("12.50"))
+    other = seed.artist("Tide Pool", oauth=True)
+    sumup.script_history(other.merchant_code, *[Scripted(status=503)] * 3)  # each of the client's attempts
+    result, output = reconcile(run_payverify)
+    assert result.returncode == ExitStatus.SUMUP_UNAVAILABLE
+    accounts = {a["merchant_code"]: a for a in output["accounts"]}
+    assert accounts[PLATFORM_MERCHANT]["ok"] is True
+    assert accounts[other.merchant_code]["ok"] is False and "503" in accounts[other.merchant_code]["error"]
+    assert [d["kind"] for d in output["discrepancies"]] == ["refunded_after_completion"]
+    # The unread account keeps no cursor; the read one does.
+    cursors = {r["merchant_code"] for r in rows(db, "SELECT merchant_code FROM payverify_reconcile_cursor")}
+    assert cursors == {PLATFORM_MERCHANT}
+    (alert,) = alerts(smtp)
+    assert "Tide Pool" in alert.parsed().get_body(preferencelist=("plain",)).get_content()
+
+
+def test_pages_are_followed_to_the_end_and_the_csv_has_every_transaction(seed, shop, db, sumup, run_payverify,
+                                                                        tmp_path):
+    (order, code), = completed(seed, shop, db, run_payverify)
+    start = datetime.now(UTC) - timedelta(hours=2)
+    for i in range(250):
+        sumup.add_transaction(PLATFORM_MERCHANT, transaction_code=f"TPOS{i:06d}", amount=Decimal("3.00"),
+                              payment_type="POS", timestamp=start + timedelta(seconds=i))
+    target = tmp_path / "takings.csv"
+    result, output = reconcile(run_payverify, "--since", "1d", "--csv", str(target))
+    assert result.returncode == 0
+    assert output["accounts"][0]["transactions"] == 251
+    with target.open(newline="", encoding="utf-8") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 251
+    (ticket,) = [r for r in table if r["transaction_code"] == code]
+    assert (ticket["order_number"], ticket["order_status"], ticket["amount"]) == (order.order_number, "completed",
+                                                                                   "12.50")
+    assert len(sumup.history_requests(PLATFORM_MERCHANT)) == 3  # 100 + 100 + 51
