@@ -15,6 +15,7 @@ from payverify.exitcodes import ExitStatus
 from payverify_dev.seed import PLATFORM_MERCHANT
 from payverify_dev.sumup_server import Scripted
 from tests.helpers import rows, scalar
+from tests.observers import parse_prometheus, value
 
 KINDS = {"refunded_after_completion", "chargeback_after_completion", "paid_without_completed_order",
          "completed_without_payment", "amount_differs"}
@@ -183,3 +184,29 @@ def test_pages_are_followed_to_the_end_and_the_csv_has_every_transaction(seed, s
     assert (ticket["order_number"], ticket["order_status"], ticket["amount"]) == (order.order_number, "completed",
                                                                                    "12.50")
     assert len(sumup.history_requests(PLATFORM_MERCHANT)) == 3  # 100 + 100 + 51
+
+
+def test_under_cron_it_is_silent_unless_something_must_be_read(seed, shop, db, sumup, run_payverify):
+    (_, code), = completed(seed, shop, db, run_payverify)
+    quiet = run_payverify("reconcile")  # stdout is a pipe here, as under cron
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    sumup.update_transaction(PLATFORM_MERCHANT, code, status="CHARGE_BACK")
+    loud = run_payverify("reconcile")
+    assert loud.returncode == 0, loud.stderr
+    assert "chargeback_after_completion" in loud.stdout and "NEW" in loud.stdout
+    again = run_payverify("reconcile")  # known by now: nothing to read
+    assert (again.returncode, again.stdout) == (0, "")
+
+
+def test_the_metrics_count_discrepancies_by_kind_and_the_last_reconcile(seed, shop, db, sumup, run_payverify,
+                                                                       tmp_path):
+    metrics = tmp_path / "payverify.prom"
+    (_, code), = completed(seed, shop, db, run_payverify)
+    sumup.update_transaction(PLATFORM_MERCHANT, code, status="CHARGE_BACK")
+    before = datetime.now(UTC).timestamp()
+    assert run_payverify("reconcile", extra_env={"PAYVERIFY_METRICS_FILE": str(metrics)}).returncode == 0
+    samples = parse_prometheus(metrics.read_text())
+    assert value(samples, "payverify_reconcile_discrepancies", kind="chargeback_after_completion") == 1
+    assert value(samples, "payverify_last_successful_reconcile_timestamp_seconds") >= before - 1
+    # The sweep's metrics are still the sweep's: a reconciliation does not replace them.
+    assert value(samples, "payverify_runs_total", exit_status="0") >= 1
