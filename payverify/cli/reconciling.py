@@ -100,8 +100,16 @@ class CsvSink:
             order.order_number if order else "", order.status if order else ""])
 
 
-def _decimal(value) -> str | None:
-    return None if value is None else str(value)
+def _decimal(value, currency: str | None = None) -> str | None:
+    """A decimal string in the currency's minor units where it is known (37.50, 0.00; JPY 500)."""
+    if value is None:
+        return None
+    from payverify.money import quantize
+
+    try:
+        return str(quantize(value, currency)) if currency else str(value)
+    except (ValueError, ArithmeticError):  # a currency code SumUp invented: as it came
+        return str(value)
 
 
 def as_json_object(result) -> dict[str, Any]:
@@ -115,9 +123,10 @@ def as_json_object(result) -> dict[str, Any]:
                                 for a in result.accounts}},
         "accounts": [{"merchant_code": a.merchant_code, "label": a.label, "ok": a.ok, "error": a.error,
                       "transactions": a.transactions} for a in result.accounts],
-        "totals": {currency: {"sumup": str(sumup), "orders": str(orders), "difference": str(sumup - orders)}
+        "totals": {currency: {"sumup": _decimal(sumup, currency), "orders": _decimal(orders, currency),
+                              "difference": _decimal(sumup - orders, currency)}
                    for currency, (sumup, orders) in sorted(totals.items())},
-        "discrepancies": [{**as_dict(d), "amount": _decimal(d.amount), "new": d in result.new}
+        "discrepancies": [{**as_dict(d), "amount": _decimal(d.amount, d.currency), "new": d in result.new}
                           for d in result.discrepancies],
         "dry_run": result.dry_run,
     }

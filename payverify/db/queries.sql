@@ -413,7 +413,8 @@ WHERE ob.kind = %(kind)s AND ob.status = 'sent' AND ob.dedup_key IS NOT NULL
 -- The artists whose own SumUp account payverify can read: connected with OAuth, merchant code known.
 SELECT id, name, sumup_merchant_code AS merchant_code
 FROM artists_artist
-WHERE (sumup_access_token IS NOT NULL OR sumup_refresh_token IS NOT NULL) AND sumup_merchant_code IS NOT NULL
+WHERE (sumup_access_token IS NOT NULL OR sumup_refresh_token IS NOT NULL)
+  AND NULLIF(btrim(sumup_merchant_code), '') IS NOT NULL
 ORDER BY id
 
 -- name: reconcile_orders_by_code
@@ -447,7 +448,7 @@ FROM orders_order o
 JOIN events_event e ON e.id = o.event_id
 JOIN artists_artist a ON a.id = e.artist_id
 WHERE o.status <> 'completed' AND o.total = %(amount)s AND upper(o.currency) = upper(%(currency)s)
-  AND a.sumup_merchant_code = %(merchant_code)s AND o.sumup_checkout_id IS NOT NULL
+  AND a.sumup_merchant_code = %(merchant_code)s AND NULLIF(btrim(o.sumup_checkout_id), '') IS NOT NULL
   AND o.created_at BETWEEN %(paid_at)s - interval '26 hours' AND %(paid_at)s + interval '1 hour'
 ORDER BY abs(extract(epoch FROM o.created_at - %(paid_at)s)), o.id
 LIMIT %(limit)s

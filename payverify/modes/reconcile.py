@@ -24,7 +24,7 @@ import structlog
 
 from payverify.config import Settings
 from payverify.db import Database
-from payverify.errors import PayverifyError
+from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
 from payverify.mail import outbox
 from payverify.orders import reconcile as judge
 from payverify.orders.reconcile import Discrepancy, OrderRef, Totals
@@ -77,30 +77,41 @@ RowSink = Callable[[str, HistoryItem, OrderRef | None], None]
 
 def reconcile(settings: Settings, db: Database, client: SumUpClient, run_id: str, *, since: datetime | None = None,
               dry_run: bool = False, row_sink: RowSink | None = None) -> Reconciliation:
-    deadline = time.monotonic() + settings.time_budget_seconds
-    credentials = Credentials(settings, client, db)
+    def reconnect_alert(artist_id: int | None, artist_name: str, problem: str) -> None:
+        if not dry_run:  # the same alert, de-duplicated the same way, as the sweep's
+            with db.transaction() as tx:
+                outbox.queue(tx, settings, outbox.reconnect_alert(artist_id, artist_name, problem, settings))
+
+    credentials = Credentials(settings, client, db, on_auth_problem=reconnect_alert)
     result = Reconciliation(run_id=run_id, dry_run=dry_run, since=since,
                             totals=Totals(zone=ZoneInfo(settings.timezone)))
     with db.transaction() as tx:
         started = tx.require_one("now")["now"]
+    # Payments younger than the rescue window may still be settled by a sweep: judged on a later run.
+    settling_since = started - timedelta(hours=settings.policy.rescue_hours)
     result.accounts = _accounts(settings, db, client, credentials)
     seen_merchants: set[str] = set()
     for account in result.accounts:
         if not account.ok or account.merchant_code is None or account.merchant_code in seen_merchants:
             continue
         seen_merchants.add(account.merchant_code)
+        deadline = time.monotonic() + settings.time_budget_seconds  # each account its own budget
         try:
-            _reconcile_account(db, client, credentials, account, result, started, deadline, row_sink)
+            _reconcile_account(db, client, credentials, account, result, started, settling_since, deadline,
+                               row_sink)
+        except (DatabaseError, DatabaseUnavailable):
+            raise  # the run cannot go on (exit 4), not one account's trouble
         except (HistoryUnreadable, SumUpUnavailable) as exc:
             account.ok, account.error = False, _reason(exc)
-        except PayverifyError as exc:  # missing or refused credentials
+        except (PayverifyError, ValueError) as exc:  # missing or refused credentials; an id SumUp cannot take
             account.ok, account.error = False, str(exc)
         if not account.ok:
             log.warning("reconcile.account_unreadable", merchant_code=account.merchant_code, error=account.error)
         elif not dry_run and since is None:
+            # From the oldest payment not judged yet (still settling), with an overlap for the clocks.
             with db.transaction() as tx:
                 tx.run("reconcile_store_cursor", merchant_code=account.merchant_code,
-                       changes_since=started - CURSOR_OVERLAP)
+                       changes_since=settling_since - CURSOR_OVERLAP)
     # The same fact seen twice in a run (a page overlap, a transaction also asked for by its code): once.
     result.discrepancies = list({d.key: d for d in result.discrepancies}.values())
     if dry_run:  # what a real run would alert about, remembering nothing
@@ -138,7 +149,8 @@ def _accounts(settings: Settings, db: Database, client: SumUpClient, credentials
 
 
 def _reconcile_account(db: Database, client: SumUpClient, credentials: Credentials, account: Account,
-                       result: Reconciliation, started: datetime, deadline: float, row_sink: RowSink | None) -> None:
+                       result: Reconciliation, started: datetime, settling_since: datetime, deadline: float,
+                       row_sink: RowSink | None) -> None:
     code = account.merchant_code
     assert code is not None and result.totals is not None
     if result.since is not None:
@@ -158,35 +170,48 @@ def _reconcile_account(db: Database, client: SumUpClient, credentials: Credentia
 
         return credentials.call(account.owner, request, about=f"the transaction history of {code}").reply
 
-    seen: set[str] = set()  # the window's ticket-payment codes: a completed order's must be among them
+    totals = result.totals
+    seen: set[str] = set()  # the codes completed orders name that the window has: memory as the orders'
     for chunk in _chunks(walk(fetch, deadline=deadline), CHUNK):
         account.transactions += len(chunk)
         payments = [i for i in chunk if judge.is_ticket_payment(i) and i.transaction_code]
+        named: dict[str, OrderRef] = {}
         with db.transaction() as tx:
-            named = {o["transaction_code"]: _order(o) for o in tx.all(
-                "reconcile_orders_by_code", codes=[i.transaction_code for i in payments], merchant_code=code)}
+            for row in tx.all("reconcile_orders_by_code", codes=[i.transaction_code for i in payments],
+                              merchant_code=code):
+                named_by = _order(row)
+                if named_by.status == "completed" or row["transaction_code"] not in named:  # completed wins
+                    named[row["transaction_code"]] = named_by
         for item in chunk:
-            result.totals.payment(code, item)
+            totals.payment(code, item)
             order = named.get(item.transaction_code) if item.transaction_code else None
             if row_sink is not None:
                 row_sink(code, item, order)
             if not judge.is_ticket_payment(item) or not item.transaction_code:
                 continue
-            seen.add(item.transaction_code)
             if order is not None and order.status == "completed":
+                seen.add(item.transaction_code)
+                totals.order(order, on=item.timestamp)  # the same day as its payment, whenever it was settled
                 result.discrepancies.extend(judge.judge_completed(item, order, code))
-            elif item.status == "SUCCESSFUL":
+            elif item.status == "SUCCESSFUL" and item.timestamp is not None and item.timestamp < settling_since:
+                _in_budget(deadline, account)
                 owner = order or _owner(db, client, credentials, code, item)
                 result.discrepancies.append(judge.paid_without_order(item, code, owner))
     with db.transaction() as tx:
         completed = [_order(o) for o in tx.all("reconcile_completed_since", since=account.since, merchant_code=code)]
     for order in completed:
-        result.totals.order(order)
-        if order.transaction_code is None:
+        if not order.transaction_code:
+            totals.order(order, on=order.paid_at)
             result.discrepancies.append(judge.completed_without_payment(order))
         elif order.transaction_code not in seen:
             # Paid before the window, completed in it (a late verification): ask for that payment itself.
+            _in_budget(deadline, account)
             result.discrepancies.extend(_check_payment(client, credentials, account, order))
+
+
+def _in_budget(deadline: float, account: Account) -> None:
+    if time.monotonic() > deadline:
+        raise HistoryUnreadable(f"time budget spent after {account.transactions} transactions")
 
 
 def _chunks(items: Iterator[HistoryItem], size: int) -> Iterator[list[HistoryItem]]:
@@ -217,7 +242,7 @@ def _owner(db: Database, client: SumUpClient, credentials: Credentials, code: st
 
         try:
             reply = credentials.call(owner, request, about=f"checkout of order {row['order_number']}").reply
-        except (SumUpUnavailable, PayverifyError):
+        except (SumUpUnavailable, PayverifyError, ValueError):
             continue  # the payment is reported all the same, without its order
         if reply.status != 200:
             continue

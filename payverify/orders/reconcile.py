@@ -28,6 +28,7 @@ KINDS = (REFUNDED, CHARGEBACK, PAID_WITHOUT_ORDER, COMPLETED_WITHOUT_PAYMENT, AM
 ONLINE = "ECOM"
 PAYMENT_TYPES = (None, "PAYMENT")  # a history item of type REFUND or CHARGE_BACK is the other side of one
 NOT_PAID = ("FAILED", "CANCELLED", "PENDING")  # a completed order's transaction in one of these took no money
+UNPAID = ("pending", "pending_verification", "failed", "expired", "requires_manual_review")  # no tickets issued
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,10 @@ def judge_completed(item: HistoryItem, order: OrderRef, merchant_code: str) -> l
         report(CHARGEBACK, "", f"Order {order.order_number} is completed with its tickets valid, but the card "
                                f"holder's bank charged the payment of {_money(item.amount, item.currency)} back.")
     elif item.status == "REFUNDED" or (item.refunded_amount or 0) > 0:
-        refunded = item.refunded_amount
-        # The refunded amount is part of the key: a partial refund that later becomes a full one is news.
-        tail = f":{refunded}" if refunded is not None else ""
+        refunded = item.refunded_amount if item.refunded_amount is not None else item.amount
+        # The refunded amount is part of the key (a partial refund that later becomes a full one is news),
+        # written the same way however SumUp wrote the number (12.5, 12.50).
+        tail = f":{quantize(refunded, order.currency)}" if refunded is not None else ""
         how = (f"{_money(refunded, item.currency)} of {_money(item.amount, item.currency)} was refunded"
                if refunded is not None and item.amount is not None and refunded < item.amount
                else f"the payment of {_money(item.amount, item.currency)} was refunded")
@@ -119,7 +121,7 @@ def paid_without_order(item: HistoryItem, merchant_code: str, owner: OrderRef | 
     money = _money(item.amount, item.currency)
     if owner is not None:
         detail = (f"SumUp took {money}, the payment of order {owner.order_number}'s checkout, but that order "
-                  f"is {owner.status}: no tickets were issued for it.")
+                  f"is {owner.status}" + (": no tickets were issued for it." if owner.status in UNPAID else "."))
     else:
         detail = f"SumUp took {money} online and no order was found for it: no tickets were issued for it."
     return Discrepancy(key=f"{PAID_WITHOUT_ORDER}:{merchant_code}:{item.transaction_code}", kind=PAID_WITHOUT_ORDER,
@@ -158,9 +160,10 @@ class Totals:
         elif item.status == "SUCCESSFUL" and item.amount is not None and item.currency and item.timestamp:
             self.sumup[(merchant_code, self._day(item.timestamp), item.currency.upper())] += item.amount
 
-    def order(self, order: OrderRef) -> None:
-        if order.paid_at is not None:
-            self.orders[(order.merchant_code, self._day(order.paid_at), order.currency.upper())] += order.total
+    def order(self, order: OrderRef, *, on: datetime | None) -> None:
+        """A completed order's total, on the day of `on` (its payment's timestamp where SumUp has it)."""
+        if on is not None:
+            self.orders[(order.merchant_code, self._day(on), order.currency.upper())] += order.total
 
     def _day(self, moment: datetime) -> date:
         return moment.astimezone(self.zone).date()

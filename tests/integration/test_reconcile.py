@@ -69,9 +69,15 @@ def test_every_kind_is_found_once_and_alerted_once(seed, shop, db, smtp, sumup, 
         tx.fetch_sql("UPDATE orders_order SET status = 'completed', sumup_transaction_code = 'TNOSUCHTX1', "
                      "paid_at = now() WHERE id = %(id)s RETURNING id",
                      {"id": seed.order([(shop["standing"], 1)], event_id=shop["event"], sumup_status=None).id})
-    # Paid after the rescue window: the order expired and no sweep looks at it any more.
-    late = seed.order([(shop["standing"], 1)], event_id=shop["event"], status="expired", age=timedelta(hours=25))
-    stray = sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TSTRAYPAY1", amount=Decimal("40.00"))
+    # Paid after the rescue window: the order expired and no sweep looks at it any more. (A payment
+    # younger than the rescue window is not judged yet: a sweep may still settle its order.)
+    late = seed.order([(shop["standing"], 1)], event_id=shop["event"], status="expired", age=timedelta(hours=26))
+    a_day_ago = datetime.now(UTC) - timedelta(hours=25)
+    sumup.update_transaction(PLATFORM_MERCHANT, sumup.get_checkout(late.checkout_id)["transactions"][0]
+                             ["transaction_code"], timestamp=a_day_ago)
+    stray = sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TSTRAYPAY1", amount=Decimal("40.00"),
+                                  timestamp=a_day_ago)
+    young = sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TYOUNGPAY1", amount=Decimal("12.50"))
     sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TPOSMERCH1", amount=Decimal("8.00"),
                           payment_type="POS")  # the merch stand's card reader: not a ticket order
     sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TCASHBAR01", amount=Decimal("4.00"),
@@ -93,6 +99,7 @@ def test_every_kind_is_found_once_and_alerted_once(seed, shop, db, smtp, sumup, 
     late_payment = next(d for code, d in paid.items() if code != stray["transaction_code"])
     assert (late_payment["order_number"], late_payment["order_status"]) == (late.order_number, "expired")
     assert ok.order_number not in {d["order_number"] for d in output["discrepancies"]}
+    assert young["transaction_code"] not in paid  # still settling: judged once it is older than the window
     for d in output["discrepancies"]:
         assert set(d) >= DISCREPANCY_KEYS
         assert d["amount"] is None or Decimal(d["amount"]) == Decimal(d["amount"]).quantize(Decimal("0.01"))

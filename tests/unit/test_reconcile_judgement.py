@@ -50,6 +50,15 @@ def test_a_refund_after_completion_is_reported_with_its_amount():
     assert [d.key for d in again] == [partial.key]
 
 
+def test_a_refunds_key_does_not_depend_on_how_sumup_writes_the_number():
+    (short,) = r.judge_completed(item(refunded_amount=Decimal("12.5")), order(), MERCHANT)
+    (long,) = r.judge_completed(item(refunded_amount=Decimal("12.50")), order(), MERCHANT)
+    assert short.key == long.key
+    (no_amount,) = r.judge_completed(item(status="REFUNDED"), order(), MERCHANT)  # refunded_amount left out
+    (with_amount,) = r.judge_completed(item(status="REFUNDED", refunded_amount=Decimal("25.0")), order(), MERCHANT)
+    assert no_amount.key == with_amount.key
+
+
 def test_a_chargeback_after_completion_is_reported():
     (chargeback,) = r.judge_completed(item(status="CHARGE_BACK"), order(), MERCHANT)
     assert chargeback.kind == r.CHARGEBACK and chargeback.sumup_status == "CHARGE_BACK"
@@ -111,8 +120,9 @@ def test_totals_per_merchant_local_day_and_currency():
     totals.payment(MERCHANT, item(transaction_code="T2", amount=Decimal("10.10")))
     totals.payment(MERCHANT, item(transaction_code="T3", status="FAILED"))  # not takings
     totals.payment(MERCHANT, item(transaction_code="T4", currency="EUR", amount=Decimal("7.00")))
-    totals.order(order())
-    totals.order(order(id=43, total=Decimal("12.00"), paid_at=datetime(2026, 12, 1, 12, 0, tzinfo=UTC)))
+    totals.order(order(), on=PAID_AT)
+    totals.order(order(id=43, total=Decimal("12.00")), on=datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+    totals.order(order(id=44), on=None)  # no payment known: not on any day
     assert totals.days() == [
         (MERCHANT, date(2026, 12, 1), "EUR", Decimal("7.00"), Decimal(0)),
         (MERCHANT, date(2026, 12, 1), "GBP", Decimal("35.10"), Decimal("37.00")),
