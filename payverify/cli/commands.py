@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
@@ -108,7 +109,7 @@ def check(config_file, order, dry_run, as_json) -> int:
       payverify check 1042 --dry-run --json
     """
     from payverify.cli import report
-    from payverify.mail.sender import deliver
+    from payverify.mail.sender import INTERACTIVE_MAIL_SECONDS, deliver
     from payverify.modes.check import check_order, mail_state
 
     rt = start(config_file)
@@ -118,8 +119,9 @@ def check(config_file, order, dry_run, as_json) -> int:
             result = check_order(rt.settings, db, client, rt.attempt("check"), order, dry_run=dry_run)
         finally:
             client.close()
-        if not dry_run:
-            deliver(rt.settings, db)
+        if not dry_run:  # this order's mail, within a bound: the rest is the sweep's
+            deliver(rt.settings, db, order_id=result.result.order.id,
+                    deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS)
             result = mail_state(db, result)
     if as_json:
         click.echo(json.dumps(report.check_json(result), indent=2, default=str))
@@ -144,13 +146,13 @@ def resend(config_file, order, to_address) -> int:
       payverify resend JE-7F3K2Q
       payverify resend JE-7F3K2Q --to other.address@example.com
     """
-    from payverify.mail.sender import deliver
+    from payverify.mail.sender import INTERACTIVE_MAIL_SECONDS, deliver
     from payverify.modes.resend import queue_resend
 
     rt = start(config_file)
     with rt.database() as db:
         queued = queue_resend(rt.settings, db, order, to_address)
-        mail = deliver(rt.settings, db)
+        mail = deliver(rt.settings, db, order_id=queued.order_id, deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS)
         state = queued.state(db)
     click.echo(f"Confirmation of {queued.order_number} queued for {queued.recipient}: {state}")
     if mail.not_configured:

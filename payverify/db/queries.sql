@@ -241,12 +241,14 @@ SELECT count(*) AS n FROM tickets_ticket
 -- Take the next due message; pushing next_attempt_at ahead is its lease while we send it. While a
 -- sweep still verifies, only what it queued itself (created since fresh_since): an older row may be
 -- for an order the sweep is about to settle otherwise (a late payment cancels its "payment failed").
+-- With order_id (check, resend): only that order's mail.
 UPDATE payverify_outbox
 SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease_seconds)s)
 WHERE id = (
     SELECT id FROM payverify_outbox
     WHERE status = 'pending' AND next_attempt_at <= now()
       AND (%(fresh_since)s::timestamptz IS NULL OR created_at >= %(fresh_since)s::timestamptz)
+      AND (%(order_id)s::bigint IS NULL OR order_id = %(order_id)s::bigint)
     ORDER BY next_attempt_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED)
@@ -271,8 +273,15 @@ SET next_attempt_at = now() + make_interval(secs => %(delay_seconds)s), last_err
 WHERE id = %(id)s
 
 -- name: release_outbox_row
--- Not attempted after all (the server went away before its turn): due again, attempt not counted.
+-- Not this message's failure (the run stopped before its turn, or the SMTP server as a whole failed):
+-- due again at once, the attempt not counted.
 UPDATE payverify_outbox SET next_attempt_at = now(), attempts = attempts - 1 WHERE id = %(id)s
+
+-- name: give_back_outbox_row
+-- The SMTP server as a whole failed (refused, dropped, 421): due again at once, the attempt not
+-- counted, and why it waits recorded for `check` and `pending`.
+UPDATE payverify_outbox SET next_attempt_at = now(), attempts = attempts - 1, last_error = %(error)s
+WHERE id = %(id)s
 
 -- name: mark_outbox_failed
 UPDATE payverify_outbox SET status = 'failed', last_error = %(error)s WHERE id = %(id)s

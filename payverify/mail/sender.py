@@ -79,8 +79,8 @@ class OutboxSender:
         missing = missing_mail_settings(self.settings)
         return missing[0] if missing else None
 
-    def send_due(self, *, limit: int = 5000, deadline: float | None = None,
-                 feed: MailFeed | None = None) -> SendReport:
+    def send_due(self, *, limit: int = 5000, deadline: float | None = None, feed: MailFeed | None = None,
+                 order_id: int | None = None) -> SendReport:
         """Send due rows until none is left, `limit` or `deadline`. With a `feed` (mail while a sweep
         verifies), none left means: wait for the sweep to queue more, until it has finished."""
         report = SendReport()
@@ -101,7 +101,7 @@ class OutboxSender:
                     claimed, ahead = ahead, None
                 else:
                     mark = feed.mark() if feed is not None else 0
-                    claimed = self._claim(feed)
+                    claimed = self._claim(feed, order_id)
                     if self._pool is not None:
                         (self._pool.idle if claimed is None else self._pool.busy)()
                     if claimed is None:
@@ -114,7 +114,7 @@ class OutboxSender:
                     renderer = Renderer(self.settings)
                 if claimed.started is not None and report.sent + report.failed + report.retried + 1 < limit:
                     # Workers compose: have the next one composed while this one goes over SMTP.
-                    ahead = self._claim(feed)
+                    ahead = self._claim(feed, order_id)
                 failure = self._deliver(claimed, transport, renderer, report)
                 if failure is not None and failure.connection:
                     report.smtp_down = failure.reason  # the rest waits for the next run
@@ -126,12 +126,12 @@ class OutboxSender:
                 transport.close()
         return report
 
-    def _claim(self, feed: MailFeed | None) -> Claimed | None:
+    def _claim(self, feed: MailFeed | None, order_id: int | None = None) -> Claimed | None:
         """The next due row, its order's tickets (a confirmation's), and its composing begun when
         worker processes are running."""
         with self.db.transaction() as tx:
             row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
-                         fresh_since=feed.fresh_since if feed is not None else None)
+                         fresh_since=feed.fresh_since if feed is not None else None, order_id=order_id)
             if row is None:
                 return None
             tickets = None
@@ -169,6 +169,13 @@ class OutboxSender:
         try:
             refused = transport.send(message)
         except DeliveryFailed as exc:
+            if exc.connection:
+                # The server as a whole (refused, dropped, 421, login): not this message's fault, so no
+                # attempt is counted against it and no backoff delays it; the run stops sending instead.
+                with self.db.transaction() as tx:
+                    tx.run("give_back_outbox_row", id=row["id"], error=exc.reason)
+                log.info("mail.smtp_failed", outbox_id=row["id"], kind=row["kind"], error=exc.reason)
+                return exc
             if exc.permanent or row["too_old"]:
                 why = exc.reason if exc.permanent else f"still failing after {GIVE_UP_HOURS} h: {exc.reason}"
                 self._fail(row, why, report)
@@ -231,9 +238,15 @@ def mail_failed_alert(row: dict[str, Any], reason: str, settings: Settings) -> o
                             "created_at": row["created_at"]}})
 
 
-def deliver(settings: Settings, db: Database, *, deadline: float | None = None) -> SendReport:
-    """Send what is due; say on stderr (through the log) when mail cannot go out at all."""
-    report = OutboxSender(settings, db).send_due(deadline=deadline)
+# What `check` and `resend` may spend on mail before they answer: the person waiting is on a terminal.
+INTERACTIVE_MAIL_SECONDS = 30.0
+
+
+def deliver(settings: Settings, db: Database, *, deadline: float | None = None,
+            order_id: int | None = None) -> SendReport:
+    """Send what is due (only one order's, with `order_id`) until `deadline`; say on stderr (through
+    the log) when mail cannot go out at all."""
+    report = OutboxSender(settings, db).send_due(deadline=deadline, order_id=order_id)
     report_trouble(db, report)
     return report
 

@@ -17,6 +17,7 @@ from payverify.orders import notices
 @dataclass(frozen=True)
 class Queued:
     outbox_id: int
+    order_id: int
     order_number: str
     recipient: str
 
@@ -42,4 +43,4 @@ def queue_resend(settings: Settings, db: Database, ref: str, to_address: str | N
             kind=CONFIRMATION, dedup_key=None, order_id=order_id, recipients=(recipient,), context=context))
         if outbox_id is None:  # not reached: only a dedup key makes queue() skip the insert
             raise DatabaseError("the outbox did not take the resent confirmation")
-    return Queued(outbox_id=outbox_id, order_number=order.order_number, recipient=recipient)
+    return Queued(outbox_id=outbox_id, order_id=order_id, order_number=order.order_number, recipient=recipient)

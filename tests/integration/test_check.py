@@ -181,3 +181,18 @@ def test_check_exits_7_when_sumup_refuses_the_credentials(seed, db, sumup, run_p
     assert result.returncode == ExitStatus.SUMUP_UNAVAILABLE
     assert "401" in result.stdout
     assert status_of(db, order.id) == "pending_verification"
+
+
+def test_check_sends_only_the_orders_own_mail(seed, catalogue, db, smtp, run_payverify):
+    """`check` answers a person on a terminal: it sends the order's mail that is due, not the whole
+    outbox (another order's waiting confirmation is the next sweep's), within a bounded time."""
+    event, standing = catalogue["event"], catalogue["standing"]
+    other = seed.order([(standing, 1)], event_id=event, email="other@example.com")
+    assert run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": "smtp://127.0.0.1:1"}).returncode == 0
+    mine = seed.order([(standing, 1)], event_id=event, email="mine@example.com")
+    result = run_payverify("check", mine.order_number)
+    assert result.returncode == 0, result.stderr
+    assert [m.rcpt_tos for m in smtp.messages] == [("mine@example.com",)]
+    assert scalar(db, "SELECT status FROM payverify_outbox WHERE order_id = %(id)s", id=other.id) == "pending"
+    assert run_payverify("sweep").returncode == 0
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["mine@example.com", "other@example.com"]
