@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,31 +24,43 @@ MASK = "***"
 
 
 class Redactor:
-    """A structlog processor replacing any known secret inside any string value."""
+    """A structlog processor replacing any known secret inside any string value.
+
+    Worker threads add secrets (a refreshed token) while others log: an add builds a new tuple under
+    a lock and swaps it in, so readers take one immutable snapshot without locking and no add is lost.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._lock = threading.Lock()
+        self.secrets: tuple[str, ...] = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
 
     def add(self, secret: str) -> None:
-        if secret and secret not in self.secrets:
-            self.secrets = sorted([*self.secrets, secret], key=len, reverse=True)
+        if not secret:
+            return
+        with self._lock:
+            if secret not in self.secrets:
+                self.secrets = tuple(sorted([*self.secrets, secret], key=len, reverse=True))
 
     def _clean(self, value: Any) -> Any:
+        return self._clean_with(self.secrets, value)
+
+    def _clean_with(self, secrets: tuple[str, ...], value: Any) -> Any:
         if isinstance(value, str):
-            for secret in self.secrets:
+            for secret in secrets:
                 if secret in value:
                     value = value.replace(secret, MASK)
             return value
         if isinstance(value, dict):
-            return {k: self._clean(v) for k, v in value.items()}
+            return {k: self._clean_with(secrets, v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return type(value)(self._clean(v) for v in value)
+            return type(value)(self._clean_with(secrets, v) for v in value)
         return value
 
     def __call__(self, logger: Any, method: str, event_dict: EventDict) -> EventDict:
-        if not self.secrets:
+        secrets = self.secrets  # one snapshot for the whole event
+        if not secrets:
             return event_dict
-        return {k: self._clean(v) for k, v in event_dict.items()}
+        return {k: self._clean_with(secrets, v) for k, v in event_dict.items()}
 
 
 def _drop_exc_info(logger: Any, method: str, event_dict: EventDict) -> EventDict:
