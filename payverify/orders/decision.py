@@ -13,7 +13,7 @@ from payverify.config import Policy
 from payverify.mail.kinds import ALERT_LATE_PAYMENT, ALERT_REVIEW, CONFIRMATION, PAYMENT_FAILED
 from payverify.money import format_amount, same_amount
 from payverify.sumup.answer import Answer, AnswerKind
-from payverify.sumup.checkout import EXPIRED, FAILED, PAID, PENDING, Checkout
+from payverify.sumup.checkout import EXPIRED, FAILED, PAID, PENDING, Checkout, plausible_checkout_id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +50,11 @@ def decide(order: models.Order, answer: Answer, now: datetime, policy: Policy) -
         return _keep(f"order is {order.status}: payverify never changes it")
     if not order.sumup_checkout_id:
         return _keep("order has no SumUp checkout yet")
+    if not plausible_checkout_id(order.sumup_checkout_id):  # never asked: no answer will ever come
+        if order.status in models.RESCUABLE:
+            return _keep(f"checkout id {order.sumup_checkout_id!r} is not a SumUp id; order stays {order.status}")
+        return _review(f"checkout id {order.sumup_checkout_id!r} is not a plausible SumUp checkout id; "
+                       f"SumUp was not asked")
     if answer.kind is AnswerKind.UNKNOWN:
         return _keep(f"no definitive answer from SumUp ({answer.reason}); retried next run")
     if answer.kind is AnswerKind.NOT_FOUND:

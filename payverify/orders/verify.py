@@ -24,7 +24,8 @@ from payverify.mail import outbox
 from payverify.models import REQUIRES_MANUAL_REVIEW, Order, OrderItem
 from payverify.orders.decision import ALERT_REVIEW, Decision, decide
 from payverify.orders.settle import Attempt, Settled, settle
-from payverify.sumup.answer import CREDENTIALS, Answer, answer_from_reply
+from payverify.sumup.answer import CREDENTIALS, NOT_UNDERSTOOD, Answer, answer_from_reply
+from payverify.sumup.checkout import plausible_checkout_id
 from payverify.sumup.client import SumUpClient
 from payverify.sumup.credentials import (
     ArtistDisconnected,
@@ -75,6 +76,9 @@ class Verifier:
         """SumUp's answer about the order's checkout. Never raises for SumUp or token trouble."""
         if not order.sumup_checkout_id:
             return Answer.unknown("not asked: the order has no SumUp checkout", error_kind=None)
+        if not plausible_checkout_id(order.sumup_checkout_id):
+            return Answer.unknown(f"not asked: checkout id {order.sumup_checkout_id!r} is not a plausible "
+                                  f"SumUp checkout id", error_kind=NOT_UNDERSTOOD)
         checkout_id, owner = order.sumup_checkout_id, TokenOwner.of(order)
         try:
             reply = self.credentials.call(owner, lambda token: self.client.get_checkout(checkout_id, token),

@@ -8,6 +8,7 @@ Statuses are open enums: an unknown string is kept as data, never mapped to "not
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +26,17 @@ REVERSED_TRANSACTION_STATUSES = frozenset({"REFUNDED", "CHARGE_BACK", "CHARGEBAC
 # Beyond these an "amount" is not one (and would overflow Decimal arithmetic downstream).
 MAX_AMOUNT = Decimal(10) ** 12
 MAX_DECIMALS = 8
+
+
+# A checkout id payverify will ask SumUp about. SumUp's ids are UUIDs in its examples; any short run of
+# letters, digits, "-" and "_" is accepted, so another id format is not refused, while dot segments,
+# slashes, whitespace, control characters and escapes never reach a URL path.
+_PLAUSIBLE_CHECKOUT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def plausible_checkout_id(checkout_id: str) -> bool:
+    """Whether `checkout_id` could be one of SumUp's checkout ids (1-64 of A-Z, a-z, 0-9, '-', '_')."""
+    return _PLAUSIBLE_CHECKOUT_ID.fullmatch(checkout_id) is not None
 
 
 class BodyNotUnderstood(ValueError):

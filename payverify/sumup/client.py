@@ -28,6 +28,7 @@ from payverify import __version__
 from payverify.errors import InvalidGrant, SumUpUnavailable, TokenRefreshFailed
 from payverify.secret import Secret
 from payverify.sumup.answer import CONNECTION, NOT_UNDERSTOOD, TIMEOUT, http_error_kind
+from payverify.sumup.checkout import plausible_checkout_id
 from payverify.sumup.ratelimit import RateLimiter
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -130,9 +131,10 @@ class SumUpClient:
         self._clock = clock
 
     def get_checkout(self, checkout_id: str, token: Secret) -> Reply:
-        # safe="" quotes "/", "?" and "#"; a dot segment would still be normalised away by urllib3.
-        if checkout_id.strip(".") == "":
-            raise ValueError("checkout id is empty or a dot segment")
+        # Callers check first (an implausible id is not understood); this is the last line of defence.
+        # safe="" quotes "/", "?" and "#" should the rule ever widen; a dot segment would be normalised away.
+        if not plausible_checkout_id(checkout_id):
+            raise ValueError("checkout id is not a plausible SumUp checkout id")
         url = f"{self._base}/v0.1/checkouts/{quote(checkout_id, safe='')}"
         return self._send("GET", url, headers=self._auth(token))
 

@@ -136,3 +136,22 @@ def test_free_order_paid_zero(seed, db, smtp, run_payverify):
     assert [r["outcome"] for r in rows(db, "SELECT outcome FROM payverify_audit WHERE order_id = %(id)s",
                                        id=order.id)] == ["completed"]
     assert len(smtp.messages) == 1
+
+
+@pytest.mark.parametrize("checkout_id", ["../x", "..", "a b\n"])
+def test_implausible_checkout_id_goes_to_review_and_is_never_requested(seed, db, sumup, smtp, run_payverify,
+                                                                       checkout_id):
+    """An order whose checkout id cannot be a SumUp id is not asked about: the sweep exits 0 without
+    a traceback, the order needs manual review with one alert, and SumUp never sees the id."""
+    artist = seed.artist()
+    event = seed.event(artist)
+    order = seed.order([(seed.ticket_type(event), 1)], event_id=event, checkout_id=checkout_id, sumup_status=None)
+    result = run_payverify("sweep")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert status_of(db, order.id) == "requires_manual_review"
+    assert tickets_of(db, order.id) == 0
+    alerts = [m for m in smtp.messages if "needs manual review" in str(m.parsed()["Subject"])]
+    assert len(alerts) == 1
+    assert order.order_number in str(alerts[0].parsed()["Subject"])
+    assert [r.path for r in sumup.requests if r.path.startswith("/v0.1/checkouts")] == []

@@ -206,6 +206,25 @@ def test_no_checkout_id_changes_nothing():
     assert d.decide(make_order(sumup_checkout_id=None), answer(), NOW, POLICY).new_status is None
 
 
+@pytest.mark.parametrize("status", AWAITING)
+def test_implausible_checkout_id_goes_to_review_with_alert(status):
+    """An awaiting order whose checkout id cannot be a SumUp id ("../x") is not asked about and
+    needs a person: requires_manual_review plus the review alert, whatever the (unknown) answer."""
+    order = make_order(status=status, sumup_checkout_id="../x")
+    not_asked = Answer.unknown("not asked", error_kind="not_understood")
+    result = d.decide(order, not_asked, NOW, POLICY)
+    assert result.new_status == "requires_manual_review"
+    assert result.notify == (d.ALERT_REVIEW,)
+    assert not result.issue_tickets
+
+
+@pytest.mark.parametrize("status", RESCUE)
+def test_implausible_checkout_id_leaves_rescue_orders(status):
+    """A failed/expired order changes only when paid: an implausible checkout id leaves it alone."""
+    order = make_order(status=status, sumup_checkout_id="../x")
+    assert d.decide(order, Answer.unknown("not asked", error_kind="not_understood"), NOW, POLICY).new_status is None
+
+
 def test_not_paid_answer_about_another_checkout_changes_nothing():
     """EXPIRED for a different checkout id is not an answer about this order."""
     result = d.decide(make_order(), answer("EXPIRED", id="88fcf8de-304d-4820-8f1c-ec880290eb92"), NOW, POLICY)
