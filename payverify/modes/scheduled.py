@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from payverify.errors import PayverifyError
 from payverify.exitcodes import ExitStatus
 from payverify.mail.pipeline import MailPipeline
 from payverify.mail.sender import SendReport
@@ -62,22 +63,39 @@ def _run(rt: Runtime, *, since, limit, dry_run, progress) -> RunResult:
 
     with rt.database() as db:
         if dry_run:  # writes nothing, sends nothing
-            report = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since, limit=limit,
-                           dry_run=True, keep_results=True, progress=progress)
-            return RunResult(sweep=report, mail=None,
-                             status=ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK)
+            preview = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since, limit=limit,
+                            dry_run=True, keep_results=True, progress=progress)
+            return RunResult(sweep=preview, mail=None,
+                             status=ExitStatus.SUMUP_UNAVAILABLE if preview.sumup_down else ExitStatus.OK)
         record_run_start(db, rt.run_id, rt.host, "sweep")
-        with db.transaction() as tx:
-            started = tx.require_one("now")["now"]
-        budget_end = time.monotonic() + rt.settings.time_budget_seconds
-        # Mail goes out as orders settle, and shares the run's time budget (with at least half a
-        # minute after the sweep for what is left), so runs do not pile up.
-        with MailPipeline(rt.settings, connect, deadline=budget_end + 30, fresh_since=started) as pipeline:
-            report = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since, limit=limit,
-                           progress=progress, settled=pipeline.feed.poke)
-            queue_stuck_digest(rt.settings, db)
-            mail = pipeline.finish(db, deadline=max(report.deadline, time.monotonic() + 30))
-        status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
-        record_run_end(db, rt.run_id, int(status), report, mail, dict(report.sumup_errors))
-        publish_metrics(db, rt.host, rt.settings.metrics_file)
+        report: SweepReport | None = None
+        mail: SendReport | None = None
+        status = ExitStatus.ERROR
+        try:
+            with db.transaction() as tx:
+                started = tx.require_one("now")["now"]
+            budget_end = time.monotonic() + rt.settings.time_budget_seconds
+            # Mail goes out as orders settle, and shares the run's time budget (with at least half a
+            # minute after the sweep for what is left), so runs do not pile up.
+            with MailPipeline(rt.settings, connect, deadline=budget_end + 30, fresh_since=started) as pipeline:
+                report = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since,
+                               limit=limit, progress=progress, settled=pipeline.feed.poke)
+                queue_stuck_digest(rt.settings, db)
+                mail = pipeline.finish(db, deadline=max(report.deadline, time.monotonic() + 30))
+            status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
+        except BaseException as exc:
+            status = _exit_status_of(exc)
+            raise
+        finally:  # both never raise (a lost database is logged), so the run's own exception goes on
+            record_run_end(db, rt.run_id, int(status), report, mail, dict(report.sumup_errors) if report else None)
+            publish_metrics(db, rt.host, rt.settings.metrics_file)
     return RunResult(sweep=report, mail=mail, status=status)
+
+
+def _exit_status_of(exc: BaseException) -> ExitStatus:
+    """The status the process exits with for an exception leaving the run (as payverify.cli.main maps it)."""
+    if isinstance(exc, PayverifyError):
+        return exc.exit_status
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitStatus.INTERRUPTED
+    return ExitStatus.ERROR
