@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from payverify.errors import PayverifyError
+from payverify.errors import DatabaseUnavailable, PayverifyError
 from payverify.exitcodes import ExitStatus
 from payverify.mail.pipeline import MailPipeline
 from payverify.mail.sender import SendReport
@@ -71,6 +71,7 @@ def _run(rt: Runtime, *, since, limit, dry_run, progress) -> RunResult:
         report: SweepReport | None = None
         mail: SendReport | None = None
         status = ExitStatus.ERROR
+        database_lost = False
         try:
             with db.transaction() as tx:
                 started = tx.require_one("now")["now"]
@@ -85,10 +86,15 @@ def _run(rt: Runtime, *, since, limit, dry_run, progress) -> RunResult:
             status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
         except BaseException as exc:
             status = _exit_status_of(exc)
+            database_lost = isinstance(exc, DatabaseUnavailable)
             raise
-        finally:  # both never raise (a lost database is logged), so the run's own exception goes on
-            record_run_end(db, rt.run_id, int(status), report, mail, dict(report.sumup_errors) if report else None)
-            publish_metrics(db, rt.host, rt.settings.metrics_file)
+        finally:  # both never raise, so the run's own exception goes on
+            # With the database gone there is nothing to write to: the run's one stderr line says so,
+            # and its row stays unfinished (counted so in the metrics) rather than a second warning.
+            if not database_lost:
+                record_run_end(db, rt.run_id, int(status), report, mail,
+                               dict(report.sumup_errors) if report else None)
+                publish_metrics(db, rt.host, rt.settings.metrics_file)
     return RunResult(sweep=report, mail=mail, status=status)
 
 
