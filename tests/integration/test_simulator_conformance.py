@@ -45,9 +45,8 @@ from sumup.types import (
 from payverify.sumup.answer import AnswerKind, answer_from_reply
 from payverify.sumup.history import merchant_code_of, parse_page
 from payverify_dev.sumup_server import FakeSumUp, checkout_body
+from tests.integration.conftest import KEY, MERCHANT, OTHER, OTHER_KEY  # the `fake` simulator's accounts
 
-MERCHANT, OTHER = "MH4H92C7", "MOTHER01"
-KEY, OTHER_KEY = "sup_sk_test_key", "sup_sk_other_key"
 CID = "4e425463-3e1b-431d-83fa-1e51c2925e99"
 REF = "JE-7F3K2Q"
 
@@ -162,20 +161,6 @@ def test_checker_reports_missing_required_field():
 
 
 # -- what the simulator sends -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake():
-    with FakeSumUp() as server:
-        server.add_api_key(KEY, MERCHANT)
-        server.add_api_key(OTHER_KEY, OTHER)
-        yield server
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
 
 
 def get(http, fake, path: str, token: str = KEY, **kw) -> requests.Response:

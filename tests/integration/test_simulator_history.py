@@ -14,26 +14,11 @@ import tenacity
 from payverify.secret import Secret
 from payverify.sumup.client import SumUpClient
 from payverify.sumup.history import HistoryUnreadable, merchant_code_of, walk
-from payverify_dev.sumup_server import FakeSumUp, Scripted, checkout_body
+from payverify_dev.sumup_server import Scripted, checkout_body
+from tests.integration.conftest import KEY, MERCHANT, OTHER, OTHER_KEY  # the `fake` simulator's accounts
 
-MERCHANT, OTHER = "MH4H92C7", "MOTHER01"
-KEY, OTHER_KEY = "sup_sk_test_key", "sup_sk_other_key"
 HISTORY = f"/v2.1/merchants/{MERCHANT}/transactions/history"
 T0 = dt.datetime(2026, 8, 20, 10, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def fake():
-    with FakeSumUp() as server:
-        server.add_api_key(KEY, MERCHANT)
-        server.add_api_key(OTHER_KEY, OTHER)
-        yield server
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
 
 
 def history(http, fake, query: str | dict | None = None, *, token=KEY, merchant=MERCHANT) -> requests.Response:
