@@ -76,7 +76,8 @@ def check_invariants(db: Database, smtp, *, expected_paid: Iterable[int] = ()) -
     return report
 
 
-def assert_invariants(report: Report, *, max_duplicate_mails: int = 0) -> None:
+def assert_invariants(report: Report, *, max_duplicate_mails: int = 0, log: str = "") -> None:
+    """Fails listing every broken invariant, followed by the log of the run that should have converged."""
     problems = []
     if report.wrong_ticket_count:
         problems.append(f"completed orders with wrong ticket counts (tickets, admissions): {report.wrong_ticket_count}")
@@ -92,4 +93,4 @@ def assert_invariants(report: Report, *, max_duplicate_mails: int = 0) -> None:
         problems.append(f"completed orders never mailed: {report.completed_not_mailed}")
     if report.duplicate_mails > max_duplicate_mails:
         problems.append(f"{report.duplicate_mails} duplicate mails (allowed {max_duplicate_mails})")
-    assert not problems, "invariants broken:\n  " + "\n  ".join(problems)
+    assert not problems, "invariants broken:\n  " + "\n  ".join(problems) + (f"\nthe run's log:\n{log}" if log else "")
