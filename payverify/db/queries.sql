@@ -19,26 +19,50 @@ SELECT current_schema()::text AS schema
 
 -- name: site_columns
 -- The columns of the site's tables (or the views standing for them), to check the contract first.
-SELECT table_name::text AS table_name, column_name::text AS column_name, data_type::text AS data_type,
-       character_maximum_length AS max_length, is_nullable::text AS is_nullable,
-       column_default::text AS column_default, is_identity::text AS is_identity,
-       is_generated::text AS is_generated
-FROM information_schema.columns
-WHERE table_schema = current_schema() AND table_name = ANY(%(tables)s)
+-- From pg_catalog, not information_schema: information_schema shows a role only the columns it has
+-- rights on, so under least privilege a NOT NULL ticket column payverify cannot fill would be hidden.
+-- The columns are named and spelled as information_schema.columns has them.
+SELECT c.relname::text AS table_name, a.attname::text AS column_name,
+       format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL) AS data_type,
+       CASE WHEN (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END)
+                 IN ('varchar'::regtype, 'bpchar'::regtype)
+                 AND (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) > 4
+            THEN (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) - 4 END AS max_length,
+       CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS column_default,
+       CASE WHEN a.attidentity <> '' THEN 'YES' ELSE 'NO' END AS is_identity,
+       CASE WHEN a.attgenerated <> '' THEN 'ALWAYS' ELSE 'NEVER' END AS is_generated
+FROM pg_class c
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname = ANY(%(tables)s)
 
 -- name: view_base_columns
 -- When a site table is a view: the columns of the table(s) behind it, and whether the view uses each.
 -- (A view reports every column nullable; an INSERT through it still fails on its base's NOT NULL.)
-SELECT c.table_schema::text || '.' || c.table_name::text AS table_name, c.column_name::text AS column_name,
-       c.is_nullable::text AS is_nullable, c.column_default::text AS column_default,
-       c.is_identity::text AS is_identity, c.is_generated::text AS is_generated,
-       EXISTS (SELECT 1 FROM information_schema.view_column_usage v
-               WHERE v.view_schema = u.view_schema AND v.view_name = u.view_name
-                 AND v.table_schema = c.table_schema AND v.table_name = c.table_name
-                 AND v.column_name = c.column_name) AS used
-FROM information_schema.view_table_usage u
-JOIN information_schema.columns c ON c.table_schema = u.table_schema AND c.table_name = u.table_name
-WHERE u.view_schema = current_schema() AND u.view_name = %(view)s
+-- From the view rule's dependencies in pg_catalog: information_schema lists them only to the owner.
+SELECT n.nspname::text || '.' || b.relname::text AS table_name, a.attname::text AS column_name,
+       CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS column_default,
+       CASE WHEN a.attidentity <> '' THEN 'YES' ELSE 'NO' END AS is_identity,
+       CASE WHEN a.attgenerated <> '' THEN 'ALWAYS' ELSE 'NEVER' END AS is_generated,
+       EXISTS (SELECT 1 FROM pg_depend u
+               WHERE u.classid = 'pg_rewrite'::regclass AND u.objid = r.oid
+                 AND u.refclassid = 'pg_class'::regclass AND u.refobjid = b.oid
+                 AND u.refobjsubid = a.attnum) AS used
+FROM pg_class v
+JOIN pg_rewrite r ON r.ev_class = v.oid AND r.rulename = '_RETURN'
+JOIN (SELECT DISTINCT objid, refobjid FROM pg_depend
+      WHERE classid = 'pg_rewrite'::regclass AND refclassid = 'pg_class'::regclass) dep
+  ON dep.objid = r.oid AND dep.refobjid <> v.oid
+JOIN pg_class b ON b.oid = dep.refobjid AND b.relkind IN ('r', 'p', 'v', 'f')
+JOIN pg_namespace n ON n.oid = b.relnamespace
+JOIN pg_attribute a ON a.attrelid = b.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = b.oid AND d.adnum = a.attnum
+WHERE v.relkind = 'v' AND v.relname = %(view)s
+  AND v.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
 
 -- name: now
 SELECT now() AS now
