@@ -29,6 +29,17 @@ class UniqueViolation(DatabaseError):
     pass
 
 
+class PermissionDenied(DatabaseError):
+    """The database user lacks a right (SQLSTATE 42501): the role is set up wrong, not the data.
+    `refused` is the database's own line (e.g. "permission denied for table orders_order")."""
+
+    exit_status = ExitStatus.CONFIG
+
+    def __init__(self, message: str, *, refused: str) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
 class SchemaMismatch(PayverifyError):
     exit_status = ExitStatus.SCHEMA
 

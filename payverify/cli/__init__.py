@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from payverify.cli import admin, reconciling  # noqa: F401 - they register doctor, config and reconcile
+from payverify.cli import admin, database, reconciling  # noqa: F401 - they register doctor, config, db grants, reconcile
 from payverify.cli.commands import cli
 from payverify.errors import PayverifyError
 from payverify.exitcodes import ExitStatus

@@ -204,6 +204,10 @@ def db() -> None:
 def upgrade(config_file) -> int:
     """Create or upgrade payverify's tables. Idempotent; safe on several hosts at once.
 
+    Needs the rights of the owner of payverify's tables (the first time: to create tables in the
+    schema); the run-time role of `payverify db grants` is refused with exit 3, unless the schema is
+    already current.
+
     \b
     Example:
       payverify db upgrade
@@ -219,7 +223,8 @@ def upgrade(config_file) -> int:
         applied = run_upgrade(database)
     if applied:
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
-        click.echo(f"payverify schema upgraded to version {latest_version()} (applied {names})")
+        click.echo(f"payverify schema upgraded to version {latest_version()} (applied {names}); "
+                   "if payverify runs as its own database role, apply `payverify db grants ROLE` again")
     else:
         click.echo(f"payverify schema is current (version {latest_version()})")
     return ExitStatus.OK

@@ -77,3 +77,17 @@ class OrderRef(click.ParamType):
         if not text or len(text) > 64 or any(ord(c) < 32 for c in text):
             self.fail(f"{value!r} is not an order number or id", param, ctx)
         return text
+
+
+class RoleName(click.ParamType):
+    """A Postgres role name that GRANT can name exactly."""
+
+    name = "ROLE"
+
+    def convert(self, value, param, ctx):
+        from payverify.db.grants import role_name_problem
+
+        problem = role_name_problem(str(value))
+        if problem:
+            self.fail(f"{value!r} {problem}", param, ctx)
+        return str(value)

@@ -14,7 +14,14 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from payverify.db.queries import queries
-from payverify.errors import ConfigError, DatabaseError, DatabaseUnavailable, SchemaMismatch, UniqueViolation
+from payverify.errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseUnavailable,
+    PermissionDenied,
+    SchemaMismatch,
+    UniqueViolation,
+)
 from payverify.secret import Secret
 
 # SQLSTATEs that mean the connection is gone (class 08, admin shutdown, crash shutdown, cannot connect now).
@@ -28,6 +35,10 @@ def wrap_exceptions(conn: Any = None) -> Iterator[None]:
         yield
     except psycopg2.errors.UniqueViolation as exc:
         raise UniqueViolation(f"database refused a duplicate: {_first_line(exc)}") from None
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        refused = _first_line(exc)
+        raise PermissionDenied(f"database refused: {refused} (the database user lacks a right payverify needs: "
+                               "`payverify db grants ROLE` prints them)", refused=refused) from None
     except (psycopg2.InterfaceError, psycopg2.OperationalError) as exc:
         code = getattr(exc, "pgcode", None) or ""
         closed = conn is not None and conn.closed
@@ -171,6 +182,11 @@ class Database:
             arrived = bool(self._conn.notifies)
             self._conn.notifies.clear()
         return arrived
+
+    def quote_identifier(self, name: str) -> str:
+        """`name` as a quoted SQL identifier (for SQL payverify prints, such as `db grants`)."""
+        with wrap_exceptions(self._conn):
+            return sql.Identifier(name).as_string(self._conn)
 
     @property
     def backend_pid(self) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from payverify.db.connection import Database, Tx
-from payverify.errors import SchemaMismatch
+from payverify.errors import PermissionDenied, SchemaMismatch
 
 _FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
@@ -44,21 +44,32 @@ def current_version(tx: Tx) -> int:
 
 
 def upgrade(db: Database) -> list[Migration]:
-    """Apply every migration newer than the database's version; return those applied."""
+    """Apply every migration newer than the database's version; return those applied.
+
+    Creating and altering payverify's tables needs their owner (or, the first time, the right to
+    create in the schema): the run-time role of `db grants` is refused with a line saying so, unless
+    there is nothing to do."""
     with db.transaction() as tx:
         tx.run("take_migration_lock")
         if db.own_schema is not None:
             tx.only_schema(db.own_schema)  # never in PAYVERIFY_SITE_SCHEMA: that schema is the site's
-        tx.script(
-            "CREATE TABLE IF NOT EXISTS payverify_schema_version ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        version = current_version(tx)
-        pending = [m for m in migrations() if m.version > version]
-        for migration in pending:
-            tx.script(migration.sql)
-            tx.run("record_migration", version=migration.version, name=migration.name)
+        pending = [m for m in migrations() if m.version > current_version(tx)]
+        if not pending:
+            return []
+        try:
+            tx.script(
+                "CREATE TABLE IF NOT EXISTS payverify_schema_version ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for migration in pending:
+                tx.script(migration.sql)
+                tx.run("record_migration", version=migration.version, name=migration.name)
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                f"payverify db upgrade creates and alters payverify's tables, which needs the rights of their "
+                f"owner, and the database refused: {exc.refused}. Run it as that user (the site's migration "
+                "user, say); the run-time role of `payverify db grants` cannot", refused=exc.refused) from None
     return pending
 
 
