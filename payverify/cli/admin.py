@@ -21,18 +21,21 @@ _URL_SCHEMES = ("postgresql", "postgres", "smtp", "smtps")
 @cli.command()
 @click.pass_obj
 def doctor(config_file) -> int:
-    """Check everything payverify needs, one line per check: ok, FAIL or skip, and why.
+    """Check everything payverify needs, one line per check: ok, warn, FAIL or skip, and why.
 
     In order: configuration complete (database URL; SUMUP_API_KEY or the OAuth client; SMTP URL and
     sender, since without them mail waits forever); database reachable; the site's tables match the
-    contract; payverify's schema current; SumUp reachable; the platform key accepted; each artist's
+    contract; payverify's schema current; the database user's rights (FAIL when it lacks one that
+    `payverify db grants` gives; warn when it could do far more: a superuser, the owner of the site's
+    tables, or DELETE on them); SumUp reachable; the platform key accepted; each artist's
     OAuth token valid or refreshable (the artist is named, never the token); SMTP reachable, with
     STARTTLS for smtp:// and login. A check that needs a failed one is skipped. No secret is printed.
 
     An expired artist token is refreshed, exactly as a sweep would: SumUp rotates the refresh token,
     so the new pair is stored at once (not storing it would lock the artist out).
 
-    Exit 0 when no check failed; otherwise the status of the first failure: 3 configuration,
+    Exit 0 when no check failed (a warning does not fail); otherwise the status of the first
+    failure: 3 configuration or the database user's rights,
     4 database unreachable, 5 site tables or payverify's schema, 7 SumUp or an artist's token,
     1 SMTP.
 

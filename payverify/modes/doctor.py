@@ -21,6 +21,7 @@ from payverify.config import Settings, load_settings
 from payverify.db import Database
 from payverify.db.contract import SITE_COLUMNS, problems, summary
 from payverify.db.migrate import current_version, latest_version, require_current
+from payverify.db.rights import audit
 from payverify.errors import (
     ConfigError,
     PayverifyError,
@@ -44,7 +45,7 @@ from payverify.sumup.credentials import (
 log = structlog.get_logger("payverify.modes.doctor")
 T = TypeVar("T")
 
-OK, FAIL, SKIP = "ok", "FAIL", "skip"
+OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 # A reference no checkout ever has: the request proves the credentials without listing anything.
 PROBE_REFERENCE = "payverify-doctor"
 # Sent when no platform key is set, only to see whether SumUp answers at all (it answers 401).
@@ -60,7 +61,7 @@ _OAUTH_ARTISTS = {
 
 @dataclass(frozen=True)
 class Result:
-    status: str  # "ok", "FAIL" or "skip"
+    status: str  # "ok", "warn" (works, but worth changing), "FAIL" or "skip"
     check: str
     reason: str
     kind: ExitStatus = ExitStatus.OK  # the command's exit status if this is the first failure
@@ -81,6 +82,7 @@ class Found:
         self.db: Database | None = None
         self.client: SumUpClient | None = None
         self.site_tables_ok = False
+        self.schema_current = False
         self.sumup_answers = False
         self.platform_reply: Reply | None = None  # SumUp's answer to the probe with the platform key
 
@@ -125,6 +127,7 @@ CONFIGURATION = Need(lambda f: f.settings is not None, "configuration could not 
 DATABASE = Need(lambda f: f.db is not None, "needs the database")
 SITE_TABLES = Need(lambda f: f.site_tables_ok, "needs the site's tables")
 SUMUP = Need(lambda f: f.sumup_answers, "needs SumUp to answer")
+OWN_SCHEMA = Need(lambda f: f.schema_current, "needs payverify's schema current")
 
 
 def needs_setting(name: str, reason: str) -> Need:
@@ -255,7 +258,26 @@ def _schema(found: Found, check: Check) -> Result:
             version = current_version(tx)
     except PayverifyError as exc:
         return check.fail(str(exc))
+    found.schema_current = True
     return check.ok(f"current (version {version} of {latest_version()})")
+
+
+def _rights(found: Found, check: Check) -> Result:
+    """What the database user may do, against what `db grants` gives."""
+    try:
+        rights = audit(found.database)
+    except PayverifyError as exc:
+        return check.fail(str(exc))
+    user = f"user {_printable(rights.username)}"
+    if rights.missing:
+        more = f" (and {len(rights.missing) - 3} more)" if len(rights.missing) > 3 else ""
+        return check.fail(f"{user} lacks {', '.join(rights.missing[:3])}{more}: apply `payverify db grants ROLE` "
+                          "as the owner")
+    if rights.too_much:
+        return Result(WARN, check.name, f"{user} {rights.too_much}; payverify needs much less: give it its own "
+                                        "role with `payverify db grants ROLE`")
+    return check.ok(f"{user} has every right payverify needs, and is not a superuser, the owner of the "
+                    "site's tables or able to DELETE from them")
 
 
 # ---- SumUp ---------------------------------------------------------------------------------------
@@ -364,6 +386,7 @@ def checks(config_file: str | None, environ: Mapping[str, str] | None = None) ->
         Check("database", ExitStatus.DATABASE_UNAVAILABLE, _database, (CONFIGURATION, database_url)),
         Check("site tables", schema, _site_tables, (CONFIGURATION, DATABASE)),
         Check("payverify schema", schema, _schema, (CONFIGURATION, SITE_TABLES)),
+        Check("database rights", ExitStatus.CONFIG, _rights, (CONFIGURATION, OWN_SCHEMA)),
         Check("SumUp API", sumup, _sumup_reachable),
         Check("SumUp platform key", sumup, _platform_key, (CONFIGURATION, api_key, SUMUP)),
         Check("artists' SumUp tokens", sumup, _artists, (CONFIGURATION, SITE_TABLES, SUMUP)),
