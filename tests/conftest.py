@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,15 +54,53 @@ def _admin(url: str, sql: str) -> None:
         db.close()
 
 
+@dataclass(frozen=True)
+class RunRole:
+    """The role payverify runs as in the suite: made from `payverify db grants`' own output."""
+
+    name: str
+    password: str
+
+    def url(self, url: str) -> str:
+        """`url` (the owner's) with this role's name and password instead."""
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, f"{self.name}:{self.password}@{host}", parts.path, parts.query,
+                           parts.fragment))
+
+    def grant(self, url: str, environ: dict[str, str] | None = None) -> str:
+        """Apply `payverify db grants` (as a real process against `url`, run as the owner) there;
+        returns the SQL applied. `environ`: more settings (PAYVERIFY_SITE_SCHEMA)."""
+        run_env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYVERIFY_", "SUMUP_"))}
+        run_env.update({"PAYVERIFY_DATABASE_URL": url, "PAYVERIFY_LOG_FILE": os.devnull, **(environ or {})})
+        out = subprocess.run([sys.executable, "-m", "payverify", "db", "grants", self.name], env=run_env,
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        _admin(url, out.stdout)
+        return out.stdout
+
+
 @pytest.fixture(scope="session")
-def template_db(pg_url) -> str:
-    """A database with the site's tables and payverify's schema, cloned by every test."""
+def run_role(pg_url) -> RunRole:
+    """A login role with no rights of its own (roles belong to the server: one per test process)."""
+    role = RunRole(f"pv_run_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex)
+    _admin(pg_url, f"CREATE ROLE {role.name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{role.password}'")
+    yield role
+    # Every database it had rights in is gone by now (they were dropped before this teardown).
+    _admin(pg_url, f"DROP ROLE IF EXISTS {role.name}")
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_url, run_role) -> str:
+    """A database with the site's tables and payverify's schema, cloned by every test, and the run
+    role's grants (a clone keeps them)."""
     name = f"pv_tpl_{uuid.uuid4().hex[:8]}"
     _admin(pg_url, f"CREATE DATABASE {name}")
     url = _with_dbname(pg_url, name)
     with Database.connect(Secret(url)) as db:
         load_site_schema(db)
         upgrade(db)
+    run_role.grant(url)
     yield name
     _admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -143,11 +182,18 @@ def smtp():
 
 
 @pytest.fixture
-def env(database_url, sumup, smtp, tmp_path) -> dict[str, str]:
-    """The environment of a payverify process pointed at the test database and the simulator."""
+def run_database_url(database_url, run_role) -> str:
+    """The test database as payverify's run-time role sees it (only what `db grants` gives)."""
+    return run_role.url(database_url)
+
+
+@pytest.fixture
+def env(run_database_url, sumup, smtp, tmp_path) -> dict[str, str]:
+    """The environment of a payverify process pointed at the test database (as the role made from
+    `payverify db grants`, so a query needing more fails) and the simulator."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PAYVERIFY_", "SUMUP_"))}
     base.update({
-        "PAYVERIFY_DATABASE_URL": database_url,
+        "PAYVERIFY_DATABASE_URL": run_database_url,
         "SUMUP_API_BASE_URL": sumup.url,
         "SUMUP_API_KEY": PLATFORM_KEY,
         "SUMUP_CLIENT_ID": sumup.client_id,

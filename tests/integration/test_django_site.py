@@ -67,15 +67,17 @@ def flavour(request) -> str:
 
 
 @pytest.fixture
-def database_url(pg_url, django_templates, flavour, tmp_path):
+def database_url(pg_url, django_templates, flavour, tmp_path, run_role):
     """Overrides conftest's, so that `env`, `run_payverify` and `db` use it: a clone of the Django-made
-    template of this flavour, after the real `payverify db upgrade`."""
+    template of this flavour, after the real `payverify db upgrade` and `payverify db grants` for the
+    run role (which `env` connects as: Django's identity or serial ids need no more than it grants)."""
     with scratch_database(pg_url, "pv_dj", db_name(django_templates(flavour))) as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYVERIFY_", "SUMUP_"))}
         env.update({"PAYVERIFY_DATABASE_URL": url, "PAYVERIFY_LOG_FILE": str(tmp_path / "upgrade.log")})
         upgrade = subprocess.run([sys.executable, "-m", "payverify", "db", "upgrade"], env=env, cwd=ROOT,
                                  capture_output=True, text=True, timeout=120)
         assert upgrade.returncode == ExitStatus.OK, f"db upgrade exited {upgrade.returncode}: {upgrade.stderr}"
+        run_role.grant(url)
         yield url
 
 

@@ -94,7 +94,7 @@ def test_healthy_setup_is_all_ok(seed, run_payverify):
     result = run_payverify("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     found = statuses(result)
-    for check in ("configuration", "database", "site tables", "payverify schema", "SumUp API",
+    for check in ("configuration", "database", "site tables", "payverify schema", "database rights", "SumUp API",
                   "SumUp platform key", "SMTP"):
         assert found.get(check) == "ok", result.stdout
     assert artist_line(result, "Oauth Olive", olive.id) == ("ok", "valid")

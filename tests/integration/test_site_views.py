@@ -49,12 +49,16 @@ def payverify_tables(url: str) -> set[tuple[str, str]]:
 
 
 def test_views_settle_orders_and_keep_payverify_tables_out_of_the_site_schema(
-        site_url, site_db, sumup, smtp, views_env, run_payverify):
-    """db upgrade, doctor, sweep and check work through the views; payverify_* tables land in public only."""
+        site_url, site_db, sumup, smtp, views_env, run_payverify, run_role):
+    """db upgrade (as the owner), then doctor, sweep and check as the role `db grants` sets up, work
+    through the views; payverify_* tables land in public only."""
     upgrade = run_payverify("db", "upgrade", extra_env=views_env)
     assert upgrade.returncode == ExitStatus.OK, upgrade.stderr
     tables = payverify_tables(site_url)
     assert tables and {schema for schema, _ in tables} == {"public"}
+    applied = run_role.grant(site_url, {"PAYVERIFY_SITE_SCHEMA": SCHEMA})
+    assert f'ON "{SCHEMA}"."orders_order"' in applied and '"public"."payverify_outbox"' in applied
+    views_env = {**views_env, "PAYVERIFY_DATABASE_URL": run_role.url(site_url)}
 
     doctor = run_payverify("doctor", extra_env=views_env)
     site_line = next(line for line in doctor.stdout.splitlines() if "site tables" in line)
