@@ -204,3 +204,13 @@ def test_doctor_fails_when_a_right_is_missing(seed, db, run_role, run_payverify)
                                    "artists_artist.sumup_refresh_token, DELETE on payverify_runs: apply "
                                    "`payverify db grants ROLE` as the owner")
     assert result.returncode == ExitStatus.CONFIG
+
+
+def test_the_run_role_is_told_of_a_ticket_column_it_has_no_right_on(db, run_payverify):
+    """A NOT NULL ticket column added after the grants: the role has no right on it, yet the contract
+    check still sees it (pg_catalog, not information_schema) and refuses before settling anything."""
+    with db.transaction() as tx:
+        tx.script("ALTER TABLE tickets_ticket ADD COLUMN seat varchar(10) NOT NULL")
+    result = run_payverify("sweep")
+    assert result.returncode == ExitStatus.SCHEMA
+    assert "site column tickets_ticket.seat is NOT NULL without a default" in one_line(result)

@@ -137,6 +137,18 @@ def test_a_not_null_column_hidden_behind_the_view_is_refused(site_url, views_env
     assert payverify_tables(site_url) == set()
 
 
+def test_the_run_role_is_told_of_a_not_null_column_behind_the_view(site_url, views_env, run_payverify, run_role):
+    """As the role of `db grants` (no right on the base table, nor ownership of the view), the column
+    hidden behind the view is still found: exit 5 naming it, nothing settled."""
+    assert run_payverify("db", "upgrade", extra_env=views_env).returncode == ExitStatus.OK
+    run_role.grant(site_url, {"PAYVERIFY_SITE_SCHEMA": SCHEMA})
+    with Database.connect(Secret(site_url)) as db, db.transaction() as tx:
+        tx.script("ALTER TABLE public.tickets_ticket ADD COLUMN seat varchar(10) NOT NULL")
+    result = run_payverify("sweep", extra_env={**views_env, "PAYVERIFY_DATABASE_URL": run_role.url(site_url)})
+    assert result.returncode == ExitStatus.SCHEMA, result.stderr
+    assert "public.tickets_ticket.seat (behind the view tickets_ticket) is NOT NULL without a default" in result.stderr
+
+
 def test_config_shows_the_site_schema(views_env, run_payverify):
     """`payverify config` says which schema holds the site's tables, and what unset means."""
     shown = run_payverify("config", extra_env=views_env)
