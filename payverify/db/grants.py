@@ -16,11 +16,17 @@ from payverify.db.connection import Database
 from payverify.db.contract import SITE_COLUMNS, TICKET_COLUMNS_WRITTEN, TICKETS
 from payverify.errors import SchemaMismatch
 
-# The ticket columns payverify reads back (check, resend and the confirmation list the tickets).
-TICKET_COLUMNS_READ = ("id", "order_id", "ticket_type_id", "code", "holder_name")
-
+# What the run-time queries read of each site table (queries.sql; the contract check itself reads
+# pg_catalog, which needs no right). UPDATE's WHERE and CASE, and RETURNING, read too.
 SITE_SELECT: dict[str, tuple[str, ...]] = {
-    table: (TICKET_COLUMNS_READ if table == TICKETS else tuple(columns)) for table, columns in SITE_COLUMNS.items()
+    "artists_artist": ("id", "name", "sumup_merchant_code", "sumup_access_token", "sumup_refresh_token",
+                       "sumup_token_expires_at"),
+    "events_event": ("id", "artist_id", "title", "venue", "starts_at", "ends_at"),
+    "events_tickettype": ("id", "name"),
+    "orders_order": tuple(SITE_COLUMNS["orders_order"]),
+    "orders_orderitem": ("id", "order_id", "ticket_type_id", "quantity", "unit_price"),
+    # The tickets read back (check, resend and the confirmation list them).
+    TICKETS: ("id", "order_id", "ticket_type_id", "code", "holder_name"),
 }
 SITE_UPDATE: dict[str, tuple[str, ...]] = {
     "orders_order": ("status", "paid_at", "sumup_transaction_code", "updated_at"),
@@ -30,10 +36,21 @@ SITE_UPDATE: dict[str, tuple[str, ...]] = {
 }
 SITE_INSERT: dict[str, tuple[str, ...]] = {TICKETS: tuple(sorted(TICKET_COLUMNS_WRITTEN))}
 
-# payverify's own tables: everything a run does to rows (retention deletes old ones), nothing to the
-# tables themselves. Its schema version is only read at run time.
-OWN_RIGHTS = "SELECT, INSERT, UPDATE, DELETE"
-READ_ONLY_OWN = frozenset({"payverify_schema_version"})
+# payverify's own tables: what a run does to their rows, table by table, and nothing to the tables
+# themselves. No UPDATE or DELETE on fulfilment rows (the database's backstop against a second issue)
+# or on reported discrepancies; the audit is only appended to and, past the retention, deleted.
+OWN_RIGHTS: dict[str, tuple[str, ...]] = {
+    "payverify_schema_version": ("SELECT",),
+    "payverify_order_state": ("SELECT", "INSERT", "UPDATE"),
+    "payverify_fulfilment": ("INSERT",),
+    "payverify_audit": ("SELECT", "INSERT", "DELETE"),
+    "payverify_outbox": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "payverify_runs": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "payverify_reconcile_cursor": ("SELECT", "INSERT", "UPDATE"),
+    "payverify_reconcile_reported": ("SELECT", "INSERT"),
+    "payverify_housekeeping": ("SELECT", "INSERT", "UPDATE"),
+    "payverify_runs_pruned": ("SELECT", "INSERT", "UPDATE"),
+}
 
 _MAX_ROLE_BYTES = 63  # Postgres would silently cut a longer name to 63 bytes: another role's name
 
@@ -46,27 +63,37 @@ _CATALOG = {
         WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s)
           AND c.relkind IN ('r', 'p') AND c.relname LIKE 'payverify\_%%'
         ORDER BY c.relname""",
-    # Sequences behind serial and identity columns of the given tables, or of the tables behind them
-    # when they are views: a serial default's nextval() is checked against the inserting role.
+    # The sequences a default's nextval() takes ids from (serial columns, and hand-made defaults),
+    # on the given tables and, for views, on the relations behind them at any depth: nextval() is
+    # checked against the inserting role. Identity columns need no right on their sequence.
     "grants_sequences": """
-        WITH named AS (
+        WITH RECURSIVE behind(oid) AS (
             SELECT c.oid FROM pg_class c
             WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s)
-              AND c.relname = ANY(%(tables)s)),
-        behind AS (
-            SELECT oid FROM named
+              AND c.relname = ANY(%(tables)s)
             UNION
-            SELECT dep.refobjid FROM named
-            JOIN pg_rewrite r ON r.ev_class = named.oid AND r.rulename = '_RETURN'
+            SELECT dep.refobjid FROM behind
+            JOIN pg_rewrite r ON r.ev_class = behind.oid AND r.rulename = '_RETURN'
             JOIN pg_depend dep ON dep.classid = 'pg_rewrite'::regclass AND dep.objid = r.oid
-                              AND dep.refclassid = 'pg_class'::regclass AND dep.refobjid <> named.oid)
-        SELECT DISTINCT n.nspname::text AS schema, s.relname::text AS name
+                              AND dep.refclassid = 'pg_class'::regclass AND dep.refobjid <> behind.oid)
+        SELECT DISTINCT n.nspname::text AS schema, s.relname::text AS name, s.oid::bigint AS oid
         FROM behind
-        JOIN pg_depend d ON d.refobjid = behind.oid AND d.refclassid = 'pg_class'::regclass
-                        AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-        JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+        JOIN pg_attrdef ad ON ad.adrelid = behind.oid
+        JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                        AND d.refclassid = 'pg_class'::regclass
+        JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
         JOIN pg_namespace n ON n.oid = s.relnamespace
         ORDER BY 1, 2""",
+    # Site views that check their base tables' rights against the caller (PG 15 security_invoker):
+    # the role would need rights on those base tables, which `db grants` does not name.
+    "grants_invoker_views": """
+        SELECT c.relname::text AS name FROM pg_class c
+        WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s)
+          AND c.relname = ANY(%(tables)s) AND c.relkind = 'v'
+          AND EXISTS (SELECT 1 FROM unnest(c.reloptions) AS o(opt)
+                      WHERE lower(split_part(opt, '=', 1)) = 'security_invoker'
+                        AND lower(split_part(opt, '=', 2)) IN ('true', 'on', '1', 'yes'))
+        ORDER BY 1""",
 }
 
 
@@ -83,6 +110,13 @@ def role_name_problem(role: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Sequence:
+    schema: str
+    name: str
+    oid: int
+
+
+@dataclass(frozen=True)
 class Plan:
     """Where the grants go, as read from the database's catalog."""
 
@@ -90,8 +124,8 @@ class Plan:
     site_schema: str
     own_schema: str
     own_tables: tuple[str, ...]
-    site_sequences: tuple[tuple[str, str], ...]
-    own_sequences: tuple[tuple[str, str], ...]
+    site_sequences: tuple[Sequence, ...]
+    own_sequences: tuple[Sequence, ...]
     role_exists: bool
 
 
@@ -105,11 +139,20 @@ def plan(db: Database, role: str) -> Plan:
         if not own_tables:
             raise SchemaMismatch(f"payverify's tables are not in schema {own_schema}: "
                                  "run `payverify db upgrade` (as their owner) first")
-        site_sequences = tx.all("grants_sequences", schema=site_schema, tables=[TICKETS])
-        own_sequences = tx.all("grants_sequences", schema=own_schema, tables=list(own_tables))
+        if unknown := [t for t in own_tables if t not in OWN_RIGHTS]:
+            raise SchemaMismatch(f"payverify's table {unknown[0]} is not one this payverify knows: "
+                                 "is the database's payverify newer than this one?")
+        if invoker := tx.all("grants_invoker_views", schema=site_schema, tables=list(SITE_COLUMNS)):
+            raise SchemaMismatch(
+                f"the site's view {invoker[0]['name']} has security_invoker set, so its base tables' rights are "
+                "checked against payverify's role, and `db grants` names only the view's columns: grant the "
+                "role those base columns yourself, or make the view security_invoker = false")
+        site_sequences = tx.all("grants_sequences", schema=site_schema, tables=list(SITE_INSERT))
+        own_sequences = tx.all("grants_sequences", schema=own_schema,
+                               tables=[t for t in own_tables if "INSERT" in OWN_RIGHTS[t]])
     return Plan(context["database"], site_schema, own_schema, own_tables,
-                tuple((r["schema"], r["name"]) for r in site_sequences),
-                tuple((r["schema"], r["name"]) for r in own_sequences), context["role_exists"])
+                tuple(Sequence(r["schema"], r["name"], r["oid"]) for r in site_sequences),
+                tuple(Sequence(r["schema"], r["name"], r["oid"]) for r in own_sequences), context["role_exists"])
 
 
 def statements(p: Plan, role: str, quote: Callable[[str], str]) -> list[str]:
@@ -135,16 +178,13 @@ def statements(p: Plan, role: str, quote: Callable[[str], str]) -> list[str]:
         lines.append(f"GRANT UPDATE ({columns(written)}) ON {table(p.site_schema, name)} TO {to};")
     for name, inserted in SITE_INSERT.items():
         lines.append(f"GRANT INSERT ({columns(inserted)}) ON {table(p.site_schema, name)} TO {to};")
-    for schema, name in p.site_sequences:
-        lines.append(f"GRANT USAGE ON SEQUENCE {table(schema, name)} TO {to};")
-    lines.append("-- payverify's own tables: their rows, never their definitions")
-    read_write = [table(p.own_schema, t) for t in p.own_tables if t not in READ_ONLY_OWN]
-    read_only = [table(p.own_schema, t) for t in p.own_tables if t in READ_ONLY_OWN]
-    if read_only:
-        lines.append(f"GRANT SELECT ON {', '.join(read_only)} TO {to};")
-    lines.append(f"GRANT {OWN_RIGHTS} ON {', '.join(read_write)} TO {to};")
+    for seq in p.site_sequences:
+        lines.append(f"GRANT USAGE ON SEQUENCE {table(seq.schema, seq.name)} TO {to};")
+    lines.append("-- payverify's own tables: what a run does to their rows, never their definitions")
+    for name in p.own_tables:
+        lines.append(f"GRANT {', '.join(OWN_RIGHTS[name])} ON {table(p.own_schema, name)} TO {to};")
     if p.own_sequences:
-        sequences = ", ".join(table(schema, name) for schema, name in p.own_sequences)
+        sequences = ", ".join(table(seq.schema, seq.name) for seq in p.own_sequences)
         lines.append(f"GRANT USAGE ON SEQUENCE {sequences} TO {to};")
     lines.append("COMMIT;")
     return lines

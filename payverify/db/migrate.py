@@ -53,10 +53,10 @@ def upgrade(db: Database) -> list[Migration]:
         tx.run("take_migration_lock")
         if db.own_schema is not None:
             tx.only_schema(db.own_schema)  # never in PAYVERIFY_SITE_SCHEMA: that schema is the site's
-        pending = [m for m in migrations() if m.version > current_version(tx)]
-        if not pending:
-            return []
         try:
+            pending = [m for m in migrations() if m.version > current_version(tx)]
+            if not pending:
+                return []
             tx.script(
                 "CREATE TABLE IF NOT EXISTS payverify_schema_version ("
                 " version integer PRIMARY KEY, name text NOT NULL,"

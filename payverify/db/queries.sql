@@ -28,7 +28,7 @@ SELECT c.relname::text AS table_name, a.attname::text AS column_name,
                  IN ('varchar'::regtype, 'bpchar'::regtype)
                  AND (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) > 4
             THEN (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) - 4 END AS max_length,
-       CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable,
+       CASE WHEN a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) THEN 'NO' ELSE 'YES' END AS is_nullable,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS column_default,
        CASE WHEN a.attidentity <> '' THEN 'YES' ELSE 'NO' END AS is_identity,
        CASE WHEN a.attgenerated <> '' THEN 'ALWAYS' ELSE 'NEVER' END AS is_generated
@@ -37,14 +37,14 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdroppe
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
 WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname = ANY(%(tables)s)
+  AND c.relkind IN ('r', 'p', 'v', 'f') AND c.relname = ANY(%(tables)s)
 
 -- name: view_base_columns
 -- When a site table is a view: the columns of the table(s) behind it, and whether the view uses each.
 -- (A view reports every column nullable; an INSERT through it still fails on its base's NOT NULL.)
 -- From the view rule's dependencies in pg_catalog: information_schema lists them only to the owner.
 SELECT n.nspname::text || '.' || b.relname::text AS table_name, a.attname::text AS column_name,
-       CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable,
+       CASE WHEN a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) THEN 'NO' ELSE 'YES' END AS is_nullable,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS column_default,
        CASE WHEN a.attidentity <> '' THEN 'YES' ELSE 'NO' END AS is_identity,
        CASE WHEN a.attgenerated <> '' THEN 'ALWAYS' ELSE 'NEVER' END AS is_generated,
@@ -60,6 +60,7 @@ JOIN (SELECT DISTINCT objid, refobjid FROM pg_depend
 JOIN pg_class b ON b.oid = dep.refobjid AND b.relkind IN ('r', 'p', 'v', 'f')
 JOIN pg_namespace n ON n.oid = b.relnamespace
 JOIN pg_attribute a ON a.attrelid = b.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = b.oid AND d.adnum = a.attnum
 WHERE v.relkind = 'v' AND v.relname = %(view)s
   AND v.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())

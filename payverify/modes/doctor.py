@@ -25,6 +25,7 @@ from payverify.db.rights import audit
 from payverify.errors import (
     ConfigError,
     PayverifyError,
+    PermissionDenied,
     SchemaMismatch,
     SumUpUnavailable,
     TokenRefreshFailed,
@@ -82,7 +83,6 @@ class Found:
         self.db: Database | None = None
         self.client: SumUpClient | None = None
         self.site_tables_ok = False
-        self.schema_current = False
         self.sumup_answers = False
         self.platform_reply: Reply | None = None  # SumUp's answer to the probe with the platform key
 
@@ -127,7 +127,6 @@ CONFIGURATION = Need(lambda f: f.settings is not None, "configuration could not 
 DATABASE = Need(lambda f: f.db is not None, "needs the database")
 SITE_TABLES = Need(lambda f: f.site_tables_ok, "needs the site's tables")
 SUMUP = Need(lambda f: f.sumup_answers, "needs SumUp to answer")
-OWN_SCHEMA = Need(lambda f: f.schema_current, "needs payverify's schema current")
 
 
 def needs_setting(name: str, reason: str) -> Need:
@@ -257,8 +256,8 @@ def _schema(found: Found, check: Check) -> Result:
             require_current(tx)
             version = current_version(tx)
     except PayverifyError as exc:
-        return check.fail(str(exc))
-    found.schema_current = True
+        # Unreadable version table: the user's rights are the trouble (exit 3), not the schema.
+        return check.fail(str(exc), exc.exit_status if isinstance(exc, PermissionDenied) else None)
     return check.ok(f"current (version {version} of {latest_version()})")
 
 
@@ -266,6 +265,8 @@ def _rights(found: Found, check: Check) -> Result:
     """What the database user may do, against what `db grants` gives."""
     try:
         rights = audit(found.database)
+    except SchemaMismatch as exc:  # no payverify tables yet: the schema check has said so
+        return Result(SKIP, check.name, str(exc))
     except PayverifyError as exc:
         return check.fail(str(exc))
     user = f"user {_printable(rights.username)}"
@@ -386,7 +387,7 @@ def checks(config_file: str | None, environ: Mapping[str, str] | None = None) ->
         Check("database", ExitStatus.DATABASE_UNAVAILABLE, _database, (CONFIGURATION, database_url)),
         Check("site tables", schema, _site_tables, (CONFIGURATION, DATABASE)),
         Check("payverify schema", schema, _schema, (CONFIGURATION, SITE_TABLES)),
-        Check("database rights", ExitStatus.CONFIG, _rights, (CONFIGURATION, OWN_SCHEMA)),
+        Check("database rights", ExitStatus.CONFIG, _rights, (CONFIGURATION, SITE_TABLES)),
         Check("SumUp API", sumup, _sumup_reachable),
         Check("SumUp platform key", sumup, _platform_key, (CONFIGURATION, api_key, SUMUP)),
         Check("artists' SumUp tokens", sumup, _artists, (CONFIGURATION, SITE_TABLES, SUMUP)),

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from payverify.db import Database
@@ -11,7 +13,7 @@ from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
 from payverify_dev.seed import load_site_schema
 from tests.cli_runner import invoke, one_line
-from tests.helpers import scalar, status_of, tickets_of
+from tests.helpers import rows, scalar, status_of, tickets_of
 
 # Each is something payverify never does; the role must be refused every one.
 FORBIDDEN = {
@@ -32,6 +34,11 @@ FORBIDDEN = {
     "a price": "UPDATE events_tickettype SET price = 0",
     "an event": "UPDATE events_event SET starts_at = now()",
     "a column it does not read": "SELECT created_at FROM artists_artist",
+    "an artist's email, which it never reads": "SELECT email FROM artists_artist",
+    "deleting a fulfilment (the backstop against a second issue)": "DELETE FROM payverify_fulfilment",
+    "rewriting a fulfilment": "UPDATE payverify_fulfilment SET tickets_issued = 0",
+    "rewriting the audit": "UPDATE payverify_audit SET outcome = 'completed'",
+    "forgetting a reported discrepancy": "DELETE FROM payverify_reconcile_reported",
     "emptying the audit": "TRUNCATE payverify_audit",
     "dropping its outbox": "DROP TABLE payverify_outbox",
     "altering its tables": "ALTER TABLE payverify_outbox ADD COLUMN extra integer",
@@ -179,7 +186,9 @@ def test_doctor_warns_about_a_superuser(seed, database_url, run_payverify):
 
 @pytest.mark.parametrize(("extra", "said"), [
     ("GRANT DELETE ON orders_order, tickets_ticket TO {role}",
-     "may DELETE from the site's tables (orders_order, tickets_ticket)"),
+     "has table-wide rights on the site's tables (DELETE orders_order, DELETE tickets_ticket)"),
+    ("GRANT TRUNCATE, UPDATE ON orders_order TO {role}",
+     "has table-wide rights on the site's tables (TRUNCATE orders_order, UPDATE orders_order)"),
     ("ALTER TABLE orders_order OWNER TO {role}", "owns the site's tables (orders_order): it can drop or alter them"),
 ])
 def test_doctor_warns_about_rights_on_the_site_tables_beyond_what_payverify_needs(extra, said, seed, db, run_role,
@@ -214,3 +223,86 @@ def test_the_run_role_is_told_of_a_ticket_column_it_has_no_right_on(db, run_payv
     result = run_payverify("sweep")
     assert result.returncode == ExitStatus.SCHEMA
     assert "site column tickets_ticket.seat is NOT NULL without a default" in one_line(result)
+
+
+def test_doctor_warns_about_a_noinherit_member_of_the_owners_role(seed, db, database_url, env, run_payverify):
+    """NOINHERIT keeps the owner's rights out of reach by default, but SET ROLE gets them: a warning."""
+    from tests.conftest import RunRole
+
+    seed.artist()
+    member = RunRole(f"pv_ni_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex)
+    owner = f"{member.name}_site"
+    with db.transaction() as tx:
+        tx.script(f"CREATE ROLE {member.name} LOGIN NOINHERIT PASSWORD '{member.password}'; "
+                  f"CREATE ROLE {owner} NOLOGIN; ALTER TABLE orders_order OWNER TO {owner}; "
+                  f"GRANT {owner} TO {member.name}")
+    try:
+        member.grant(database_url)
+        result = run_payverify("doctor", extra_env={"PAYVERIFY_DATABASE_URL": member.url(database_url)})
+        assert rights_line(result).startswith(f"warn  database rights: user {member.name} owns the site's tables "
+                                              "(orders_order)"), result.stdout
+    finally:
+        with db.transaction() as tx:
+            tx.script(f"ALTER TABLE orders_order OWNER TO CURRENT_USER; DROP OWNED BY {member.name}, {owner}; "
+                      f"DROP ROLE {member.name}; DROP ROLE {owner}")
+
+
+def test_db_grants_covers_every_table_of_payverify(db):
+    """A migration that adds a table must say what a run may do with it (grants.OWN_RIGHTS)."""
+    from payverify.db.grants import OWN_RIGHTS
+
+    tables = {r["tablename"] for r in rows(db, "SELECT tablename::text FROM pg_tables "
+                                               "WHERE schemaname = current_schema() AND tablename LIKE 'payverify%%'")}
+    assert tables == set(OWN_RIGHTS)
+
+
+def test_a_hand_made_sequence_default_gets_its_grant(seed, db, database_url, run_role, run_payverify):
+    """tickets_ticket.id DEFAULT nextval('ticket_ids') with a sequence no column owns (a restored dump,
+    a hand-made table): found through the default, granted, and tickets are issued."""
+    with db.transaction() as tx:
+        tx.script("ALTER TABLE tickets_ticket ALTER COLUMN id DROP IDENTITY; CREATE SEQUENCE ticket_ids; "
+                  "ALTER TABLE tickets_ticket ALTER COLUMN id SET DEFAULT nextval('ticket_ids')")
+    applied = run_role.grant(database_url)
+    assert f'GRANT USAGE ON SEQUENCE "public"."ticket_ids" TO "{run_role.name}";' in applied
+    event = seed.event(seed.artist())
+    paid = seed.order([(seed.ticket_type(event, "Standing", "12.50"), 2)], event_id=event)
+    assert run_payverify("sweep").returncode == 0
+    assert status_of(db, paid.id) == "completed" and tickets_of(db, paid.id) == 2
+
+
+def test_identity_ids_need_no_sequence_grant(database_url, run_role):
+    """Django's identity columns: INSERT alone takes their ids, so no sequence of the site is named."""
+    applied = run_role.grant(database_url)
+    assert "tickets_ticket_id_seq" not in applied
+
+
+def test_db_grants_refuses_security_invoker_views(empty_database_url):
+    """A site view with security_invoker checks its base tables against payverify's role, which
+    `db grants` does not name: exit 5 naming the view, rather than grants that cannot work."""
+    with Database.connect(Secret(empty_database_url)) as db:
+        load_site_schema(db)
+        with db.transaction() as tx:
+            tx.script("CREATE SCHEMA adapted; "
+                      "CREATE VIEW adapted.tickets_ticket WITH (security_invoker = on) AS "
+                      "SELECT * FROM public.tickets_ticket; "
+                      + "".join(f"CREATE VIEW adapted.{t} AS SELECT * FROM public.{t}; "
+                                for t in ("artists_artist", "events_event", "events_tickettype", "orders_order",
+                                          "orders_orderitem")))
+    site = {"PAYVERIFY_DATABASE_URL": empty_database_url, "PAYVERIFY_SITE_SCHEMA": "adapted"}
+    assert invoke("db", "upgrade", env=site).returncode == ExitStatus.OK
+    result = invoke("db", "grants", "payverify", env=site)
+    assert result.returncode == ExitStatus.SCHEMA
+    assert "the site's view tickets_ticket has security_invoker set" in one_line(result)
+
+
+def test_doctor_on_a_user_that_cannot_read_payverify_tables_says_rights(seed, db, run_role, run_payverify):
+    """No SELECT on payverify_schema_version: the schema line fails with the refused right (exit 3,
+    the rights' status, not 5) and the rights check names what is missing."""
+    seed.artist()
+    with db.transaction() as tx:
+        tx.script(f"REVOKE SELECT ON payverify_schema_version FROM {run_role.name}")
+    result = run_payverify("doctor")
+    assert result.returncode == ExitStatus.CONFIG, result.stdout
+    assert "permission denied for table payverify_schema_version" in result.stdout
+    assert rights_line(result).startswith(f"FAIL  database rights: user {run_role.name} lacks SELECT on "
+                                          "payverify_schema_version")

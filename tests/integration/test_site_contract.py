@@ -57,6 +57,19 @@ def test_columns_payverify_cannot_use_are_named(db, statement, expected):
     assert len(found) == 1 and found[0].startswith(expected), found
 
 
+def test_a_not_null_domain_ticket_column_counts_as_not_null(db):
+    """A column whose domain is NOT NULL is as unfillable as a NOT NULL column (as information_schema says)."""
+    alter(db, "CREATE DOMAIN seat_label AS varchar(10) NOT NULL",
+          "ALTER TABLE tickets_ticket ADD COLUMN seat seat_label")
+    found = contract_problems(db)
+    assert len(found) == 1 and found[0].startswith("site column tickets_ticket.seat is NOT NULL without a default")
+
+
+def test_a_materialized_view_is_not_a_site_table(db):
+    """payverify writes to orders_order: a materialized view of that name cannot stand for it."""
+    alter(db, "ALTER TABLE orders_order RENAME TO orders_order_real",
+          "CREATE MATERIALIZED VIEW orders_order AS SELECT * FROM orders_order_real")
+    assert contract_problems(db)[0].startswith("site table orders_order is missing")
 
 
 @pytest.fixture
