@@ -66,6 +66,8 @@ class Settings:
     # healthchecks.io-style ping URL: whoever knows it can ping, so it is kept like a secret.
     heartbeat_url: Secret | None = None
     metrics_file: str | None = None
+    # payverify's own audit, run and done-mail rows older than this are pruned (modes/retention.py).
+    retention_days: int = 90
 
     @property
     def display_site_name(self) -> str:
@@ -143,6 +145,17 @@ def _smtp_connections(value: str) -> int:
     number = _positive_int(value)
     if number > 16:
         raise ValueError("must be at most 16 (each holds an SMTP session and a database connection)")
+    return number
+
+
+# A cutoff further back than this is no retention at all, and past it the database's dates run out.
+MAX_RETENTION_DAYS = 36_500
+
+
+def _retention_days(value: str) -> int:
+    number = _positive_int(value)
+    if number > MAX_RETENTION_DAYS:
+        raise ValueError(f"must be at most {MAX_RETENTION_DAYS} days")
     return number
 
 
@@ -256,6 +269,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_LOG_LEVEL": ("log_level", _log_level),
     "PAYVERIFY_HEARTBEAT_URL": ("heartbeat_url", _heartbeat_url),
     "PAYVERIFY_METRICS_FILE": ("metrics_file", _text),
+    "PAYVERIFY_RETENTION_DAYS": ("retention_days", _retention_days),
 }
 
 

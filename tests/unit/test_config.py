@@ -28,6 +28,7 @@ def test_defaults_match_the_design():
     assert s.alert_email == "alerts@coderra.je"
     assert s.sumup_api_base_url == "https://api.sumup.com"
     assert s.log_file == "logs/payment_polling.log"
+    assert s.retention_days == 90
     assert s.database_url is None and s.sumup_api_key is None and s.smtp_url is None
 
 
@@ -43,8 +44,9 @@ def test_environment_values_are_parsed():
     s = load_settings(environ={"PAYVERIFY_MAX_AGE_HOURS": "3.5", "PAYVERIFY_LEASE_SECONDS": "60",
                                "PAYVERIFY_ALERT_EMAIL": "ops@example.com", "SUMUP_API_BASE_URL": "http://127.0.0.1:9/",
                                "PAYVERIFY_LOG_LEVEL": "debug", "PAYVERIFY_RESCUE_HOURS": "  ",
-                               "PAYVERIFY_SMTP_CONNECTIONS": "3"})
+                               "PAYVERIFY_SMTP_CONNECTIONS": "3", "PAYVERIFY_RETENTION_DAYS": "30"})
     assert s.policy.max_age_hours == 3.5
+    assert s.retention_days == 30
     assert s.smtp_connections == 3
     assert s.lease_seconds == 60
     assert s.alert_email == "ops@example.com"
@@ -131,7 +133,10 @@ def test_missing_config_file(tmp_path):
                                              ("SUMUP_API_BASE_URL", "http://api.sumup.com"),
                                              ("PAYVERIFY_LOG_LEVEL", "LOUD"), ("PAYVERIFY_TIME_BUDGET", "nan"),
                                              ("PAYVERIFY_SMTP_CONNECTIONS", "0"),
-                                             ("PAYVERIFY_SMTP_CONNECTIONS", "17")])
+                                             ("PAYVERIFY_SMTP_CONNECTIONS", "17"),
+                                             ("PAYVERIFY_RETENTION_DAYS", "0"), ("PAYVERIFY_RETENTION_DAYS", "-3"),
+                                             ("PAYVERIFY_RETENTION_DAYS", "90d"), ("PAYVERIFY_RETENTION_DAYS", "1.5"),
+                                             ("PAYVERIFY_RETENTION_DAYS", "36501")])
 def test_invalid_environment_value_names_the_variable(variable, value):
     """Every invalid value is a ConfigError whose message starts with the variable's name."""
     with pytest.raises(ConfigError) as raised:
