@@ -281,15 +281,24 @@ RETURNING id, kind, order_id, recipients, context, message_id, attempts, created
           created_at < now() - %(give_up_hours)s * interval '1 hour' AS too_old
 
 -- name: cancel_pending_mail
-UPDATE payverify_outbox SET status = 'cancelled', last_error = 'no longer true: the order was paid'
+-- Done with: the context slimmed as for a sent row (mark_outbox_sent).
+UPDATE payverify_outbox SET status = 'cancelled', last_error = 'no longer true: the order was paid',
+    context = jsonb_strip_nulls(jsonb_build_object('order_id', context->'order_id',
+                                                   'order_number', context->'order_number',
+                                                   'artist', context->'artist'))
 WHERE order_id = %(order_id)s AND kind = %(kind)s AND status = 'pending'
 
 -- name: mark_outbox_sent
 -- The SMTP server has just accepted it: time to ticket ends now (NULL when its start is unknown). Never
 -- negative: the start was at most the settle transaction's now(), and this is a later one on the same clock.
+-- The rendering context (customer's name, items, amounts, an alert's lists) is never read again: check
+-- reads the columns, resend renders from the order. Only what names the message is kept.
 UPDATE payverify_outbox
 SET status = 'sent', sent_at = now(), last_error = %(note)s,
-    time_to_ticket_seconds = extract(epoch FROM now() - ticket_clock_started_at)
+    time_to_ticket_seconds = extract(epoch FROM now() - ticket_clock_started_at),
+    context = jsonb_strip_nulls(jsonb_build_object('order_id', context->'order_id',
+                                                   'order_number', context->'order_number',
+                                                   'artist', context->'artist'))
 WHERE id = %(id)s
 
 -- name: mark_outbox_retry
