@@ -398,9 +398,15 @@ WHERE run_id = %(run_id)s
 
 -- name: metrics_runs_by_exit_status
 -- exit_status NULL: started and not (yet) finished, a run that is going or was killed.
--- order_errors: orders whose verification errored in those runs.
-SELECT exit_status, count(*) AS n, coalesce(sum(order_errors), 0) AS order_errors
-FROM payverify_runs WHERE host = %(host)s AND command = %(command)s
+-- order_errors: orders whose verification errored in those runs. Runs retention deleted are counted
+-- from payverify_runs_pruned, so these counters never go down.
+SELECT exit_status, sum(n)::bigint AS n, sum(order_errors)::bigint AS order_errors
+FROM (SELECT exit_status, count(*) AS n, coalesce(sum(order_errors), 0) AS order_errors
+      FROM payverify_runs WHERE host = %(host)s AND command = %(command)s
+      GROUP BY exit_status
+      UNION ALL
+      SELECT exit_status, runs, order_errors
+      FROM payverify_runs_pruned WHERE host = %(host)s AND command = %(command)s) AS counted
 GROUP BY exit_status ORDER BY exit_status NULLS LAST
 
 -- name: metrics_last_run
@@ -524,3 +530,120 @@ WHERE command = 'reconcile' AND finished_at IS NOT NULL AND exit_status = 0
 
 -- name: reconcile_known_keys
 SELECT key FROM payverify_reconcile_reported WHERE key = ANY(%(keys)s)
+
+-- ---- retention (modes/retention.py) ------------------------------------------------------------------
+-- A prune batch: the next `batch` rows older than the cutoff after (after_at, after_id), walked through
+-- an index in order; of those, the ones retention may delete; deleted unless dry_run. It returns how
+-- many it read, how many may go (a dry run's count), how many went, and where the next batch starts.
+-- Kept however old, in every batch query: anything of an order still awaiting verification or a person
+-- (`held`: the orders `payverify pending` lists: pending with a checkout, pending_verification,
+-- requires_manual_review, or an open error streak). Every other table is looked up only by key, for the
+-- batch's ids as an array (`= ANY(ARRAY(...))`), never joined: a join may be planned as a scan of the
+-- whole table, once per batch.
+
+-- name: retention_cutoff
+SELECT now() - make_interval(days => %(days)s) AS cutoff
+
+-- name: claim_housekeeping
+-- The task's pass is ours unless one began less than every_seconds ago, on any host. One statement: of
+-- two hosts claiming at once, the second waits for the first's row and then finds it too recent.
+INSERT INTO payverify_housekeeping AS h (task, last_run_at, host, run_id)
+VALUES (%(task)s, now(), %(host)s, %(run_id)s)
+ON CONFLICT (task) DO UPDATE SET last_run_at = now(), host = EXCLUDED.host, run_id = EXCLUDED.run_id
+WHERE h.last_run_at <= now() - make_interval(secs => %(every_seconds)s)
+RETURNING task
+
+-- name: prune_audit_batch
+WITH candidates AS MATERIALIZED (
+    SELECT id, order_id, created_at FROM payverify_audit
+    WHERE created_at < %(cutoff)s AND (created_at, id) > (%(after_at)s, %(after_id)s)
+    ORDER BY created_at, id
+    LIMIT %(batch)s
+), held AS MATERIALIZED (
+    SELECT o.id AS order_id FROM orders_order o
+    WHERE o.id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates))
+      AND (o.status IN ('pending_verification', 'requires_manual_review')
+           OR (o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL))
+    UNION
+    SELECT s.order_id FROM payverify_order_state s
+    WHERE s.order_id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates)) AND s.consecutive_errors > 0
+), doomed AS MATERIALIZED (
+    SELECT c.id FROM candidates c WHERE c.order_id <> ALL(ARRAY(SELECT order_id FROM held))
+), deleted AS (
+    DELETE FROM payverify_audit WHERE id = ANY(ARRAY(SELECT id FROM doomed)) AND NOT %(dry_run)s RETURNING id
+)
+SELECT (SELECT count(*) FROM candidates) AS examined, (SELECT count(*) FROM doomed) AS eligible,
+       (SELECT count(*) FROM deleted) AS deleted,
+       (SELECT created_at FROM candidates ORDER BY created_at DESC, id DESC LIMIT 1) AS last_at,
+       (SELECT id FROM candidates ORDER BY created_at DESC, id DESC LIMIT 1) AS last_id
+
+-- name: prune_outbox_batch
+-- Only mail that is done (sent or cancelled; failed and pending rows stay), through the partial index
+-- payverify_outbox_done_idx (hence the literal statuses). Also kept: an alert of a held_kinds kind whose
+-- de-duplication key still holds back the next one (a reconnect alert until the artist's credentials
+-- work again), so deleting it never sends that alert again.
+WITH candidates AS MATERIALIZED (
+    SELECT id, order_id, kind, dedup_key, created_at FROM payverify_outbox
+    WHERE status IN ('sent', 'cancelled') AND created_at < %(cutoff)s AND (created_at, id) > (%(after_at)s, %(after_id)s)
+    ORDER BY created_at, id
+    LIMIT %(batch)s
+), held AS MATERIALIZED (
+    SELECT o.id AS order_id FROM orders_order o
+    WHERE o.id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates WHERE order_id IS NOT NULL))
+      AND (o.status IN ('pending_verification', 'requires_manual_review')
+           OR (o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL))
+    UNION
+    SELECT s.order_id FROM payverify_order_state s
+    WHERE s.order_id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates WHERE order_id IS NOT NULL))
+      AND s.consecutive_errors > 0
+), doomed AS MATERIALIZED (
+    SELECT c.id FROM candidates c
+    WHERE NOT (c.dedup_key IS NOT NULL AND c.kind = ANY(%(held_kinds)s::text[]))
+      AND (c.order_id IS NULL OR c.order_id <> ALL(ARRAY(SELECT order_id FROM held)))
+), deleted AS (
+    DELETE FROM payverify_outbox
+    WHERE id = ANY(ARRAY(SELECT id FROM doomed)) AND status IN ('sent', 'cancelled') AND NOT %(dry_run)s
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM candidates) AS examined, (SELECT count(*) FROM doomed) AS eligible,
+       (SELECT count(*) FROM deleted) AS deleted,
+       (SELECT created_at FROM candidates ORDER BY created_at DESC, id DESC LIMIT 1) AS last_at,
+       (SELECT id FROM candidates ORDER BY created_at DESC, id DESC LIMIT 1) AS last_id
+
+-- name: prune_runs_batch
+-- Runs by when they started. Kept per host and command (`keepers`, found for the batch's few hosts and
+-- commands through payverify_runs_host_idx): the latest finished run and the latest successful one,
+-- which the metrics read (the last run, the last success, the last reconciliation). An old unfinished
+-- run (killed) goes. What is deleted is added to payverify_runs_pruned in the same statement.
+WITH candidates AS MATERIALIZED (
+    SELECT id, host, command, started_at FROM payverify_runs
+    WHERE started_at < %(cutoff)s AND (started_at, id) > (%(after_at)s, %(after_id)s)
+    ORDER BY started_at, id
+    LIMIT %(batch)s
+), keepers AS MATERIALIZED (
+    SELECT k.id FROM (SELECT DISTINCT host, command FROM candidates) g
+    CROSS JOIN LATERAL (
+        (SELECT n.id FROM payverify_runs n
+         WHERE n.host = g.host AND n.command = g.command AND n.finished_at IS NOT NULL
+         ORDER BY n.finished_at DESC, n.id DESC LIMIT 1)
+        UNION ALL
+        (SELECT n.id FROM payverify_runs n
+         WHERE n.host = g.host AND n.command = g.command AND n.finished_at IS NOT NULL AND n.exit_status = 0
+         ORDER BY n.finished_at DESC, n.id DESC LIMIT 1)
+    ) k
+), doomed AS MATERIALIZED (
+    SELECT c.id FROM candidates c WHERE c.id <> ALL(ARRAY(SELECT id FROM keepers))
+), deleted AS (
+    DELETE FROM payverify_runs WHERE id = ANY(ARRAY(SELECT id FROM doomed)) AND NOT %(dry_run)s
+    RETURNING host, command, exit_status, order_errors
+), tallied AS (
+    INSERT INTO payverify_runs_pruned AS p (host, command, exit_status, runs, order_errors)
+    SELECT host, command, exit_status, count(*), coalesce(sum(order_errors), 0)
+    FROM deleted GROUP BY host, command, exit_status
+    ON CONFLICT (host, command, (coalesce(exit_status, -1)))
+    DO UPDATE SET runs = p.runs + EXCLUDED.runs, order_errors = p.order_errors + EXCLUDED.order_errors
+)
+SELECT (SELECT count(*) FROM candidates) AS examined, (SELECT count(*) FROM doomed) AS eligible,
+       (SELECT count(*) FROM deleted) AS deleted,
+       (SELECT started_at FROM candidates ORDER BY started_at DESC, id DESC LIMIT 1) AS last_at,
+       (SELECT id FROM candidates ORDER BY started_at DESC, id DESC LIMIT 1) AS last_id

@@ -1,5 +1,5 @@
 """One scheduled run, as cron starts it: sweep with mail going out as orders settle, stuck digest,
-the rest of the mail, then bookkeeping and monitoring.
+the rest of the mail, the hourly retention pass, then bookkeeping and monitoring.
 
 The heartbeat is pinged at start, on success and on failure (a ping never fails a run); the run is
 recorded in payverify_runs and the metrics file rewritten, whatever happened.
@@ -20,6 +20,7 @@ from payverify.errors import DatabaseUnavailable, PayverifyError
 from payverify.exitcodes import ExitStatus
 from payverify.mail.pipeline import MailPipeline
 from payverify.mail.sender import SendReport
+from payverify.modes.retention import hourly_prune
 from payverify.modes.runtime import Runtime
 from payverify.modes.sweep import SweepReport, sweep
 from payverify.monitoring import Heartbeat, publish_metrics, record_run_end, record_run_start
@@ -83,6 +84,7 @@ def _run(rt: Runtime, *, since, limit, dry_run, progress) -> RunResult:
                                limit=limit, progress=progress, settled=pipeline.feed.poke)
                 queue_stuck_digest(rt.settings, db)
                 mail = pipeline.finish(db, deadline=max(report.deadline, time.monotonic() + 30))
+            hourly_prune(rt.settings, db, host=rt.host, run_id=rt.run_id)  # after the mail: it can wait
             status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
         except BaseException as exc:
             status = _exit_status_of(exc)

@@ -6,7 +6,8 @@ asked. Each is asked at once and, while SumUp still says PENDING (a redirect can
 again 1, 2, 3, 5, 10, 30 and 60 seconds after it was noticed; then the ordinary schedule has it.
 Asks claim the same lease a sweep does, so cron sweeps may keep running beside it. Mail workers
 (mail/pipeline.py) send as orders settle. Every minute: the housekeeping a cron run does (a sweep of
-whatever else is due, the stuck digest, the heartbeat, the run row, the metrics file).
+whatever else is due, the stuck digest, the hourly retention pass, the heartbeat, the run row, the
+metrics file).
 
 SIGTERM or SIGINT: no new order is taken, asks in flight finish (at most STOP_GRACE_SECONDS), queued
 mail gets a few seconds more, exit 0. A lost database: one stderr line, reconnect with backoff, carry
@@ -29,6 +30,7 @@ from payverify.db import Database
 from payverify.errors import DatabaseUnavailable
 from payverify.exitcodes import ExitStatus
 from payverify.mail.pipeline import MailPipeline
+from payverify.modes.retention import hourly_prune
 from payverify.modes.runtime import Runtime
 from payverify.modes.sweep import Worker, Workers, describe, record_failure, sweep
 from payverify.monitoring import Heartbeat, publish_metrics, record_run_end, record_run_start
@@ -214,8 +216,9 @@ class Watch:
 
     # ---- every minute ------------------------------------------------------------------------------
     def _housekeeping(self, settled: Callable[[], None]) -> None:
-        """What a cron run does besides the fresh orders: due re-checks, the stuck digest, the heartbeat,
-        the run row, the metrics file. Never raises: a failed pass is logged and tried a minute later."""
+        """What a cron run does besides the fresh orders: due re-checks, the stuck digest, retention
+        (hourly), the heartbeat, the run row, the metrics file. Never raises: a failed pass is logged
+        and tried a minute later."""
         run_id = f"{self.rt.run_id}-{next(self._passes)}"
         beat = Heartbeat(self.settings.heartbeat_url)
         try:
@@ -227,6 +230,8 @@ class Watch:
                                stop=self.stop)
                 queue_stuck_digest(self.settings, db)
                 settled()
+                if not self.stop.is_set():  # stopping: it can wait for the next start
+                    hourly_prune(self.settings, db, host=self.rt.host, run_id=run_id)
                 status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
                 record_run_end(db, run_id, int(status), report, None, dict(report.sumup_errors))
                 publish_metrics(db, self.rt.host, self.settings.metrics_file)
