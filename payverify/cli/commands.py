@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC
 
 import click
 
-from payverify.cli.params import EmailAddress, OrderRef, Since
+from payverify.cli.params import Days, EmailAddress, OrderRef, Since
 from payverify.exitcodes import ExitStatus
 from payverify.modes.runtime import start
 
@@ -227,4 +228,40 @@ def upgrade(config_file) -> int:
                    "if payverify runs as its own database role, apply `payverify db grants ROLE` again")
     else:
         click.echo(f"payverify schema is current (version {latest_version()})")
+    return ExitStatus.OK
+
+
+@db.command()
+@click.option("--older-than", type=Days(), metavar="DAYS",
+              help="Rows older than this many days: 90d or 90. Default: PAYVERIFY_RETENTION_DAYS (90).")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; change nothing.")
+@click.pass_obj
+def prune(config_file, older_than, dry_run) -> int:
+    """Delete payverify's own old rows now, and say how many went from each table.
+
+    Audit rows, run rows, and mail that was sent or cancelled, older than --older-than. Kept however
+    old: failed and pending mail; every row of an order still awaiting verification or a person (the
+    orders `payverify pending` lists, and those whose verification keeps erroring); a reconnect alert
+    until the artist's SumUp connection works again; per host and command the latest run and the latest
+    successful one. In batches of 1,000 rows, each its own short transaction; no site table is changed.
+    Sweeps (and watch) do this by themselves at most once an hour, for a few seconds each time; this
+    runs until nothing older is left.
+
+    \b
+    Example:
+      payverify db prune --dry-run
+      payverify db prune --older-than 30d
+    """
+    from payverify.modes.retention import prune as run_prune
+
+    rt = start(config_file)
+    days = older_than or rt.settings.retention_days
+    # read_only: the ticket columns need not be fillable, as it issues none (it writes only payverify_*).
+    with rt.database(read_only=True) as database:
+        report = run_prune(database, days=days, dry_run=dry_run, run_id=rt.run_id)
+    verb = "would be removed" if dry_run else "removed"
+    for table, n in report.removed.items():
+        click.echo(f"{table}: {n} {'row' if n == 1 else 'rows'} {verb}")
+    cutoff = report.cutoff.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    click.echo(f"(older than {days} days, before {cutoff}{'; dry run, nothing changed' if dry_run else ''})")
     return ExitStatus.OK

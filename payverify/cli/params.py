@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import click
 
+from payverify.config import MAX_RETENTION_DAYS
+
 _SPAN = re.compile(r"^(\d+)\s*([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 # A replay reaches back at most this far: older orders are a matter for staff, not a sweep.
@@ -51,6 +53,24 @@ class Since(click.ParamType):
             return parse_since(value, datetime.now(UTC))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+_DAYS = re.compile(r"^(\d{1,6})\s*d?$")
+
+
+class Days(click.ParamType):
+    """A number of days, `90d` or `90`, from 1 to MAX_RETENTION_DAYS."""
+
+    name = "DAYS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        found = _DAYS.match(str(value).strip())
+        if not found or not 1 <= int(found[1]) <= MAX_RETENTION_DAYS:
+            self.fail(f"{value!r} is not a number of days from 1 to {MAX_RETENTION_DAYS} (e.g. 90d or 90)",
+                      param, ctx)
+        return int(found[1])
 
 
 class EmailAddress(click.ParamType):

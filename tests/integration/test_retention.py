@@ -1,5 +1,5 @@
 """Retention: payverify's own old rows pruned in batches, at most hourly, keeping what people and
-features still need; a sent mail's row slimmed."""
+features still need; `payverify db prune`; a sent mail's row slimmed."""
 
 from __future__ import annotations
 
@@ -308,6 +308,63 @@ def test_concurrent_sweeps_prune_once(db, env):
     events = log_events(env["PAYVERIFY_LOG_FILE"], "retention.pruned")
     assert len(events) == 1 and events[0]["audit"] == 5
     assert ids(db, "payverify_audit") == set()
+
+
+# ---- payverify db prune ---------------------------------------------------------------------------
+
+def test_db_prune_dry_run_changes_nothing_and_reports_counts(db, run_payverify):
+    """--dry-run prints per table what would go, changes nothing; the real prune then removes exactly that."""
+    run_row(db, timedelta(minutes=5))
+    for age in (OLD, OLD, YOUNG):
+        audit(db, GONE_ORDER, age)
+    mail(db, GONE_ORDER, OLD)
+    mail(db, GONE_ORDER, OLD, "failed")
+    run_row(db, OLD)
+    before = all_ids(db)
+    dry = run_payverify("db", "prune", "--dry-run")
+    assert dry.returncode == ExitStatus.OK, dry.stderr
+    assert dry.stderr == ""
+    lines = dry.stdout.splitlines()
+    assert lines[:3] == ["payverify_audit: 2 rows would be removed", "payverify_outbox: 1 row would be removed",
+                         "payverify_runs: 1 row would be removed"]
+    assert "dry run, nothing changed" in lines[3] and "older than 90 days" in lines[3]
+    assert all_ids(db) == before
+    real = run_payverify("db", "prune")
+    assert real.returncode == ExitStatus.OK, real.stderr
+    assert real.stdout.splitlines()[:3] == ["payverify_audit: 2 rows removed", "payverify_outbox: 1 row removed",
+                                            "payverify_runs: 1 row removed"]
+    assert sum(len(before[t] - ids(db, t)) for t in before) == 4
+
+
+@pytest.mark.parametrize("value, days", [("30d", 30), ("30", 30), (" 7d ", 7)])
+def test_db_prune_older_than(db, run_payverify, value, days):
+    """--older-than takes days as `30d` or `30`: rows older than that go, younger ones stay."""
+    older = audit(db, GONE_ORDER, timedelta(days=days, minutes=1))
+    younger = audit(db, GONE_ORDER, timedelta(days=days, minutes=-1))
+    result = run_payverify("db", "prune", "--older-than", value)
+    assert result.returncode == ExitStatus.OK, result.stderr
+    assert result.stdout.splitlines()[0] == "payverify_audit: 1 row removed"
+    assert ids(db, "payverify_audit") == {younger} and older not in ids(db, "payverify_audit")
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "0d", "-5", "12h", "90x", "1.5", "", "36501", "9" * 40])
+def test_db_prune_older_than_garbage_is_one_line_and_the_usage_exit(db, run_payverify, value):
+    """A bad --older-than: exit 2, one line on stderr naming the value, nothing removed."""
+    audit(db, GONE_ORDER, timedelta(days=400))
+    result = run_payverify("db", "prune", "--older-than", value)
+    assert result.returncode == ExitStatus.USAGE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--older-than" in lines[0] and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert len(ids(db, "payverify_audit")) == 1
+
+
+def test_a_bad_retention_setting_is_a_config_error(db, run_payverify):
+    """PAYVERIFY_RETENTION_DAYS=0: exit 3, one line naming the variable."""
+    result = run_payverify("db", "prune", extra_env={"PAYVERIFY_RETENTION_DAYS": "0"})
+    assert result.returncode == ExitStatus.CONFIG
+    (line,) = result.stderr.strip().splitlines()
+    assert "PAYVERIFY_RETENTION_DAYS" in line
 
 
 # ---- a sent mail's row ----------------------------------------------------------------------------
