@@ -25,7 +25,8 @@ def doctor(config_file) -> int:
 
     In order: configuration complete (database URL; SUMUP_API_KEY or the OAuth client; SMTP URL and
     sender, since without them mail waits forever); database reachable; the site's tables match the
-    contract; payverify's schema current; the database user's rights (FAIL when it lacks one that
+    contract; the site's indexes payverify's queries need (warn, with the CREATE INDEX statement for
+    the site's team, when orders_order.status has none); payverify's schema current; the database user's rights (FAIL when it lacks one that
     `payverify db grants` gives; warn when it could do far more: a superuser, the owner of the site's
     tables, or DELETE on them); SumUp reachable; the platform key accepted; each artist's
     OAuth token valid or refreshable (the artist is named, never the token); SMTP reachable, with

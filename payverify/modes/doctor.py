@@ -20,6 +20,7 @@ from payverify import logconfig
 from payverify.config import Settings, load_settings
 from payverify.db import Database
 from payverify.db.contract import SITE_COLUMNS, problems, summary
+from payverify.db.indexes import site_indexes
 from payverify.db.migrate import current_version, latest_version, require_current
 from payverify.db.rights import audit
 from payverify.errors import (
@@ -250,6 +251,22 @@ def _site_tables(found: Found, check: Check) -> Result:
     return check.ok(f"match the contract ({len(SITE_COLUMNS)} tables in schema {schema}, from {where})")
 
 
+def _site_indexes(found: Found, check: Check) -> Iterator[Result]:
+    """The indexes payverify's queries need on the site's tables: a warning, never a failure."""
+    for state in site_indexes(found.database):
+        where = f"{state.table}.{state.column}"
+        if state.index is not None:
+            yield check.ok(f"{where} is indexed ({state.index})")
+        elif state.is_view:
+            yield Result(SKIP, check.name, f"{state.table} is a view: make sure the column behind {where} "
+                                           "is indexed in its table")
+        else:
+            yield Result(WARN, check.name, (
+                f"{where} has no index, so every sweep and every watch poll reads the whole table; ask the "
+                f"site's team to run {state.create_statement} (Django: db_index=True on the field, or "
+                f'Meta.indexes = [models.Index(fields=["{state.column}"])])'))
+
+
 def _schema(found: Found, check: Check) -> Result:
     try:
         with found.database.transaction() as tx:
@@ -386,6 +403,7 @@ def checks(config_file: str | None, environ: Mapping[str, str] | None = None) ->
         _configuration(config_file, environ),
         Check("database", ExitStatus.DATABASE_UNAVAILABLE, _database, (CONFIGURATION, database_url)),
         Check("site tables", schema, _site_tables, (CONFIGURATION, DATABASE)),
+        Check("site indexes", schema, _site_indexes, (CONFIGURATION, SITE_TABLES)),
         Check("payverify schema", schema, _schema, (CONFIGURATION, SITE_TABLES)),
         Check("database rights", ExitStatus.CONFIG, _rights, (CONFIGURATION, SITE_TABLES)),
         Check("SumUp API", sumup, _sumup_reachable),

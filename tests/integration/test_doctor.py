@@ -355,3 +355,33 @@ def test_unknown_option_is_a_usage_error(run_payverify):
     result = run_payverify("doctor", "--fast")
     assert result.returncode == ExitStatus.USAGE
     assert len(result.stderr.strip().splitlines()) == 1 and "--fast" in result.stderr
+
+
+def index_line(result) -> str:
+    return next(line for line in result.stdout.splitlines() if "site indexes" in line)
+
+
+def test_doctor_finds_the_status_index(seed, run_payverify):
+    seed.artist()
+    result = run_payverify("doctor")
+    assert index_line(result) == "ok    site indexes: orders_order.status is indexed (orders_order_status_445594e5)"
+
+
+def test_doctor_warns_of_a_missing_status_index_with_the_statement(seed, db, run_payverify):
+    """A site whose Django field lacks db_index=True: a warning naming the index and the exact statement
+    (which works as written), and nothing fails."""
+    seed.artist()
+    with db.transaction() as tx:
+        tx.script("DROP INDEX orders_order_status_445594e5; DROP INDEX orders_order_status_445594e5_like")
+    result = run_payverify("doctor")
+    line = index_line(result)
+    statement = 'CREATE INDEX CONCURRENTLY "orders_order_status_idx" ON "public"."orders_order" ("status");'
+    assert line.startswith("warn  site indexes: orders_order.status has no index") and statement in line, line
+    assert 'Meta.indexes = [models.Index(fields=["status"])]' in line
+    assert result.returncode == 0, result.stdout
+    db._conn.autocommit = True  # CREATE INDEX CONCURRENTLY cannot run in a transaction
+    with db._conn.cursor() as cur:
+        cur.execute(statement)
+    db._conn.autocommit = False
+    assert index_line(run_payverify("doctor")) == ("ok    site indexes: orders_order.status is indexed "
+                                                   "(orders_order_status_idx)")
