@@ -26,11 +26,12 @@ def doctor(config_file) -> int:
     In order: configuration complete (database URL; SUMUP_API_KEY or the OAuth client; SMTP URL and
     sender, since without them mail waits forever); database reachable; the site's tables match the
     contract; the site's indexes payverify's queries need (warn, with the CREATE INDEX statement for
-    the site's team, when orders_order.status has none); payverify's schema current; the database user's rights (FAIL when it lacks one that
-    `payverify db grants` gives; warn when it could do far more: a superuser, the owner of the site's
-    tables, or DELETE on them); SumUp reachable; the platform key accepted; each artist's
-    OAuth token valid or refreshable (the artist is named, never the token); SMTP reachable, with
-    STARTTLS for smtp:// and login. A check that needs a failed one is skipped. No secret is printed.
+    the site's team, when orders_order.status has none); payverify's schema current; the database
+    user's rights (FAIL when it lacks one that `payverify db grants` gives; warn when it could do far
+    more: a superuser, the owner of the site's tables, or table-wide rights such as DELETE on them);
+    SumUp reachable; the platform key accepted; each artist's OAuth token valid or refreshable (the
+    artist is named, never the token); SMTP reachable, with STARTTLS for smtp:// and login. A check
+    that needs a failed one is skipped. No secret is printed.
 
     An expired artist token is refreshed, exactly as a sweep would: SumUp rotates the refresh token,
     so the new pair is stored at once (not storing it would lock the artist out).
