@@ -49,7 +49,7 @@ OWN_RIGHTS: dict[str, tuple[str, ...]] = {
     "payverify_reconcile_cursor": ("SELECT", "INSERT", "UPDATE"),
     "payverify_reconcile_reported": ("SELECT", "INSERT"),
     "payverify_housekeeping": ("SELECT", "INSERT", "UPDATE"),
-    "payverify_runs_pruned": ("SELECT", "INSERT", "UPDATE"),
+    "payverify_run_counts": ("SELECT", "INSERT", "UPDATE"),  # through payverify_runs' trigger
 }
 
 _MAX_ROLE_BYTES = 63  # Postgres would silently cut a longer name to 63 bytes: another role's name

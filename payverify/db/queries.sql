@@ -398,16 +398,11 @@ WHERE run_id = %(run_id)s
 
 -- name: metrics_runs_by_exit_status
 -- exit_status NULL: started and not (yet) finished, a run that is going or was killed.
--- order_errors: orders whose verification errored in those runs. Runs retention deleted are counted
--- from payverify_runs_pruned, so these counters never go down.
-SELECT exit_status, sum(n)::bigint AS n, sum(order_errors)::bigint AS order_errors
-FROM (SELECT exit_status, count(*) AS n, coalesce(sum(order_errors), 0) AS order_errors
-      FROM payverify_runs WHERE host = %(host)s AND command = %(command)s
-      GROUP BY exit_status
-      UNION ALL
-      SELECT exit_status, runs, order_errors
-      FROM payverify_runs_pruned WHERE host = %(host)s AND command = %(command)s) AS counted
-GROUP BY exit_status ORDER BY exit_status NULLS LAST
+-- order_errors: orders whose verification errored in those runs. From the counts a trigger keeps
+-- (migration 0007): a few rows however many runs there were, and never fewer after retention.
+SELECT exit_status, runs AS n, order_errors
+FROM payverify_run_counts WHERE host = %(host)s AND command = %(command)s AND runs > 0
+ORDER BY exit_status NULLS LAST
 
 -- name: metrics_last_run
 SELECT run_id, started_at, finished_at, exit_status, verified, outcomes, sumup_errors,
@@ -614,7 +609,7 @@ SELECT (SELECT count(*) FROM candidates) AS examined, (SELECT count(*) FROM doom
 -- Runs by when they started. Kept per host and command (`keepers`, found for the batch's few hosts and
 -- commands through payverify_runs_host_idx): the latest finished run and the latest successful one,
 -- which the metrics read (the last run, the last success, the last reconciliation). An old unfinished
--- run (killed) goes. What is deleted is added to payverify_runs_pruned in the same statement.
+-- run (killed) goes. The runs counted (payverify_run_counts) stay counted.
 WITH candidates AS MATERIALIZED (
     SELECT id, host, command, started_at FROM payverify_runs
     WHERE started_at < %(cutoff)s AND (started_at, id) > (%(after_at)s, %(after_id)s)
@@ -634,14 +629,7 @@ WITH candidates AS MATERIALIZED (
 ), doomed AS MATERIALIZED (
     SELECT c.id FROM candidates c WHERE c.id <> ALL(ARRAY(SELECT id FROM keepers))
 ), deleted AS (
-    DELETE FROM payverify_runs WHERE id = ANY(ARRAY(SELECT id FROM doomed)) AND NOT %(dry_run)s
-    RETURNING host, command, exit_status, order_errors
-), tallied AS (
-    INSERT INTO payverify_runs_pruned AS p (host, command, exit_status, runs, order_errors)
-    SELECT host, command, exit_status, count(*), coalesce(sum(order_errors), 0)
-    FROM deleted GROUP BY host, command, exit_status
-    ON CONFLICT (host, command, (coalesce(exit_status, -1)))
-    DO UPDATE SET runs = p.runs + EXCLUDED.runs, order_errors = p.order_errors + EXCLUDED.order_errors
+    DELETE FROM payverify_runs WHERE id = ANY(ARRAY(SELECT id FROM doomed)) AND NOT %(dry_run)s RETURNING id
 )
 SELECT (SELECT count(*) FROM candidates) AS examined, (SELECT count(*) FROM doomed) AS eligible,
        (SELECT count(*) FROM deleted) AS deleted,

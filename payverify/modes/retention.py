@@ -5,7 +5,7 @@ failed and pending mail; every row of an order still awaiting verification or a 
 `payverify pending` lists: pending with a checkout, pending_verification, requires_manual_review, or
 erroring run after run); a reconnect alert whose key still holds back the next one; per host and
 command the latest finished run and the latest successful one (the metrics read them). Deleted runs
-are counted in payverify_runs_pruned, so the metrics' counters never go down. No site table is
+stay counted in payverify_run_counts, so the metrics' counters never go down. No site table is
 written; orders_order is only read.
 
 Each batch is one DELETE of at most BATCH_SIZE rows in its own short transaction, walking an index
