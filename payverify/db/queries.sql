@@ -74,6 +74,23 @@ SELECT now() AS now
 -- age (every age/8, at most every 30 min) unless replaying; failed/expired ones in the rescue
 -- window at most every rescue_checked_before. Orders checked since this run started, leased by
 -- another run, or in flight (exclude) are left out. due_total counts them all (before the LIMIT).
+-- The candidates are found without reading history: awaiting orders through the site's status
+-- index; failed/expired ones in the rescue window as the orders payverify checked within it (its
+-- own index on last_checked_at: a settle is a check) and, for any it never saw, the orders newer
+-- than the newest one created before the window (the primary key, walked back from the newest:
+-- ids grow with created_at). Going through every failed or expired order there ever was is what
+-- this avoids (MATERIALIZED and looked up by id, so the planner cannot fold it back into one scan).
+WITH candidates AS MATERIALIZED (
+    SELECT o.id FROM orders_order o
+    WHERE (o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL) OR o.status = 'pending_verification'
+    UNION
+    SELECT s.order_id FROM payverify_order_state s WHERE s.last_checked_at >= %(rescue_since)s
+    UNION
+    SELECT o.id FROM orders_order o
+    WHERE o.id > coalesce((SELECT b.id FROM orders_order b WHERE b.created_at < %(rescue_since)s
+                           ORDER BY b.id DESC LIMIT 1), 0)
+      AND o.status IN ('failed', 'expired')
+)
 SELECT o.id, s.last_checked_at, count(*) OVER () AS due_total
 FROM orders_order o
 LEFT JOIN payverify_order_state s ON s.order_id = o.id
@@ -89,6 +106,7 @@ WHERE (
   AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now())
   AND (s.last_checked_at IS NULL OR s.last_checked_at < %(run_started)s)
   AND o.id <> ALL(%(exclude)s::bigint[])
+  AND o.id = ANY(ARRAY(SELECT id FROM candidates))
 ORDER BY coalesce(s.last_checked_at, o.created_at), o.id
 LIMIT %(limit)s
 
@@ -256,9 +274,6 @@ SELECT kind, recipients, status, attempts, created_at, sent_at, last_error, tick
        time_to_ticket_seconds
 FROM payverify_outbox WHERE order_id = %(order_id)s ORDER BY id
 
--- name: outbox_summary
-SELECT kind, status, count(*) AS n FROM payverify_outbox GROUP BY kind, status ORDER BY kind, status
-
 -- name: ticket_count
 SELECT count(*) AS n FROM tickets_ticket
 
@@ -326,10 +341,14 @@ FROM tickets_ticket t JOIN events_tickettype tt ON tt.id = t.ticket_type_id
 WHERE t.order_id = %(order_id)s
 ORDER BY t.id
 
+-- name: outbox_summary
+-- For `make demo`'s closing summary only (a whole-outbox count, fine on a demo's few rows).
+SELECT kind, status, count(*) AS n FROM payverify_outbox GROUP BY kind, status ORDER BY kind, status
+
 -- name: outbox_backlog
-SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-       count(*) FILTER (WHERE status = 'failed') AS failed
-FROM payverify_outbox
+-- Each count through its own partial index: never a pass over every mail ever sent.
+SELECT (SELECT count(*) FROM payverify_outbox WHERE status = 'pending') AS pending,
+       (SELECT count(*) FROM payverify_outbox WHERE status = 'failed') AS failed
 
 -- name: take_digest_lock
 SELECT pg_advisory_xact_lock(726931002)
@@ -442,14 +461,18 @@ SELECT (SELECT count(*) FROM recent) AS n,
 
 -- name: metrics_payment_to_mail
 -- Payment verified -> confirmation accepted by the SMTP server, for confirmations sent in the last
--- hour. Only the confirmation queued by the settle (it has a dedup key): a resend has none.
+-- hour. Only the confirmation queued by the settle (it has a dedup key): a resend has none. The
+-- hour's rows come from payverify_outbox_sent_idx, their orders by id: never the whole outbox.
+WITH recent AS MATERIALIZED (
+    SELECT order_id, sent_at FROM payverify_outbox
+    WHERE kind = %(kind)s AND status = 'sent' AND dedup_key IS NOT NULL AND sent_at > now() - interval '1 hour'
+)
 SELECT count(*) AS n,
-       coalesce(sum(greatest(0, extract(epoch FROM ob.sent_at - o.paid_at))), 0) AS total_seconds,
-       coalesce(max(greatest(0, extract(epoch FROM ob.sent_at - o.paid_at))), 0) AS max_seconds
-FROM payverify_outbox ob
-JOIN orders_order o ON o.id = ob.order_id
-WHERE ob.kind = %(kind)s AND ob.status = 'sent' AND ob.dedup_key IS NOT NULL
-  AND ob.sent_at > now() - interval '1 hour' AND o.paid_at IS NOT NULL
+       coalesce(sum(greatest(0, extract(epoch FROM r.sent_at - o.paid_at))), 0) AS total_seconds,
+       coalesce(max(greatest(0, extract(epoch FROM r.sent_at - o.paid_at))), 0) AS max_seconds
+FROM recent r
+JOIN orders_order o ON o.id = r.order_id
+WHERE o.paid_at IS NOT NULL
 
 -- ---- reconciliation (payverify reconcile) ----------------------------------------------------------
 
