@@ -14,12 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from payverify.config import Policy
 from payverify.db import Database
 from payverify.mail.kinds import ALERT_STUCK, CONFIRMATION
 from payverify.mail.sender import CLAIM_LEASE_SECONDS, GIVE_UP_HOURS
+from payverify.modes.reconcile import OWNER_CANDIDATES
 from payverify.modes.retention import BATCH_SIZE as PRUNE_BATCH
 from payverify.modes.retention import HELD_KINDS
 from payverify.modes.sweep import BATCH_SIZE as DUE_BATCH
@@ -37,6 +39,8 @@ class Context:
     host: str
     order_id: int  # an order to look at (a due one, or a historical one)
     order_number: str
+    merchant_code: str | None  # an OAuth artist's account (reconcile reads those)
+    transaction_codes: list[str]  # a history page's worth of that account's payments
 
 
 Params = Callable[[Context], dict[str, Any]]
@@ -91,15 +95,33 @@ RETENTION: dict[str, Params] = {
                       "dry_run": True, "held_kinds": list(HELD_KINDS)})
     for name in ("prune_audit_batch", "prune_outbox_batch", "prune_runs_batch")
 }
+# `payverify reconcile` (daily), for one merchant account of an OAuth artist: a page of the history's
+# codes, the account's completed orders since its cursor (a day back), the owner of an unmatched payment.
+RECONCILE: dict[str, Params] = {
+    "reconcile_orders_by_code": lambda c: {"codes": c.transaction_codes, "merchant_code": c.merchant_code},
+    "reconcile_completed_since": lambda c: {"since": c.now - timedelta(days=1), "merchant_code": c.merchant_code},
+    "reconcile_open_orders_near": lambda c: {"amount": Decimal("22.50"), "currency": "GBP",
+                                             "merchant_code": c.merchant_code, "paid_at": c.now - timedelta(days=3),
+                                             "limit": OWNER_CANDIDATES},
+}
 COMMANDS = {"sweep": SWEEP, "sweep, per order": PER_ORDER, "pending": PENDING, "check": CHECK, "watch": WATCH,
-            "retention (hourly)": RETENTION}
+            "retention (hourly)": RETENTION, "reconcile (daily)": RECONCILE}
 
 
 def context(url: str, host: str, order_number: str) -> Context:
     with Database.connect(Secret(url)) as db, db.transaction() as tx:
         row = tx.fetch_sql("SELECT now() AS now, id FROM orders_order WHERE order_number = %(n)s",
                            {"n": order_number})[0]
-    return Context(now=row["now"], host=host, order_id=row["id"], order_number=order_number)
+        account = tx.fetch_sql("SELECT sumup_merchant_code AS code FROM artists_artist "
+                               "WHERE sumup_access_token IS NOT NULL ORDER BY id LIMIT 1")
+        code = account[0]["code"] if account else None
+        codes = tx.fetch_sql("""
+            SELECT o.sumup_transaction_code AS code FROM orders_order o
+            JOIN events_event e ON e.id = o.event_id JOIN artists_artist a ON a.id = e.artist_id
+            WHERE a.sumup_merchant_code = %(m)s AND o.sumup_transaction_code IS NOT NULL
+            ORDER BY o.id DESC LIMIT 100""", {"m": code})
+    return Context(now=row["now"], host=host, order_id=row["id"], order_number=order_number, merchant_code=code,
+                   transaction_codes=[r["code"] for r in codes])
 
 
 def timed(url: str, ctx: Context, names: dict[str, Params], *, repeat: int) -> float:
