@@ -130,7 +130,9 @@ WITH drawn AS (
            p.r_mail
     FROM paid p
 )
-SELECT s.*, lower(s.first_name || '.' || s.last_name) || s.g || '@example.com' AS email,
+-- The address from the name, without the spaces and accents that names have and addresses do not.
+SELECT s.*, regexp_replace(lower(s.first_name || '.' || s.last_name), '[^a-z.]', '', 'g') || s.g || '@example.com'
+                AS email,
        sum(s.attempts) OVER (ORDER BY s.g) AS upto_attempts, sum(s.mails) OVER (ORDER BY s.g) AS upto_mails
 FROM shaped s
 

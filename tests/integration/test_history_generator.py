@@ -33,6 +33,8 @@ def test_catalogue_orders_and_the_status_mix(db, history):
     for status, share in STATUS_MIX:  # 2,000 draws: within about four standard deviations
         assert abs(counts[status] / ORDERS - share) < 0.03, (status, counts)
     assert scalar(db, "SELECT count(*) FROM orders_order WHERE order_number !~ '^JE-[0-9A-F]{8}$'") == 0
+    assert scalar(db, "SELECT count(*) FROM orders_order WHERE status <> 'pending_verification' "
+                      "AND email !~ '^[a-z.]+[0-9]+@example[.]com$'") == 0
     items = scalar(db, "SELECT count(*) FROM orders_orderitem WHERE order_id IN "
                        "(SELECT id FROM orders_order WHERE status <> 'pending_verification')")
     assert ORDERS <= items <= 2 * ORDERS
