@@ -1,0 +1,92 @@
+"""doctor's database checks: reachable, the site's tables and indexes, payverify's schema, the
+user's rights. Each is the code a sweep runs (the runtime's connection, the site contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from payverify.db.contract import SITE_COLUMNS, problems, summary
+from payverify.db.indexes import site_indexes
+from payverify.db.migrate import current_version, latest_version, require_current
+from payverify.db.rights import audit
+from payverify.errors import ConfigError, PayverifyError, PermissionDenied, SchemaMismatch
+from payverify.exitcodes import ExitStatus
+from payverify.modes.doctor.framework import SKIP, WARN, Check, Found, Result, needed, printable
+from payverify.modes.runtime import connect_database
+
+
+def check_database(found: Found, check: Check) -> Result:
+    try:
+        found.db = connect_database(found.config, application_name="payverify-doctor", connect_timeout=5)
+    except ConfigError as exc:
+        return check.fail(str(exc), ExitStatus.CONFIG)
+    except PayverifyError as exc:
+        return check.fail(str(exc), exc.exit_status if isinstance(exc, SchemaMismatch) else None)
+    try:
+        with found.database.transaction() as tx:
+            tx.one("now")
+    except PayverifyError as exc:
+        return check.fail(str(exc))
+    return check.ok("reachable")
+
+
+def check_site_tables(found: Found, check: Check) -> Result:
+    try:
+        with found.database.transaction() as tx:
+            found_problems = problems(tx)
+            schema = needed(tx.one("current_schema"))["schema"]
+    except PayverifyError as exc:
+        return check.fail(str(exc))
+    if found_problems:
+        # A few problems are all worth reading at once; a wrong database is one line.
+        return check.fail("; ".join(found_problems) if len(found_problems) <= 3 else summary(found_problems))
+    found.site_tables_ok = True
+    where = "PAYVERIFY_SITE_SCHEMA" if found.setting("site_schema") else "the connection's search_path"
+    return check.ok(f"match the contract ({len(SITE_COLUMNS)} tables in schema {schema}, from {where})")
+
+
+def check_site_indexes(found: Found, check: Check) -> Iterator[Result]:
+    """The indexes payverify's queries need on the site's tables: a warning, never a failure."""
+    for state in site_indexes(found.database):
+        where = f"{state.table}.{state.column}"
+        if state.index is not None:
+            yield check.ok(f"{where} is indexed ({state.index})")
+        elif state.is_view:
+            yield Result(SKIP, check.name, f"{state.table} is a view: make sure the column behind {where} "
+                                           "is indexed in its table")
+        else:
+            yield Result(WARN, check.name, (
+                f"{where} has no index, so every sweep and every watch poll reads the whole table; ask the "
+                f"site's team to run {state.create_statement} (Django: db_index=True on the field, or "
+                f'Meta.indexes = [models.Index(fields=["{state.column}"])])'))
+
+
+def check_schema(found: Found, check: Check) -> Result:
+    try:
+        with found.database.transaction() as tx:
+            require_current(tx)
+            version = current_version(tx)
+    except PayverifyError as exc:
+        # Unreadable version table: the user's rights are the trouble (exit 3), not the schema.
+        return check.fail(str(exc), exc.exit_status if isinstance(exc, PermissionDenied) else None)
+    return check.ok(f"current (version {version} of {latest_version()})")
+
+
+def check_rights(found: Found, check: Check) -> Result:
+    """What the database user may do, against what `db grants` gives."""
+    try:
+        rights = audit(found.database)
+    except SchemaMismatch as exc:  # no payverify tables yet: the schema check has said so
+        return Result(SKIP, check.name, str(exc))
+    except PayverifyError as exc:
+        return check.fail(str(exc))
+    user = f"user {printable(rights.username)}"
+    if rights.missing:
+        more = f" (and {len(rights.missing) - 3} more)" if len(rights.missing) > 3 else ""
+        return check.fail(f"{user} lacks {', '.join(rights.missing[:3])}{more}: apply `payverify db grants ROLE` "
+                          "as the owner")
+    if rights.too_much:
+        return Result(WARN, check.name, f"{user} {rights.too_much}; payverify needs much less: give it its own "
+                                        "role with `payverify db grants ROLE`")
+    return check.ok(f"{user} has every right payverify needs, and is not a superuser, the owner of the "
+                    "site's tables or able to DELETE from them")
