@@ -485,28 +485,47 @@ WHERE (sumup_access_token IS NOT NULL OR sumup_refresh_token IS NOT NULL)
 ORDER BY id
 
 -- name: reconcile_orders_by_code
--- Orders naming any of these transaction codes, of an artist whose merchant account this is.
+-- Orders naming any of these transaction codes, of an artist whose merchant account this is. The
+-- codes are looked up first, on their own (MATERIALIZED, then by id): left to itself the planner goes
+-- through the account's events and reads every order the account ever had. With the site's index on
+-- sumup_transaction_code (doctor asks a reconciling site for it) that is a page's worth of rows.
+WITH named AS MATERIALIZED (
+    SELECT o.id FROM orders_order o WHERE o.sumup_transaction_code = ANY(%(codes)s)
+)
 SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
        o.sumup_transaction_code AS transaction_code, o.paid_at
 FROM orders_order o
 JOIN events_event e ON e.id = o.event_id
 JOIN artists_artist a ON a.id = e.artist_id
-WHERE o.sumup_transaction_code = ANY(%(codes)s) AND a.sumup_merchant_code = %(merchant_code)s
+WHERE o.id = ANY(ARRAY(SELECT id FROM named)) AND a.sumup_merchant_code = %(merchant_code)s
 
 -- name: reconcile_completed_since
 -- The completed orders of one merchant account paid since then: the orders' side of the totals, and
--- the orders whose payment the history must have.
+-- the orders whose payment the history must have. Found by paid_at first, as above (the site's index
+-- on paid_at, which doctor asks a reconciling site for, makes that the window's orders).
+WITH paid AS MATERIALIZED (
+    SELECT o.id FROM orders_order o WHERE o.paid_at >= %(since)s AND o.status = 'completed'
+)
 SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
        o.sumup_transaction_code AS transaction_code, o.paid_at
 FROM orders_order o
 JOIN events_event e ON e.id = o.event_id
 JOIN artists_artist a ON a.id = e.artist_id
-WHERE o.status = 'completed' AND o.paid_at >= %(since)s AND a.sumup_merchant_code = %(merchant_code)s
+WHERE o.id = ANY(ARRAY(SELECT id FROM paid)) AND a.sumup_merchant_code = %(merchant_code)s
 ORDER BY o.paid_at, o.id
 
 -- name: reconcile_open_orders_near
 -- Whose payment might this be: not completed orders of the merchant with that amount and currency,
 -- created in the hours before the payment (or just after: clocks differ), with a checkout to ask.
+-- The site has no index on created_at: the orders newer than the newest one created before that
+-- window (the primary key walked back from the newest, as select_due_orders does) bound the read,
+-- taken first as above.
+WITH near AS MATERIALIZED (
+    SELECT o.id FROM orders_order o
+    WHERE o.id > coalesce((SELECT b.id FROM orders_order b WHERE b.created_at < %(paid_at)s - interval '26 hours'
+                           ORDER BY b.id DESC LIMIT 1), 0)
+      AND o.created_at BETWEEN %(paid_at)s - interval '26 hours' AND %(paid_at)s + interval '1 hour'
+)
 SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
        o.sumup_transaction_code AS transaction_code, o.paid_at, o.sumup_checkout_id AS checkout_id,
        (a.sumup_access_token IS NOT NULL OR a.sumup_refresh_token IS NOT NULL) AS artist_uses_oauth,
@@ -514,9 +533,9 @@ SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_cod
 FROM orders_order o
 JOIN events_event e ON e.id = o.event_id
 JOIN artists_artist a ON a.id = e.artist_id
-WHERE o.status <> 'completed' AND o.total = %(amount)s AND upper(o.currency) = upper(%(currency)s)
+WHERE o.id = ANY(ARRAY(SELECT id FROM near))
+  AND o.status <> 'completed' AND o.total = %(amount)s AND upper(o.currency) = upper(%(currency)s)
   AND a.sumup_merchant_code = %(merchant_code)s AND NULLIF(btrim(o.sumup_checkout_id), '') IS NOT NULL
-  AND o.created_at BETWEEN %(paid_at)s - interval '26 hours' AND %(paid_at)s + interval '1 hour'
 ORDER BY abs(extract(epoch FROM o.created_at - %(paid_at)s)), o.id
 LIMIT %(limit)s
 

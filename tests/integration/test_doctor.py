@@ -385,3 +385,54 @@ def test_doctor_warns_of_a_missing_status_index_with_the_statement(seed, db, run
     db._conn.autocommit = False
     assert index_line(run_payverify("doctor")) == ("ok    site indexes: orders_order.status is indexed "
                                                    "(orders_order_status_idx)")
+
+
+def index_lines(result) -> dict[str, str]:
+    """Each site-indexes line, by the column it is about."""
+    prefix_len = len("ok    site indexes: ")
+    found = {}
+    for line in result.stdout.splitlines():
+        if "  site indexes: " in line:
+            found[line[prefix_len:].split(" ", 1)[0]] = line
+    return found
+
+
+def test_doctor_asks_for_reconciles_indexes_once_the_site_reconciles(seed, db, run_payverify):
+    """A standard Django site has no index on sumup_transaction_code or paid_at. Before reconcile has
+    run that is fine and said to be; once it has, each is a warning with its statement, and gone when
+    the statement has been run. Nothing fails either way."""
+    seed.artist(oauth=True)
+    before = run_payverify("doctor")
+    lines = index_lines(before)
+    assert set(lines) == {"orders_order.status", "orders_order.sumup_transaction_code", "orders_order.paid_at"}
+    for column in ("sumup_transaction_code", "paid_at"):
+        assert lines[f"orders_order.{column}"] == (f"ok    site indexes: orders_order.{column} has no index; only "
+                                                   "reconcile needs one, and it has not run here")
+    assert before.returncode == 0, before.stdout
+
+    assert run_payverify("reconcile").returncode == ExitStatus.OK
+    after = run_payverify("doctor")
+    lines = index_lines(after)
+    assert after.returncode == 0, after.stdout
+    statements = []
+    for column, reads in (("sumup_transaction_code", "every page of a reconcile run's history reads all of the "
+                                                      "account's orders"),
+                          ("paid_at", "every reconcile run reads all of each account's completed orders")):
+        statement = (f'CREATE INDEX CONCURRENTLY "orders_order_{column}_idx" ON "public"."orders_order" '
+                     f'("{column}");')
+        line = lines[f"orders_order.{column}"]
+        assert line.startswith(f"warn  site indexes: orders_order.{column} has no index, so {reads}; ask the "
+                               f"site's team to run {statement}"), line
+        assert f'Meta.indexes = [models.Index(fields=["{column}"])]' in line
+        statements.append(statement)
+    assert lines["orders_order.status"].startswith("ok    site indexes: orders_order.status is indexed")
+
+    db._conn.autocommit = True  # CREATE INDEX CONCURRENTLY cannot run in a transaction
+    with db._conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+    db._conn.autocommit = False
+    lines = index_lines(run_payverify("doctor"))
+    for column in ("sumup_transaction_code", "paid_at"):
+        assert lines[f"orders_order.{column}"] == (f"ok    site indexes: orders_order.{column} is indexed "
+                                                   f"(orders_order_{column}_idx)")

@@ -48,17 +48,19 @@ def check_site_tables(found: Found, check: Check) -> Result:
 def check_site_indexes(found: Found, check: Check) -> Iterator[Result]:
     """The indexes payverify's queries need on the site's tables: a warning, never a failure."""
     for state in site_indexes(found.database):
-        where = f"{state.table}.{state.column}"
+        column = state.needed.column
         if state.index is not None:
-            yield check.ok(f"{where} is indexed ({state.index})")
+            yield check.ok(f"{state.where} is indexed ({state.index})")
         elif state.is_view:
-            yield Result(SKIP, check.name, f"{state.table} is a view: make sure the column behind {where} "
-                                           "is indexed in its table")
+            yield Result(SKIP, check.name, f"{state.needed.table} is a view: make sure the column behind "
+                                           f"{state.where} is indexed in its table")
+        elif not state.in_use:
+            yield check.ok(f"{state.where} has no index; only reconcile needs one, and it has not run here")
         else:
             yield Result(WARN, check.name, (
-                f"{where} has no index, so every sweep and every watch poll reads the whole table; ask the "
-                f"site's team to run {state.create_statement} (Django: db_index=True on the field, or "
-                f'Meta.indexes = [models.Index(fields=["{state.column}"])])'))
+                f"{state.where} has no index, so {state.needed.without}; ask the site's team to run "
+                f"{state.create_statement} (Django: db_index=True on the field, or "
+                f'Meta.indexes = [models.Index(fields=["{column}"])])'))
 
 
 def check_schema(found: Found, check: Check) -> Result:
