@@ -8,7 +8,9 @@ verification and the database come first; composed messages come back as bytes, 
 its next row composed while it sends the current one. The workers get the settings with every secret
 removed, see no database and no SMTP server, and change nothing: the sending thread still claims,
 sends and marks each row, so a lost worker costs only its time. If the pool breaks (a worker
-killed), the senders compose in-thread again for the rest of the run.
+killed), the senders compose in-thread again for the rest of the run. Workers idle for
+RETIRE_AFTER_SECONDS are shut down (a watch runs for weeks, its bursts last minutes); the next
+burst starts them again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields, replace
 from functools import partial
@@ -43,6 +45,8 @@ BUSY_STREAK = 25
 COMPOSE_TIMEOUT_SECONDS = 60.0
 # Composing is the run's batch work: the verification threads and the database come first for the CPU.
 WORKER_NICENESS = 10
+# Workers that composed nothing for this long are shut down: their memory is the service's between bursts.
+RETIRE_AFTER_SECONDS = 300.0
 
 
 def worker_count(smtp_connections: int) -> int:
@@ -61,11 +65,13 @@ def without_secrets(settings: Settings) -> Settings:
 class ComposePool:
     """Shared by a run's mail threads; `compose` returns None when the caller should compose itself."""
 
-    def __init__(self, settings: Settings, processes: int) -> None:
+    def __init__(self, settings: Settings, processes: int, *, retire_after: float = RETIRE_AFTER_SECONDS) -> None:
         self._settings = without_secrets(settings)
         self._processes = processes
+        self._retire_after = retire_after
         self._lock = threading.Lock()
         self._streak = 0
+        self._last_busy = time.monotonic()
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future[None] | None = None
         self._broken = False
@@ -74,6 +80,7 @@ class ComposePool:
         """A sender claimed a row: one more in a busy streak; at BUSY_STREAK, start the workers."""
         with self._lock:
             self._streak += 1
+            self._last_busy = time.monotonic()
             if self._streak < BUSY_STREAK or self._pool is not None or self._broken:
                 return
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"),
@@ -84,9 +91,16 @@ class ComposePool:
             self._ready.add_done_callback(partial(_say_ready, time.monotonic()))
 
     def idle(self) -> None:
-        """A sender found nothing due: the streak ends (started workers stay for the rest of the run)."""
+        """A sender found nothing due: the streak ends, and workers idle for retire_after are shut down."""
         with self._lock:
             self._streak = 0
+            idle_for = time.monotonic() - self._last_busy
+            if self._pool is None or idle_for < self._retire_after:
+                return
+            pool, self._pool, self._ready = self._pool, None, None
+        # Nothing is in flight: every compose began after a busy() and takes milliseconds.
+        pool.shutdown(wait=True, cancel_futures=True)
+        log.info("mail.compose_pool_retired", idle_seconds=round(idle_for))
 
     def start(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> Future[mime.Composed] | None:
         """Begin composing in a worker; None when none is running (not started, starting, or lost)."""
@@ -97,8 +111,9 @@ class ComposePool:
         try:
             ready.result()  # a worker that could not start: lost
             return pool.submit(_compose, row, tickets)
-        except (BrokenProcessPool, RuntimeError) as exc:  # RuntimeError: shut down meanwhile
-            self._lost(exc)
+        except (BrokenProcessPool, RuntimeError, CancelledError) as exc:  # RuntimeError: shut down meanwhile
+            if not self._retired(pool):
+                self._lost(exc)
             return None
 
     def finish(self, started: Future[mime.Composed]) -> mime.Composed | None:
@@ -106,6 +121,8 @@ class ComposePool:
         composing raised in the worker (a template bug, a bad address) is raised here as it is."""
         try:
             return started.result(timeout=COMPOSE_TIMEOUT_SECONDS)
+        except CancelledError:  # its pool was retired or closed under it
+            return None
         except (BrokenProcessPool, TimeoutError) as exc:
             self._lost(exc)
             return None
@@ -113,6 +130,11 @@ class ComposePool:
     def compose(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> mime.Composed | None:
         started = self.start(row, tickets)
         return None if started is None else self.finish(started)
+
+    def _retired(self, pool: ProcessPoolExecutor) -> bool:
+        """Whether this pool was shut down on purpose (idle, or the run ending), not lost."""
+        with self._lock:
+            return self._pool is not pool
 
     def _lost(self, exc: BaseException) -> None:
         with self._lock:

@@ -186,6 +186,33 @@ def test_a_killed_worker_leaves_the_composing_to_the_senders(uncached_structlog)
         pool.close()
 
 
+def test_idle_workers_are_shut_down_and_the_next_burst_starts_them_again(uncached_structlog):
+    """A watch runs for weeks: between bursts its compose workers' memory is given back."""
+    row, tickets = confirmation_row(10)
+    pool = ComposePool(SETTINGS, 1, retire_after=1.0)
+    try:
+        for _ in range(BUSY_STREAK):
+            pool.busy()
+        wait_ready(pool, row, tickets)
+        assert len(multiprocessing.active_children()) == 1
+        pool.idle()  # the outbox just went empty: too soon
+        assert len(multiprocessing.active_children()) == 1
+        time.sleep(1.1)
+        with structlog.testing.capture_logs() as logs:
+            pool.idle()
+        assert multiprocessing.active_children() == []
+        assert [e["event"] for e in logs] == ["mail.compose_pool_retired"]
+        assert pool.compose(row, tickets) is None  # the senders compose themselves meanwhile
+        for _ in range(BUSY_STREAK):
+            pool.busy()
+        by_worker = wait_ready(pool, row, tickets)  # retired, not lost: a new burst has workers again
+        assert len(multiprocessing.active_children()) == 1
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
+    assert essence(by_worker.data) == essence(compose(row, tickets, SETTINGS, Renderer(SETTINGS)).data)
+
+
 def test_one_worker_per_smtp_session_and_at_most_one_per_core(monkeypatch):
     monkeypatch.setattr(compose_pool.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert compose_pool.worker_count(2) == 2
