@@ -185,18 +185,18 @@ def _reconcile_account(db: Database, client: SumUpClient, credentials: Credentia
         for item in chunk:
             totals.payment(code, item)
             order = named.get(item.transaction_code) if item.transaction_code else None
-            if row_sink is not None:
-                row_sink(code, item, order)
             if not judge.is_ticket_payment(item) or not item.transaction_code:
-                continue
-            if order is not None and order.status == "completed":
+                pass
+            elif order is not None and order.status == "completed":
                 seen.add(item.transaction_code)
                 totals.order(order, on=item.timestamp)  # the same day as its payment, whenever it was settled
                 result.discrepancies.extend(judge.judge_completed(item, order, code))
             elif item.status == "SUCCESSFUL" and item.timestamp is not None and item.timestamp < settling_since:
                 _in_budget(deadline, account)
-                owner = order or _owner(db, client, credentials, code, item)
-                result.discrepancies.append(judge.paid_without_order(item, code, owner))
+                order = order or _owner(db, client, credentials, code, item)  # the CSV names it too
+                result.discrepancies.append(judge.paid_without_order(item, code, order))
+            if row_sink is not None:
+                row_sink(code, item, order)
     with db.transaction() as tx:
         completed = [_order(o) for o in tx.all("reconcile_completed_since", since=account.since, merchant_code=code)]
     for order in completed:

@@ -57,7 +57,7 @@ def by_kind(output) -> dict[str, list[dict]]:
     return found
 
 
-def test_every_kind_is_found_once_and_alerted_once(seed, shop, db, smtp, sumup, run_payverify):
+def test_every_kind_is_found_once_and_alerted_once(seed, shop, db, smtp, sumup, run_payverify, tmp_path):
     (ok, _), (refunded, refunded_code), (partial, partial_code), (charged_back, cb_code), (changed, _) = \
         completed(seed, shop, db, run_payverify, 5)
     sumup.update_transaction(PLATFORM_MERCHANT, refunded_code, status="REFUNDED", refunded_amount=Decimal("12.50"))
@@ -83,7 +83,8 @@ def test_every_kind_is_found_once_and_alerted_once(seed, shop, db, smtp, sumup, 
     sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TCASHBAR01", amount=Decimal("4.00"),
                           payment_type="CASH")
 
-    result, output = reconcile(run_payverify)
+    takings = tmp_path / "takings.csv"
+    result, output = reconcile(run_payverify, "--csv", str(takings))
     assert result.returncode == ExitStatus.OK, result.stderr
     found = by_kind(output)
     assert set(found) == KINDS
@@ -98,6 +99,11 @@ def test_every_kind_is_found_once_and_alerted_once(seed, shop, db, smtp, sumup, 
     assert paid[stray["transaction_code"]]["order_number"] is None
     late_payment = next(d for code, d in paid.items() if code != stray["transaction_code"])
     assert (late_payment["order_number"], late_payment["order_status"]) == (late.order_number, "expired")
+    with takings.open(newline="", encoding="utf-8") as fh:  # the CSV names the order its checkout found
+        table = {r["transaction_code"]: r for r in csv.DictReader(fh)}
+    late_row = table[late_payment["transaction_code"]]
+    assert (late_row["order_number"], late_row["order_status"]) == (late.order_number, "expired")
+    assert (table[stray["transaction_code"]]["order_number"], table["TPOSMERCH1"]["order_number"]) == ("", "")
     assert ok.order_number not in {d["order_number"] for d in output["discrepancies"]}
     assert young["transaction_code"] not in paid  # still settling: judged once it is older than the window
     for d in output["discrepancies"]:
