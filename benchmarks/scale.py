@@ -296,10 +296,16 @@ def main() -> None:
         for label, url in urls.items():
             time_queries(sites[label], url, repeat=args.repeat)
         sites["no index"].doctor = doctor_index_lines(envs["no index"])
-        time_reconcile_indexed(sites["history"], urls["history"], repeat=args.repeat)
-        if args.explain:
+        if args.explain:  # the plans behind the timings: before reconcile's indexes are added
             for label in ("history", "no index"):
                 explain_all(urls[label], label, sites[label].order_number)
+        time_reconcile_indexed(sites["history"], urls["history"], repeat=args.repeat)
+        if args.explain:
+            for name, params in sq.RECONCILE.items():
+                print(f"\n---- history + reconcile's indexes: {name}")
+                print("\n".join(sq.explain(urls["history"], sq.context(urls["history"], HOST,
+                                                                         sites["history"].order_number),
+                                            name, params)))
     sys.exit(0 if report(sites, args.due) else 1)
 
 

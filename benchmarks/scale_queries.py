@@ -96,12 +96,13 @@ RETENTION: dict[str, Params] = {
     for name in ("prune_audit_batch", "prune_outbox_batch", "prune_runs_batch")
 }
 # `payverify reconcile` (daily), for one merchant account of an OAuth artist: a page of the history's
-# codes, the account's completed orders since its cursor (a day back), the owner of an unmatched payment.
+# codes, the account's completed orders since its cursor (a day back), the owner of an unmatched payment
+# (an old one, as `reconcile --since` meets: its day of orders is found wherever it is in the history).
 RECONCILE: dict[str, Params] = {
     "reconcile_orders_by_code": lambda c: {"codes": c.transaction_codes, "merchant_code": c.merchant_code},
     "reconcile_completed_since": lambda c: {"since": c.now - timedelta(days=1), "merchant_code": c.merchant_code},
     "reconcile_open_orders_near": lambda c: {"amount": Decimal("22.50"), "currency": "GBP",
-                                             "merchant_code": c.merchant_code, "paid_at": c.now - timedelta(days=3),
+                                             "merchant_code": c.merchant_code, "paid_at": c.now - timedelta(days=400),
                                              "limit": OWNER_CANDIDATES},
 }
 COMMANDS = {"sweep": SWEEP, "sweep, per order": PER_ORDER, "pending": PENDING, "check": CHECK, "watch": WATCH,

@@ -517,13 +517,28 @@ ORDER BY o.paid_at, o.id
 -- name: reconcile_open_orders_near
 -- Whose payment might this be: not completed orders of the merchant with that amount and currency,
 -- created in the hours before the payment (or just after: clocks differ), with a checkout to ask.
--- The site has no index on created_at: the orders newer than the newest one created before that
--- window (the primary key walked back from the newest, as select_due_orders does) bound the read,
--- taken first as above.
-WITH near AS MATERIALIZED (
-    SELECT o.id FROM orders_order o
-    WHERE o.id > coalesce((SELECT b.id FROM orders_order b WHERE b.created_at < %(paid_at)s - interval '26 hours'
-                           ORDER BY b.id DESC LIMIT 1), 0)
+-- The site has no index on created_at, but ids grow with it: the window's ends are found as ids by
+-- bisecting the primary key (for each end, the newest order created before it: some 20 index probes
+-- a million orders, however old the payment), and only the orders between them are read.
+WITH RECURSIVE bisect(target, lo, hi) AS (
+    -- lo: an order created before target (0: none); no order from hi on was.
+    SELECT t, 0::bigint, (SELECT coalesce(max(id), 0) FROM orders_order)::bigint + 1
+    FROM unnest(ARRAY[%(paid_at)s - interval '26 hours', %(paid_at)s + interval '1 hour']) AS t
+  UNION ALL
+    SELECT b.target,
+           CASE WHEN m.id IS NOT NULL AND m.created_at < b.target THEN m.id ELSE b.lo END,
+           CASE WHEN m.id IS NULL THEN (b.lo + b.hi) / 2 WHEN m.created_at >= b.target THEN m.id ELSE b.hi END
+    FROM bisect b
+    LEFT JOIN LATERAL (SELECT o.id, o.created_at FROM orders_order o
+                       WHERE o.id >= (b.lo + b.hi) / 2 AND o.id < b.hi ORDER BY o.id LIMIT 1) m ON true
+    WHERE b.hi - b.lo > 1
+),
+window_ids AS MATERIALIZED (
+    SELECT min(lo) AS after, max(lo) AS through FROM bisect WHERE hi - lo <= 1
+),
+near AS MATERIALIZED (
+    SELECT o.id FROM orders_order o, window_ids w
+    WHERE o.id > w.after AND o.id <= w.through
       AND o.created_at BETWEEN %(paid_at)s - interval '26 hours' AND %(paid_at)s + interval '1 hour'
 )
 SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,

@@ -127,15 +127,17 @@ def test_reconcile_reads_its_window_once_the_site_has_the_indexes_doctor_names(d
         sumup.add_access_token(account["token"], account["code"])
 
     def reconcile():
-        # A payment per account that no order names, just older than the rescue window (so reported)
+        # For two accounts, a payment no order names, just older than the rescue window (so reported)
         # and changed since the account's cursor (so in this run's window, and in the next one's: the
-        # cursor trails by the rescue window). Looking for its owner reads the orders of the day before
-        # it: a few dozen rows for each such payment, whatever the history.
+        # cursor trails by the rescue window); for the first, one from two years ago changed today too.
+        # Looking for a payment's owner reads the orders of the day before it (found by bisecting the
+        # primary key, not by walking back through the years since): a few dozen rows each.
         added = set()
-        for account in accounts:
+        for account, age in [(accounts[0], timedelta(hours=25)), (accounts[1], timedelta(hours=25)),
+                             (accounts[0], timedelta(days=730))]:
             code = f"TX{secrets.token_hex(5).upper()}"
             sumup.add_transaction(account["code"], transaction_code=code, amount="22.50",
-                                  timestamp=datetime.now(UTC) - timedelta(hours=25))
+                                  timestamp=datetime.now(UTC) - age)
             sumup.update_transaction(account["code"], code, status="SUCCESSFUL")
             added.add(code)
         result = run_payverify("reconcile", "--json")

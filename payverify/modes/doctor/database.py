@@ -47,7 +47,12 @@ def check_site_tables(found: Found, check: Check) -> Result:
 
 def check_site_indexes(found: Found, check: Check) -> Iterator[Result]:
     """The indexes payverify's queries need on the site's tables: a warning, never a failure."""
-    for state in site_indexes(found.database):
+    try:
+        states = site_indexes(found.database)
+    except PayverifyError as exc:
+        yield Result(WARN, check.name, f"could not be checked: {exc}")
+        return
+    for state in states:
         column = state.needed.column
         if state.index is not None:
             yield check.ok(f"{state.where} is indexed ({state.index})")
