@@ -50,7 +50,7 @@ from drain import postgres, scratch_database
 
 from payverify.db import Database
 from payverify.secret import Secret
-from payverify_dev.history import add_due_orders, build_history
+from payverify_dev.history import add_due_orders, add_reconcile_indexes, build_history
 from payverify_dev.seed import PLATFORM_KEY
 from payverify_dev.smtp_capture import SmtpCapture
 from payverify_dev.sumup_server import FakeSumUp
@@ -91,9 +91,6 @@ SQL_GROUPS = {
     "watch_new_orders": sq.WATCH,
     RECONCILE_GROUP: sq.RECONCILE,
 }
-# The indexes doctor asks a site that reconciles for (payverify/db/indexes.py).
-RECONCILE_INDEXES = ("CREATE INDEX orders_order_sumup_transaction_code_idx ON orders_order (sumup_transaction_code); "
-                     "CREATE INDEX orders_order_paid_at_idx ON orders_order (paid_at); ANALYZE orders_order")
 
 
 # ---- the databases ---------------------------------------------------------------------------------
@@ -203,8 +200,8 @@ def time_queries(site: Site, url: str, *, repeat: int) -> None:
 
 def time_reconcile_indexed(site: Site, url: str, *, repeat: int) -> None:
     """reconcile's reads again, after the site's team ran the statements doctor gives a reconciling site."""
-    with Database.connect(Secret(url), statement_timeout_ms=0) as db, db.transaction() as tx:
-        tx.script(RECONCILE_INDEXES)
+    with Database.connect(Secret(url)) as db:
+        add_reconcile_indexes(db)
     ctx = sq.context(url, HOST, site.order_number)
     site.reconcile_indexed = sq.timed(url, ctx, sq.RECONCILE, repeat=max(repeat, 5))
 

@@ -35,8 +35,9 @@ from itertools import accumulate
 from typing import Any
 
 from payverify.db import Database
+from payverify.db.indexes import site_indexes
 from payverify.db.queries import parse_queries
-from payverify_dev.seed import PLATFORM_MERCHANT, SeededOrder, Seeder
+from payverify_dev.seed import PLATFORM_MERCHANT, SeededOrder, Seeder, outside_transaction
 from payverify_dev.sumup_server import FakeSumUp
 
 # The share of each status among historical orders (the first must be completed: the late payments
@@ -123,17 +124,13 @@ def build_history(db: Database, *, orders: int, payverify_rows: int, due: int = 
 
 
 def _vacuum(db: Database) -> None:
-    # VACUUM cannot run in a transaction, and Database only opens transactions: its connection, for
-    # the length of one statement, without one (and without the 30 s statement timeout).
-    conn = db._conn
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET statement_timeout = 0")
-            cur.execute(_queries()["vacuum"])
-            cur.execute("RESET statement_timeout")
-    finally:
-        conn.autocommit = False
+    outside_transaction(db, _queries()["vacuum"])
+
+
+def add_reconcile_indexes(db: Database) -> None:
+    """What a site's team does when doctor asks a reconciling site for its indexes: run its statements."""
+    statements = [s.create_statement for s in site_indexes(db) if s.needed.reconcile_only and s.index is None]
+    outside_transaction(db, *statements, "ANALYZE orders_order")
 
 
 def _params(clock: datetime, bases: dict[str, int], *, orders: int, rows: int, years: int, host: str) -> dict[str, Any]:

@@ -26,6 +26,21 @@ def _queries() -> dict[str, str]:
     return parse_queries(resources.files("payverify_dev").joinpath("seed.sql").read_text("utf-8"))
 
 
+def outside_transaction(db: Database, *statements: str) -> None:
+    """Run statements that cannot run in a transaction (VACUUM, CREATE INDEX CONCURRENTLY) on the
+    connection itself, without Database's statement timeout; Database only opens transactions."""
+    conn = db._conn
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = 0")
+            for statement in statements:
+                cur.execute(statement)
+            cur.execute("RESET statement_timeout")
+    finally:
+        conn.autocommit = False
+
+
 def load_site_schema(db: Database) -> None:
     """Create the site's tables from the project's copy of site-schema.sql."""
     sql = resources.files("payverify_dev").joinpath("site_schema.sql").read_text("utf-8")

@@ -49,9 +49,8 @@ _CATALOG = {
     # Before `db upgrade` there is no payverify_run_counts: then reconcile has not run either. A user
     # who may not read it cannot tell (the rights check says so); its indexes count as needed then.
     "run_counts_table": """
-        SELECT to_regclass('payverify_run_counts') IS NOT NULL AS present,
-               CASE WHEN to_regclass('payverify_run_counts') IS NULL THEN false
-                    ELSE has_table_privilege(to_regclass('payverify_run_counts'), 'SELECT') END AS readable""",
+        SELECT t.oid IS NOT NULL AS present, coalesce(has_table_privilege(t.oid, 'SELECT'), false) AS readable
+        FROM to_regclass('payverify_run_counts') AS t(oid)""",
     "reconcile_has_run": "SELECT EXISTS (SELECT 1 FROM payverify_run_counts WHERE command = 'reconcile') AS ran",
 }
 

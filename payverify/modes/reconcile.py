@@ -185,13 +185,13 @@ def _reconcile_account(db: Database, client: SumUpClient, credentials: Credentia
         for item in chunk:
             totals.payment(code, item)
             order = named.get(item.transaction_code) if item.transaction_code else None
-            if not judge.is_ticket_payment(item) or not item.transaction_code:
-                pass
-            elif order is not None and order.status == "completed":
-                seen.add(item.transaction_code)
+            judged = item.transaction_code if judge.is_ticket_payment(item) else None  # a ticket payment's code
+            if judged and order is not None and order.status == "completed":
+                seen.add(judged)
                 totals.order(order, on=item.timestamp)  # the same day as its payment, whenever it was settled
                 result.discrepancies.extend(judge.judge_completed(item, order, code))
-            elif item.status == "SUCCESSFUL" and item.timestamp is not None and item.timestamp < settling_since:
+            elif judged and item.status == "SUCCESSFUL" and item.timestamp is not None \
+                    and item.timestamp < settling_since:
                 _in_budget(deadline, account)
                 order = order or _owner(db, client, credentials, code, item)  # the CSV names it too
                 result.discrepancies.append(judge.paid_without_order(item, code, order))

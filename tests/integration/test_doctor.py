@@ -15,7 +15,7 @@ from payverify.config import VARIABLES
 from payverify.db import Database
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
-from payverify_dev.seed import PLATFORM_KEY, PLATFORM_MERCHANT
+from payverify_dev.seed import PLATFORM_KEY, PLATFORM_MERCHANT, outside_transaction
 from payverify_dev.smtp_capture import SmtpCapture
 from tests.helpers import rows
 
@@ -379,10 +379,7 @@ def test_doctor_warns_of_a_missing_status_index_with_the_statement(seed, db, run
     assert line.startswith("warn  site indexes: orders_order.status has no index") and statement in line, line
     assert 'Meta.indexes = [models.Index(fields=["status"])]' in line
     assert result.returncode == 0, result.stdout
-    db._conn.autocommit = True  # CREATE INDEX CONCURRENTLY cannot run in a transaction
-    with db._conn.cursor() as cur:
-        cur.execute(statement)
-    db._conn.autocommit = False
+    outside_transaction(db, statement)
     assert index_line(run_payverify("doctor")) == ("ok    site indexes: orders_order.status is indexed "
                                                    "(orders_order_status_idx)")
 
@@ -427,11 +424,7 @@ def test_doctor_asks_for_reconciles_indexes_once_the_site_reconciles(seed, db, r
         statements.append(statement)
     assert lines["orders_order.status"].startswith("ok    site indexes: orders_order.status is indexed")
 
-    db._conn.autocommit = True  # CREATE INDEX CONCURRENTLY cannot run in a transaction
-    with db._conn.cursor() as cur:
-        for statement in statements:
-            cur.execute(statement)
-    db._conn.autocommit = False
+    outside_transaction(db, *statements)
     lines = index_lines(run_payverify("doctor"))
     for column in ("sumup_transaction_code", "paid_at"):
         assert lines[f"orders_order.{column}"] == (f"ok    site indexes: orders_order.{column} is indexed "

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from payverify.exitcodes import ExitStatus
-from payverify_dev.history import build_history
+from payverify_dev.history import add_reconcile_indexes, build_history
 from tests.helpers import rows, scalar, status_of
 
 HISTORY = 20_000  # orders, and rows in each of payverify's tables
@@ -111,9 +111,6 @@ def test_a_watch_poll_reads_the_returning_orders_not_the_history(db, history, ru
     assert read_by(db, poll) == {}
 
 
-RECONCILE_INDEXES = ('CREATE INDEX "orders_order_sumup_transaction_code_idx" ON orders_order (sumup_transaction_code); '
-                     'CREATE INDEX "orders_order_paid_at_idx" ON orders_order (paid_at)')
-
 
 def test_reconcile_reads_its_window_once_the_site_has_the_indexes_doctor_names(db, history, sumup, run_payverify):
     """reconcile looks orders up by transaction code and by when they were paid. Without the site's
@@ -148,6 +145,5 @@ def test_reconcile_reads_its_window_once_the_site_has_the_indexes_doctor_names(d
         assert added <= {d["transaction_code"] for d in found if d["kind"] == "paid_without_completed_order"}
 
     assert read_by(db, reconcile).get("orders_order", 0) >= HISTORY // 10  # the accounts' orders, and more
-    with db.transaction() as tx:
-        tx.script(RECONCILE_INDEXES + "; ANALYZE orders_order")
+    add_reconcile_indexes(db)
     assert read_by(db, reconcile) == {}
