@@ -2,6 +2,9 @@
 
 PAYVERIFY_FAULT=name        SIGKILL this process when it reaches `name`
 PAYVERIFY_FAULT=name:raise  raise InjectedFault there instead
+PAYVERIFY_FAULT=name:stop   SIGSTOP this process there (every thread), for the test to act on a process
+                            held at a known point, then SIGCONT or SIGKILL it: no timing luck
+PAYVERIFY_FAULT=name@N:...  the same, only the N-th time this process reaches `name` (else every time)
 
 This is the one list of them. In production the variable is unset, and each point is one string
 comparison with an empty string.
@@ -11,16 +14,21 @@ comparison with an empty string.
   after_settle_commit    orders/verify.py     the settle transaction committed
   after_token_response   sumup/credentials.py SumUp issued a new token pair, not stored yet
   after_worker_composed  mail/sender.py       a compose worker process made a message, not sent yet
+  before_smtp_send       mail/sender.py       an outbox row claimed and composed, not handed to SMTP yet
   after_smtp_accept      mail/sender.py       the SMTP server accepted a message, not marked sent
   before_mark_sent       mail/sender.py       about to mark an outbox row sent
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 
 _SPEC = os.environ.get("PAYVERIFY_FAULT", "")
+_target, _, _mode = _SPEC.partition(":")
+_name, _, _nth = _target.partition("@")
+_reached = itertools.count(1)  # next() is atomic under the GIL: threads count each arrival once
 
 
 class InjectedFault(RuntimeError):
@@ -28,11 +36,10 @@ class InjectedFault(RuntimeError):
 
 
 def point(name: str) -> None:
-    if not _SPEC:
+    if not _SPEC or name != _name:
         return
-    target, _, mode = _SPEC.partition(":")
-    if target != name:
+    if _nth and next(_reached) != int(_nth):
         return
-    if mode == "raise":
+    if _mode == "raise":
         raise InjectedFault(f"injected fault at {name}")
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGSTOP if _mode == "stop" else signal.SIGKILL)

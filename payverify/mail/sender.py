@@ -166,6 +166,7 @@ class OutboxSender:
             else:
                 self._retry(row, exc.reason, report)
             return None
+        faults.point("before_smtp_send")
         try:
             refused = transport.send(message)
         except DeliveryFailed as exc:
