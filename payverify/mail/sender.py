@@ -10,6 +10,7 @@ and staff get one alert.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ import structlog
 from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
-from payverify.errors import DatabaseError, DatabaseUnavailable
+from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
 from payverify.mail import message as mime
 from payverify.mail import outbox
 from payverify.mail.compose import compose
@@ -80,9 +81,11 @@ class OutboxSender:
         return missing[0] if missing else None
 
     def send_due(self, *, limit: int = 5000, deadline: float | None = None, feed: MailFeed | None = None,
-                 order_id: int | None = None) -> SendReport:
+                 order_id: int | None = None, tick: Callable[[], None] | None = None) -> SendReport:
         """Send due rows until none is left, `limit` or `deadline`. With a `feed` (mail while a sweep
-        verifies), none left means: wait for the sweep to queue more, until it has finished."""
+        verifies), none left means: wait for the sweep to queue more, until it has finished. `tick`
+        after each row and each look (watch's liveness). What it raises leaves no row claimed: the
+        row in hand is given back (due again at once) first."""
         report = SendReport()
         report.not_configured = self._missing_setting()
         smtp_url = self.settings.smtp_url
@@ -92,8 +95,11 @@ class OutboxSender:
         renderer = self._renderer
         ahead: Claimed | None = None  # the next row, claimed while the current one is sent
         claimed: Claimed | None
+        in_hand: Claimed | None = None  # claimed and not yet marked sent, retried or failed
         try:
             while report.sent + report.failed + report.retried < limit:
+                if tick is not None:
+                    tick()
                 until = feed.deadline if feed is not None else deadline
                 if until is not None and time.monotonic() > until:
                     break
@@ -108,6 +114,7 @@ class OutboxSender:
                         if feed is not None and feed.wait_for_more(mark):
                             continue
                         break
+                in_hand = claimed
                 if renderer is None:
                     from payverify.mail.render import Renderer  # Jinja2 only when there is mail to render
 
@@ -116,9 +123,14 @@ class OutboxSender:
                     # Workers compose: have the next one composed while this one goes over SMTP.
                     ahead = self._claim(feed, order_id)
                 failure = self._deliver(claimed, transport, renderer, report)
+                in_hand = None
                 if failure is not None and failure.connection:
                     report.smtp_down = failure.reason  # the rest waits for the next run
                     break
+        except BaseException as exc:
+            if in_hand is not None:  # a lock timeout, a lost connection, a bug: not this message's fault
+                self._release(in_hand, why=exc)
+            raise
         finally:
             if ahead is not None:
                 self._release(ahead)
@@ -139,13 +151,19 @@ class OutboxSender:
                 tickets = tx.all("order_tickets", order_id=row["order_id"])
         return Claimed(row, tickets, self._pool.start(row, tickets) if self._pool is not None else None)
 
-    def _release(self, claimed: Claimed) -> None:
-        """Claimed but never attempted (the run stopped first): due again at once, attempt not counted."""
+    def _release(self, claimed: Claimed, why: BaseException | None = None) -> None:
+        """Claimed but never attempted (the run stopped first), or the attempt broke off on an error of
+        ours (`why`, recorded for `check`): due again at once, attempt not counted. If the SMTP server
+        had already accepted it, it goes again: the documented window for a duplicate."""
         if claimed.started is not None:
             claimed.started.cancel()
         try:
             with self.db.transaction() as tx:
-                tx.run("release_outbox_row", id=claimed.row["id"])
+                if why is None:
+                    tx.run("release_outbox_row", id=claimed.row["id"])
+                else:
+                    reason = str(why) if isinstance(why, PayverifyError) else type(why).__name__
+                    tx.run("give_back_outbox_row", id=claimed.row["id"], error=f"not sent: {reason}")
         except (DatabaseError, DatabaseUnavailable) as exc:  # its claim lapses instead (CLAIM_LEASE_SECONDS)
             log.warning("mail.release_failed", outbox_id=claimed.row["id"], error=str(exc))
 

@@ -130,12 +130,25 @@ def write_metrics_file(path: str | os.PathLike, metrics: Iterable[Metric]) -> No
         raise
 
 
-def publish_metrics(db: Database, host: str, path: str | None, *, command: str = "sweep") -> bool:
-    """collect_metrics + write_metrics_file at the end of a run; never raises (logs a warning)."""
+# The long-running loops of `payverify watch` (payverify/liveness.py), each with a sample from the start.
+WATCH_LOOPS = ("notice", "mail", "housekeeping")
+
+
+def thread_errors(errors: Mapping[str, int]) -> Metric:
+    """This process's exceptions survived by its long-running loops, by loop (since the process started)."""
+    return Metric("payverify_thread_errors_total", "counter",
+                  "Exceptions a long-running loop of payverify watch survived (logged with their traceback), "
+                  "by loop, since the process started.", _by("loop", dict.fromkeys(WATCH_LOOPS, 0) | dict(errors)))
+
+
+def publish_metrics(db: Database, host: str, path: str | None, *, command: str = "sweep",
+                    extra: Sequence[Metric] = ()) -> bool:
+    """collect_metrics (and this process's own `extra`) + write_metrics_file at the end of a run;
+    never raises (logs a warning)."""
     if not path:
         return False
     try:
-        write_metrics_file(path, collect_metrics(db, host, command=command))
+        write_metrics_file(path, [*collect_metrics(db, host, command=command), *extra])
     except (PayverifyError, OSError) as exc:
         log.warning("metrics.write_failed", path=str(path), error=getattr(exc, "strerror", None) or str(exc))
         return False
