@@ -8,9 +8,10 @@ verification and the database come first; composed messages come back as bytes, 
 its next row composed while it sends the current one. The workers get the settings with every secret
 removed, see no database and no SMTP server, and change nothing: the sending thread still claims,
 sends and marks each row, so a lost worker costs only its time. If the pool breaks (a worker
-killed), the senders compose in-thread again for the rest of the run. Workers idle for
+killed, or silent for COMPOSE_WAIT_SECONDS), its workers are killed and the senders compose
+in-thread for the rest of the burst; the next burst starts fresh workers. Workers idle for
 RETIRE_AFTER_SECONDS are shut down (a watch runs for weeks, its bursts last minutes); the next
-burst starts them again.
+burst starts them again. No shutdown waits on a worker for more than SHUTDOWN_GRACE_SECONDS.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields, replace
 from functools import partial
+from multiprocessing.connection import wait as mp_wait
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -41,8 +44,12 @@ log = structlog.get_logger("payverify.mail.compose_pool")
 # Messages composed back to back (the outbox never found empty) before worker processes are worth
 # their start-up (~0.4 s of CPU each for the imports).
 BUSY_STREAK = 25
-# A composition takes milliseconds; one that takes this long means the worker is stuck.
-COMPOSE_TIMEOUT_SECONDS = 60.0
+# A composition takes milliseconds (a second on a loaded host); a worker silent this long is stuck,
+# and the sender composes the message itself.
+COMPOSE_WAIT_SECONDS = 10.0
+# What a worker gets to exit when its pool is shut down (retired, or the run ending) before SIGKILL.
+SHUTDOWN_GRACE_SECONDS = 2.0
+MANAGER_JOIN_SECONDS = 2.0
 # Composing is the run's batch work: the verification threads and the database come first for the CPU.
 WORKER_NICENESS = 10
 # Workers that composed nothing for this long are shut down: their memory is the service's between bursts.
@@ -74,7 +81,7 @@ class ComposePool:
         self._last_busy = time.monotonic()
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future[None] | None = None
-        self._broken = False
+        self._broken = False  # until the senders next find the outbox empty: no new workers
 
     def busy(self) -> None:
         """A sender claimed a row: one more in a busy streak; at BUSY_STREAK, start the workers."""
@@ -91,15 +98,19 @@ class ComposePool:
             self._ready.add_done_callback(partial(_say_ready, time.monotonic()))
 
     def idle(self) -> None:
-        """A sender found nothing due: the streak ends, and workers idle for retire_after are shut down."""
+        """A sender found nothing due: the burst is over (after a lost pool the next one may start
+        workers again), and workers idle for retire_after are shut down."""
         with self._lock:
             self._streak = 0
+            self._broken = False
             idle_for = time.monotonic() - self._last_busy
             if self._pool is None or idle_for < self._retire_after:
                 return
             pool, self._pool, self._ready = self._pool, None, None
-        # Nothing is in flight: every compose began after a busy() and takes milliseconds.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Nothing should be in flight (every compose began after a busy() and takes milliseconds); a
+        # worker that does not exit is killed in the background: the sender never waits for it.
+        threading.Thread(target=_dispose, args=(pool, SHUTDOWN_GRACE_SECONDS), daemon=True,
+                         name="compose-retire").start()
         log.info("mail.compose_pool_retired", idle_seconds=round(idle_for))
 
     def start(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> Future[mime.Composed] | None:
@@ -112,41 +123,69 @@ class ComposePool:
             ready.result()  # a worker that could not start: lost
             return pool.submit(_compose, row, tickets)
         except (BrokenProcessPool, RuntimeError, CancelledError) as exc:  # RuntimeError: shut down meanwhile
-            if not self._retired(pool):
-                self._lost(exc)
+            self._lost(pool, exc)
             return None
 
     def finish(self, started: Future[mime.Composed]) -> mime.Composed | None:
-        """The message a worker composed; None when the worker was lost (compose it yourself). What
-        composing raised in the worker (a template bug, a bad address) is raised here as it is."""
+        """The message a worker composed; None when the worker was lost or is stuck (compose it
+        yourself: at most COMPOSE_WAIT_SECONDS lost). What composing raised in the worker (a template
+        bug, a bad address) is raised here as it is."""
         try:
-            return started.result(timeout=COMPOSE_TIMEOUT_SECONDS)
+            return started.result(timeout=COMPOSE_WAIT_SECONDS)
         except CancelledError:  # its pool was retired or closed under it
             return None
         except (BrokenProcessPool, TimeoutError) as exc:
-            self._lost(exc)
+            with self._lock:
+                pool = self._pool
+            if pool is not None:
+                self._lost(pool, exc)
             return None
 
     def compose(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> mime.Composed | None:
         started = self.start(row, tickets)
         return None if started is None else self.finish(started)
 
-    def _retired(self, pool: ProcessPoolExecutor) -> bool:
-        """Whether this pool was shut down on purpose (idle, or the run ending), not lost."""
+    def _lost(self, pool: ProcessPoolExecutor, exc: BaseException) -> None:
+        """A worker died or hangs: kill them all (they hold nothing but their time, and a stuck one
+        would block every later shutdown), and leave the composing to the senders until the burst ends."""
         with self._lock:
-            return self._pool is not pool
-
-    def _lost(self, exc: BaseException) -> None:
-        with self._lock:
-            first, self._broken = not self._broken, True
-        if first:
-            log.warning("mail.compose_pool_lost", error=type(exc).__name__)
+            if self._pool is not pool:  # retired or closed on purpose, or already given up
+                return
+            self._pool, self._ready, self._broken = None, None, True
+        log.warning("mail.compose_pool_lost", error=type(exc).__name__)
+        _dispose(pool, 0.0)
 
     def close(self) -> None:
+        """At the end of a run: bounded, whatever the workers do (a stuck one is killed)."""
         with self._lock:
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._ready = self._pool, None, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            _dispose(pool, SHUTDOWN_GRACE_SECONDS)
+
+
+def _dispose(pool: ProcessPoolExecutor, grace: float) -> None:
+    """Shut `pool` down without waiting on it: its workers get `grace` seconds to exit, then SIGKILL
+    (which ends a stopped process too). The pool's manager thread then ends by itself, so neither a
+    sender nor the interpreter's exit waits on a hung worker."""
+    # The executor's own map of its processes is the only handle on them it gives.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    alive: dict[Any, int] = {}
+    for worker in workers:
+        with contextlib.suppress(ValueError):  # already closed
+            alive[worker.sentinel] = worker.pid
+    deadline = time.monotonic() + grace
+    while alive and (left := deadline - time.monotonic()) > 0:
+        for sentinel in mp_wait(list(alive), timeout=left):
+            alive.pop(sentinel, None)
+    for pid in alive.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if alive:
+        log.warning("mail.compose_workers_killed", processes=len(alive))
+    if manager is not None:  # it reaps the workers; with them gone it ends at once
+        manager.join(timeout=MANAGER_JOIN_SECONDS)
 
 
 def _say_ready(begun: float, ready: Future[None]) -> None:
