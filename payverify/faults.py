@@ -4,6 +4,8 @@ PAYVERIFY_FAULT=name        SIGKILL this process when it reaches `name`
 PAYVERIFY_FAULT=name:raise  raise InjectedFault there instead
 PAYVERIFY_FAULT=name:stop   SIGSTOP this process there (every thread), for the test to act on a process
                             held at a known point, then SIGCONT or SIGKILL it: no timing luck
+PAYVERIFY_FAULT=name:hang   block the thread that reaches `name` for good (the rest of the process runs
+                            on: a stalled loop, for the watchdog); it logs `fault.hang` first
 PAYVERIFY_FAULT=name@N:...  the same, only the N-th time this process reaches `name` (else every time)
 
 This is the one list of them. In production the variable is unset, and each point is one string
@@ -24,6 +26,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import threading
 
 _SPEC = os.environ.get("PAYVERIFY_FAULT", "")
 _target, _, _mode = _SPEC.partition(":")
@@ -42,4 +45,9 @@ def point(name: str) -> None:
         return
     if _mode == "raise":
         raise InjectedFault(f"injected fault at {name}")
+    if _mode == "hang":
+        import structlog
+
+        structlog.get_logger("payverify.faults").warning("fault.hang", point=name)
+        threading.Event().wait()
     os.kill(os.getpid(), signal.SIGSTOP if _mode == "stop" else signal.SIGKILL)

@@ -10,12 +10,16 @@ whatever else is due, the stuck digest, the hourly retention pass, the heartbeat
 metrics file).
 
 SIGTERM or SIGINT: no new order is taken, asks in flight finish (at most STOP_GRACE_SECONDS), queued
-mail gets a few seconds more, exit 0. A lost database: one stderr line, reconnect with backoff, carry
-on; nothing is half settled, since every settle is one transaction.
+mail gets a few seconds more, exit 0, within 35 s of the signal whatever is stuck (modes/shutdown.py).
+A lost database: one stderr line, reconnect with backoff, carry on; nothing is half settled, since
+every settle is one transaction. Any other exception in a loop (notice, mail, housekeeping) is logged
+with its traceback, counted (payverify_thread_errors_total) and the loop goes on after a backoff;
+under systemd the loops' ticks keep its watchdog pinged (monitoring/systemd.py).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import heapq
 import itertools
 import threading
@@ -29,11 +33,15 @@ import structlog
 from payverify.db import Database
 from payverify.errors import DatabaseUnavailable
 from payverify.exitcodes import ExitStatus
+from payverify.liveness import STALL_SECONDS, Liveness
 from payverify.mail.pipeline import MailPipeline
 from payverify.modes.retention import hourly_prune
 from payverify.modes.runtime import Runtime
+from payverify.modes.shutdown import Shutdown
 from payverify.modes.sweep import Worker, Workers, describe, record_failure, sweep
 from payverify.monitoring import Heartbeat, publish_metrics, record_run_end, record_run_start
+from payverify.monitoring.metrics import thread_errors
+from payverify.monitoring.systemd import Notifier, Watchdog
 from payverify.orders.settle import Attempt
 from payverify.orders.stuck_digest import queue_stuck_digest
 from payverify.orders.verify import Result, Verifier
@@ -46,6 +54,9 @@ ASK_AGAIN_AFTER = (1, 2, 3, 5, 10, 30, 60)  # seconds after the order was notice
 HOUSEKEEPING_SECONDS = 60
 STOP_GRACE_SECONDS = 30  # asks in flight at SIGTERM
 MAIL_GRACE_SECONDS = 5  # then queued mail; what is left waits in the outbox for the next run
+MAIL_BY_SECONDS = 32  # ... ending this long after the signal at the latest (exit within 35 s: modes/shutdown.py)
+STOP_CHECK_SECONDS = 1.0
+CLOSE_WITHIN_SECONDS = 2.0
 WATCHED_MAX = 500  # orders queued or in flight at once: a burst is taken in slices, oldest first
 MAX_RECONNECT_SECONDS = 30.0
 
@@ -71,6 +82,8 @@ class Watch:
         self._watched: set[int] = set()  # queued or in flight: not noticed again
         self._in_flight: dict[Future[tuple[str, Result | None]], _Ask] = {}
         self._passes = itertools.count(1)
+        self._notifier = Notifier()  # systemd: READY=1, WATCHDOG=1 while the loops tick, STOPPING=1
+        self._liveness = Liveness(self._notifier.watchdog_seconds or STALL_SECONDS)
 
     def _connect(self) -> Database:
         return self.rt.database(check_schema=False)
@@ -83,51 +96,84 @@ class Watch:
     # ---- the loop --------------------------------------------------------------------------------
     def run(self) -> ExitStatus:
         log.info("watch.start", run_id=self.rt.run_id, interval=self.settings.watch_interval)
-        with MailPipeline(self.settings, self._connect, deadline=float("inf"), keep_going=True) as mail, \
-                ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="watch") as pool:
-            listener: Database | None = None
-            housekeeping: Future[None] | None = None
-            next_housekeeping = next_poll = time.monotonic()
-            backoff = 1.0
-            try:
-                while not self.stop.is_set():
-                    try:
-                        if listener is None:
-                            listener = self._listen()
-                            if backoff > 1.0:
-                                log.warning("watch.database_back", run_id=self.rt.run_id)
-                            backoff = 1.0
-                        if time.monotonic() >= next_poll:
-                            self._notice(listener)
-                            next_poll = time.monotonic() + self.settings.watch_interval
-                        self._submit_due(pool)
-                        self._collect(mail.feed.poke)
-                        if time.monotonic() >= next_housekeeping and (housekeeping is None or housekeeping.done()):
-                            housekeeping = pool.submit(self._housekeeping, mail.feed.poke)
-                            next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
-                        if self._idle(listener, until=next_poll):
-                            next_poll = time.monotonic()  # NOTIFY: look now
-                    except DatabaseUnavailable as exc:
-                        log.warning("watch.database_unavailable", error=str(exc), retry_in=backoff)
-                        if listener is not None:
-                            listener.close()
-                            listener = None
-                        self.stop.wait(backoff)
-                        backoff = min(MAX_RECONNECT_SECONDS, backoff * 2)
+        faulthandler.enable(all_threads=True)  # the watchdog's SIGABRT: every thread's stack to the journal
+        shutdown = Shutdown(self.stop, on_stop=lambda: self._notifier.notify("STOPPING=1"))
+        shutdown.start()
+        watchdog = Watchdog(self._notifier, self._liveness)
+        watchdog.start()
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="watch")
+        listener: Database | None = None
+        try:
+            with MailPipeline(self.settings, self._connect, deadline=float("inf"), keep_going=True,
+                              liveness=self._liveness) as mail:
+                listener = self._loop(pool, mail.feed.poke)
                 log.info("watch.stopping", run_id=self.rt.run_id, in_flight=len(self._in_flight))
-                wait(list(self._in_flight), timeout=STOP_GRACE_SECONDS)
-                self._collect(mail.feed.poke)
-                if housekeeping is not None:
-                    housekeeping.cancel()  # not started yet: skipped; started: its sweep starts no new order
-                mail.feed.finish(deadline=time.monotonic() + MAIL_GRACE_SECONDS)
-            finally:
-                if listener is not None:
-                    listener.close()
-                for future in self._in_flight:
-                    future.cancel()
-        self._workers.close()
+                wait(list(self._in_flight), timeout=max(0.0, shutdown.by(STOP_GRACE_SECONDS) - time.monotonic()))
+                try:
+                    self._collect(mail.feed.poke)
+                except Exception as exc:  # stopping anyway: what was asked is settled or asked again next start
+                    log.error("watch.loop_failed", loop="notice", error=describe(exc), exc_info=True)
+                    self._liveness.failed("notice")
+                mail.feed.finish(deadline=min(time.monotonic() + MAIL_GRACE_SECONDS, shutdown.by(MAIL_BY_SECONDS)))
+        finally:
+            watchdog.close()
+            for future in self._in_flight:
+                future.cancel()
+            # Nothing waits on a thread stuck in a hung exchange: it is left behind (see shutdown.leave).
+            pool.shutdown(wait=False, cancel_futures=True)
+            _bounded(lambda: listener.close() if listener is not None else None)
+            _bounded(self._workers.close)
         log.info("watch.end", run_id=self.rt.run_id)
+        shutdown.leave()
         return ExitStatus.OK
+
+    def _loop(self, pool: ThreadPoolExecutor, settled: Callable[[], None]) -> Database | None:
+        """The notice loop, until SIGTERM: it survives any exception (logged with its traceback,
+        counted, then a backoff), so neither a lost database nor a lock nor a bug ends the service.
+        Returns the listening connection, for the caller to close."""
+        listener: Database | None = None
+        housekeeping: Future[None] | None = None
+        next_housekeeping = next_poll = time.monotonic()
+        backoff = failure_backoff = 1.0
+        self._notifier.notify("READY=1")
+        while not self.stop.is_set():
+            self._liveness.tick("notice")
+            try:
+                if listener is None:
+                    listener = self._listen()
+                    if backoff > 1.0:
+                        log.warning("watch.database_back", run_id=self.rt.run_id)
+                    backoff = 1.0
+                if time.monotonic() >= next_poll:
+                    self._notice(listener)
+                    next_poll = time.monotonic() + self.settings.watch_interval
+                self._submit_due(pool)
+                self._collect(settled)
+                if time.monotonic() >= next_housekeeping and (housekeeping is None or housekeeping.done()):
+                    housekeeping = pool.submit(self._housekeeping, settled)
+                    next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+                if self._idle(listener, until=next_poll):
+                    next_poll = time.monotonic()  # NOTIFY: look now
+                failure_backoff = 1.0
+            except DatabaseUnavailable as exc:
+                log.warning("watch.database_unavailable", error=str(exc), retry_in=backoff)
+                if listener is not None:
+                    _bounded(listener.close)
+                    listener = None
+                self._liveness.tick("notice", quiet=backoff)
+                self.stop.wait(backoff)
+                backoff = min(MAX_RECONNECT_SECONDS, backoff * 2)
+            except Exception as exc:  # a lock or statement timeout, a bug: logged, counted, tried again
+                log.error("watch.loop_failed", loop="notice", error=describe(exc), retry_in=failure_backoff,
+                          exc_info=True)
+                self._liveness.failed("notice")
+                self._liveness.tick("notice", quiet=failure_backoff)
+                self.stop.wait(failure_backoff)
+                failure_backoff = min(MAX_RECONNECT_SECONDS, failure_backoff * 2)
+        self._liveness.done("notice")
+        if housekeeping is not None:
+            housekeeping.cancel()  # not started yet: skipped; started: its sweep starts no new order
+        return listener
 
     def _listen(self) -> Database:
         db = self._connect()
@@ -148,7 +194,7 @@ class Watch:
         wake = until
         if self._queue and not self._at_capacity():
             wake = min(wake, self._queue[0].due)
-        timeout = max(0.0, wake - now)
+        timeout = min(max(0.0, wake - now), STOP_CHECK_SECONDS)  # SIGTERM wakes no select: look every second
         if self._in_flight:
             wait(list(self._in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
             return listener.notified(0)
@@ -221,6 +267,8 @@ class Watch:
         and tried a minute later."""
         run_id = f"{self.rt.run_id}-{next(self._passes)}"
         beat = Heartbeat(self.settings.heartbeat_url)
+        # Its sweep may take the whole time budget (and the asks in flight their grace) before it ticks again.
+        self._liveness.tick("housekeeping", quiet=self.settings.time_budget_seconds + STOP_GRACE_SECONDS)
         try:
             with self._connect() as db:
                 record_run_start(db, run_id, self.rt.host, "watch")
@@ -234,11 +282,24 @@ class Watch:
                     hourly_prune(self.settings, db, host=self.rt.host, run_id=run_id)
                 status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
                 record_run_end(db, run_id, int(status), report, None, dict(report.sumup_errors))
-                publish_metrics(db, self.rt.host, self.settings.metrics_file)
+                publish_metrics(db, self.rt.host, self.settings.metrics_file,
+                                extra=[thread_errors(self._liveness.errors())])
             if status == ExitStatus.OK and not report.errors:
                 beat.success(f"watch {run_id}: {report.verified} of {report.due} due verified")
             else:
                 beat.fail(f"watch {run_id}: {report.errors} error(s), exit {int(status)}")
-        except Exception as exc:  # logged; the service goes on and tries again in a minute
-            log.warning("watch.housekeeping_failed", run_id=run_id, error=describe(exc), exc_info=True)
+        except Exception as exc:  # logged, counted; the service goes on and tries again in a minute
+            log.warning("watch.housekeeping_failed", run_id=run_id, loop="housekeeping", error=describe(exc),
+                        exc_info=True)
+            self._liveness.failed("housekeeping")
             beat.fail(f"watch {run_id}: housekeeping failed ({type(exc).__name__})")
+        finally:
+            self._liveness.done("housekeeping")
+
+
+def _bounded(close: Callable[[], object], seconds: float = CLOSE_WITHIN_SECONDS) -> None:
+    """Run `close` (a connection's) on a thread of its own, waiting at most `seconds`: a connection busy
+    in another, stuck thread must not hold up the stop."""
+    closer = threading.Thread(target=close, name="close", daemon=True)
+    closer.start()
+    closer.join(seconds)
