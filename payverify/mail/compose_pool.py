@@ -90,10 +90,17 @@ class ComposePool:
             self._last_busy = time.monotonic()
             if self._streak < BUSY_STREAK or self._pool is not None or self._broken:
                 return
-            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start_worker, initargs=(self._settings, os.getpid()))
-            # Until the workers have imported what they need, the senders go on composing themselves.
-            self._ready = self._pool.submit(_ready)
+            pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_start_worker, initargs=(self._settings, os.getpid()))
+            try:
+                # Until the workers have imported what they need, the senders go on composing themselves.
+                self._ready = pool.submit(_ready)
+            except OSError as exc:  # out of processes or file descriptors: the senders compose this burst
+                self._broken = True
+                log.warning("mail.compose_pool_lost", error=type(exc).__name__)
+                threading.Thread(target=_dispose, args=(pool, 0.0), daemon=True).start()
+                return
+            self._pool = pool
             log.info("mail.compose_pool_started", processes=self._processes)
             self._ready.add_done_callback(partial(_say_ready, time.monotonic()))
 

@@ -107,7 +107,7 @@ class OutboxSender:
                     claimed, ahead = ahead, None
                 else:
                     mark = feed.mark() if feed is not None else 0
-                    claimed = self._claim(feed, order_id)
+                    claimed = in_hand = self._claim(feed, order_id)
                     if self._pool is not None:
                         (self._pool.idle if claimed is None else self._pool.busy)()
                     if claimed is None:
@@ -128,7 +128,9 @@ class OutboxSender:
                     report.smtp_down = failure.reason  # the rest waits for the next run
                     break
         except BaseException as exc:
-            if in_hand is not None:  # a lock timeout, a lost connection, a bug: not this message's fault
+            # A lock or statement timeout, a bug: not this message's fault. (A lost connection cannot
+            # give anything back: the claim lapses.)
+            if in_hand is not None and not isinstance(exc, DatabaseUnavailable):
                 self._release(in_hand, why=exc)
             raise
         finally:
