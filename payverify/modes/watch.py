@@ -240,7 +240,7 @@ class Watch:
                     hourly_prune(self.settings, db, host=self.rt.host, run_id=run_id)
                 status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
                 record_run_end(db, run_id, int(status), report, None, dict(report.sumup_errors))
-                publish_metrics(db, self.rt.host, self.settings.metrics_file)
+                publish_metrics(db, self.rt.host, self.settings.metrics_file, command="watch")
             if status == ExitStatus.OK and not report.errors:
                 beat.success(f"watch {run_id}: {report.verified} of {report.due} due verified")
             else:
