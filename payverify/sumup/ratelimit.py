@@ -5,9 +5,10 @@ them. A 429 slows the whole run: nobody sends until Retry-After has passed (1 s 
 the rate is halved; it recovers by 10 % per accepted request, back up to the configured rate.
 rate 0 means no limit, except the pause after a 429.
 
-A Retry-After longer than RETRY_AFTER_CAP_SECONDS is not waited for: it ends the run's SumUp work.
-Every later request of the run fails at once, unsent (SumUpUnavailable, kind http_429), so the
-orders left stay as they were and the next run asks again; a run is never held for SumUp's ten minutes.
+A Retry-After longer than RETRY_AFTER_CAP_SECONDS is not waited for: until it has passed, every
+request of the run fails at once, unsent (SumUpUnavailable, kind http_429), so the orders left stay
+as they were and are asked again later. For a sweep that is the rest of the run (SumUp's ten minutes
+outlast its budget); watch, which lives on, asks again once it has passed. A run is never held for it.
 
 Every wait of the run (a request's slot, a pause, the client's retry sleeps: `wait`) ends early at the
 run's deadline or when `stop` is set (SIGTERM); the request that waited is then not sent
@@ -48,11 +49,11 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._next_slot = 0.0
         self._paused_until = 0.0
-        self._throttled_for: float | None = None  # the Retry-After that ended the run's SumUp work
+        self._throttled_until = 0.0  # a Retry-After over the cap: nothing is sent until then
 
     @property
     def throttled(self) -> bool:
-        return self._throttled_for is not None
+        return self._clock() < self._throttled_until
 
     def over(self) -> bool:
         """The run is stopping or past its deadline: nothing more is sent."""
@@ -90,12 +91,12 @@ class RateLimiter:
                 return
 
     def rate_limited(self, retry_after: float | None) -> bool:
-        """SumUp said 429: pause everyone, and slow down. A Retry-After over the cap ends the run's
-        SumUp work instead. True when the request may be tried again after the pause."""
+        """SumUp said 429: pause everyone, and slow down. A Retry-After over the cap refuses every
+        request until it has passed instead. True when the request may be tried again after the pause."""
         pause = DEFAULT_PAUSE if retry_after is None else retry_after
         with self._lock:
             if over_cap(pause):
-                self._throttled_for = max(pause, self._throttled_for or 0.0)
+                self._throttled_until = max(self._throttled_until, self._clock() + pause)
                 return False
             self._paused_until = max(self._paused_until, self._clock() + pause)
             if self.rate > 0:
@@ -109,7 +110,7 @@ class RateLimiter:
                 self.rate = min(self.configured, self.rate * 1.1)
 
     def _refuse_if_throttled(self) -> None:
-        if self._throttled_for is not None:
-            raise SumUpUnavailable(f"not sent: SumUp asked this run to wait {self._throttled_for:.0f} s "
-                                   f"(Retry-After), over the {RETRY_AFTER_CAP_SECONDS:.0f} s cap; asked next run",
+        if (left := self._throttled_until - self._clock()) > 0:
+            raise SumUpUnavailable(f"not sent: SumUp asked for no request for {left:.0f} s more (Retry-After "
+                                   f"over the {RETRY_AFTER_CAP_SECONDS:.0f} s cap); asked again after it",
                                    kind=HTTP_429, http_status=429)

@@ -121,3 +121,16 @@ def test_a_stop_wakes_every_waiter_at_once():
         t.join(timeout=5)
     assert time.monotonic() - started < 2
     assert kinds == ["not_sent"] * 4
+
+
+def test_a_long_retry_after_refuses_requests_only_until_it_has_passed():
+    """A long-lived limiter (watch's) is not throttled for ever: after the Retry-After, requests go out."""
+    clock = FakeClock()
+    limiter = RateLimiter(0, clock=clock.clock, sleep=clock.sleep)
+    limiter.rate_limited(600)
+    clock.now += 599
+    with pytest.raises(SumUpUnavailable):
+        limiter.acquire()
+    clock.now += 1
+    send(limiter, clock, 1)
+    assert not limiter.throttled
