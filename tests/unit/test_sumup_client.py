@@ -544,6 +544,20 @@ def test_trickling_status_line_and_headers_are_cut_at_the_deadline(tls, request,
     assert_no_secrets(raised.value)
 
 
+def test_a_trickling_token_endpoint_is_cut_at_the_deadline_and_not_resent():
+    """The OAuth token request has the same deadline: a /token reply trickling in ends at connect + read
+    timeout, as a timeout, sent once (its reply may have carried a rotated token)."""
+    with TricklingServer(0.2) as server:
+        client = SumUpClient(server.url, connect_timeout=0.5, read_timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(SumUpUnavailable, match=r"timed out after 1 attempt$") as raised:
+            refresh(client)
+        elapsed = time.monotonic() - started
+        client.close()
+    assert server.served == 1 and elapsed < 2.0
+    assert_no_secrets(raised.value)
+
+
 def test_a_long_retry_after_ends_the_runs_sumup_work(mock):
     """429 with Retry-After 3600 (over the 60 s cap): not retried, and every later request of the run
     (sharing the limiter) fails at once as http_429 without being sent."""
