@@ -214,7 +214,7 @@ class SumUpClient:
             if self._before_request is not None:
                 self._before_request()
             if self._limiter is not None:
-                self._limiter.acquire()  # raises, unsent, once the run is over or throttled for good
+                self._limiter.acquire()  # raises, unsent, once the run is over or SumUp said wait too long
             started = self._clock()
             with http_deadline.within(allowance) as deadline:
                 try:
@@ -260,7 +260,7 @@ class SumUpClient:
             if resp.status_code == 429 or resp.status_code >= 500:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 if resp.status_code == 429 and self._limiter is not None:
-                    self._limiter.rate_limited(retry_after)  # over the cap: the run asks no more
+                    self._limiter.rate_limited(retry_after)  # over the cap: nothing is sent until it passed
                 raise RetryableReply(resp.status_code, retry_after)
             if self._limiter is not None:
                 self._limiter.accepted()
