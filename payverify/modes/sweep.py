@@ -77,7 +77,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
     deadline = time.monotonic() + settings.time_budget_seconds
     report = SweepReport(run_id=attempt.run_id, dry_run=dry_run, deadline=deadline)
     limit = limit or settings.max_orders_per_run
-    limiter = RateLimiter(settings.sumup_rate)
+    limiter = RateLimiter(settings.sumup_rate, stop=stop, deadline=deadline)  # every wait ends with the run
     memory = RunMemory()
     with connect() as db:
         with db.transaction() as tx:

@@ -80,7 +80,7 @@ class Watch:
         self.settings = rt.settings
         self.stop = stop
         self.attempt = rt.attempt("watch")
-        self._limiter = RateLimiter(self.settings.sumup_rate)
+        self._limiter = RateLimiter(self.settings.sumup_rate, stop=stop)  # SIGTERM wakes every wait
         self._memory = RunMemory()
         self._workers = Workers(self._make_worker)
         self._queue: list[_Ask] = []  # a heap by due time
