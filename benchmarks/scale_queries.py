@@ -49,7 +49,7 @@ SWEEP: dict[str, Params] = {
     "select_due_orders": lambda c: {
         "rescue_since": c.now - timedelta(hours=POLICY.rescue_hours),
         "rescue_checked_before": c.now - timedelta(minutes=POLICY.rescue_recheck_minutes),
-        "aging": True, "run_started": c.now, "exclude": [], "limit": DUE_BATCH},
+        "aging": True, "run_started": c.now, "recheck_seconds": 0, "exclude": [], "limit": DUE_BATCH},
     "stuck_orders": lambda c: {"minutes": POLICY.stuck_minutes, "limit": MAX_LISTED},
     "recent_alert_of_kind": lambda c: {"kind": ALERT_STUCK, "minutes": DIGEST_EVERY_MINUTES},
     "claim_outbox_row": lambda c: {"lease_seconds": CLAIM_LEASE_SECONDS, "give_up_hours": GIVE_UP_HOURS,
@@ -87,7 +87,7 @@ CHECK: dict[str, Params] = {
     "order_outbox": lambda c: {"order_id": c.order_id},
 }
 WATCH: dict[str, Params] = {
-    "watch_new_orders": lambda c: {"exclude": [], "limit": 500},
+    "watch_new_orders": lambda c: {"exclude": [], "limit": 500, "fast_seconds": 60},
 }
 # Once an hour, in a sweep: one batch of each table, from the start, as retention's pass begins.
 RETENTION: dict[str, Params] = {

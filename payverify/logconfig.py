@@ -11,7 +11,8 @@ import logging
 import logging.config
 import os
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +27,54 @@ MASK = "***"
 class Redactor:
     """A structlog processor replacing any known secret inside any string value.
 
+    Two kinds of secret: the configured ones (settings), masked for the process's life; and those
+    learnt at run time (artists' OAuth tokens, registered each time they are read or issued), masked
+    until FORGET_AFTER_SECONDS after they were last registered. A token in use is read for every
+    request, so it stays; a rotated one is forgotten an hour on, so a service that runs for weeks
+    does not keep (and scan every log line for) every token it ever saw.
+
     Worker threads add secrets (a refreshed token) while others log: an add builds a new tuple under
     a lock and swaps it in, so readers take one immutable snapshot without locking and no add is lost.
     """
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    FORGET_AFTER_SECONDS = 3600.0
+
+    def __init__(self, secrets: Iterable[str], *, clock: Callable[[], float] = time.monotonic,
+                 forget_after: float = FORGET_AFTER_SECONDS) -> None:
         self._lock = threading.Lock()
-        self.secrets: tuple[str, ...] = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self._clock = clock
+        self._forget_after = forget_after
+        self._configured = frozenset(s for s in secrets if s)
+        self._learnt: dict[str, float] = {}  # secret -> when last registered
+        self._pruned = clock()
+        self.secrets: tuple[str, ...] = self._snapshot()
 
     def add(self, secret: str) -> None:
         if not secret:
             return
         with self._lock:
-            if secret not in self.secrets:
-                self.secrets = tuple(sorted([*self.secrets, secret], key=len, reverse=True))
+            now = self._clock()
+            known = secret in self._learnt or secret in self._configured
+            if secret not in self._configured:
+                self._learnt[secret] = now
+            forgot = self._prune(now)
+            if forgot or not known:
+                self.secrets = self._snapshot()
+
+    def _prune(self, now: float) -> bool:
+        """Forget what was last registered FORGET_AFTER_SECONDS ago (checked at most every tenth of
+        that). True when something was forgotten."""
+        if now - self._pruned < self._forget_after / 10:
+            return False
+        self._pruned = now
+        old = [s for s, seen in self._learnt.items() if now - seen >= self._forget_after]
+        for secret in old:
+            del self._learnt[secret]
+        return bool(old)
+
+    def _snapshot(self) -> tuple[str, ...]:
+        # Longest first, so a secret containing another is masked whole.
+        return tuple(sorted(self._configured | self._learnt.keys(), key=len, reverse=True))
 
     def _clean(self, value: Any) -> Any:
         return self._clean_with(self.secrets, value)

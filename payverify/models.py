@@ -52,6 +52,7 @@ class Order(_FromRow):
     artist_name: str
     artist_merchant_code: str | None
     artist_uses_oauth: bool
+    read_at: datetime | None = None  # when payverify read the order (the database's clock)
 
     @property
     def holder_name(self) -> str:

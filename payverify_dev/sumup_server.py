@@ -91,6 +91,7 @@ class Scripted:
     delay: float = 0.0
     reset: bool = False       # close the socket with an RST and no reply
     truncate: bool = False    # declare the full Content-Length, send half the body, then close
+    trickle: float = 0.0      # send the whole reply, status line first, one byte every `trickle` seconds
 
 
 @dataclass
@@ -415,7 +416,24 @@ class FakeSumUp:
             headers["Content-Type"] = ctype
         with self._lock:
             rec.status = status
+        if scripted and scripted.trickle > 0:
+            return self._trickle(h, status, payload, headers, scripted.trickle)
         self._send(h, status, payload, headers, truncate=bool(scripted and scripted.truncate))
+
+    def _trickle(self, h: _Handler, status: int, payload: bytes, headers: dict, interval: float) -> None:
+        """What a stuck proxy does: every byte of the reply, the status line's included, `interval` apart."""
+        head = [f"HTTP/1.1 {status} {h.responses.get(status, ('',))[0]}"]
+        head += [f"{k}: {v}" for k, v in {**headers, "Content-Length": str(len(payload))}.items()]
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
+        h.close_connection = True
+        try:
+            for i in range(len(data)):
+                h.wfile.write(data[i:i + 1])
+                h.wfile.flush()
+                if self._stopping.wait(interval):
+                    return
+        except OSError:
+            pass  # the client gave up, as it should
 
     def _normal(self, route, key, token, query, raw) -> tuple[int, bytes, str]:
         """Normal handling; `key` is the checkout id or, on the history route, the merchant code."""

@@ -45,18 +45,37 @@ def sweep(config_file, since, limit, dry_run) -> int:
     verification errors gets one line on stderr; the exit status stays 0 (the order is retried next
     run; the heartbeat gets /fail, and staff an alert after three such runs in a row).
 
+    SIGTERM: no new order is started, waits end, orders in flight finish, queued mail gets a few
+    seconds; exit 0. Ctrl-C (SIGINT) stops the same way and exits 130; a second Ctrl-C at once.
+
     \b
     Example:
       payverify sweep
       payverify sweep --since 48h --dry-run
     """
+    import signal
+    import threading
+
     from payverify.cli import report
     from payverify.logconfig import redact
     from payverify.modes.scheduled import scheduled_run
 
     rt = start(config_file)
-    with report.ProgressBar(enabled=sys.stderr.isatty() and sys.stdout.isatty()) as bar:
-        run = scheduled_run(rt, since=since, limit=limit, dry_run=dry_run, progress=bar.update)
+    stop, signals = threading.Event(), []
+
+    def on_signal(signum, frame) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            signal.default_int_handler(signum, frame)  # a second Ctrl-C: at once
+        signals.append(signum)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with report.ProgressBar(enabled=sys.stderr.isatty() and sys.stdout.isatty()) as bar:
+            run = scheduled_run(rt, since=since, limit=limit, dry_run=dry_run, progress=bar.update, stop=stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if dry_run or sys.stdout.isatty():
         report.print_sweep(run.sweep, per_order=dry_run)
     for line in report.order_error_lines(run.sweep):
@@ -64,6 +83,10 @@ def sweep(config_file, since, limit, dry_run) -> int:
     if run.sweep.sumup_down:
         click.echo(f"payverify: SumUp did not answer for any of the {run.sweep.verified} orders asked; "
                    "they stay as they were and are retried next run", err=True)
+    if signal.SIGINT in signals:
+        click.echo("payverify: interrupted; the orders in flight were finished, the rest are verified next run",
+                   err=True)
+        return ExitStatus.INTERRUPTED
     return run.status
 
 

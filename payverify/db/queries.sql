@@ -72,8 +72,9 @@ SELECT now() AS now
 -- The next batch of orders a sweep should verify, longest-waiting first. No lock is taken here.
 -- Fresh orders are due every run; awaiting orders over 30 min old are checked less often as they
 -- age (every age/8, at most every 30 min) unless replaying; failed/expired ones in the rescue
--- window at most every rescue_checked_before. Orders checked since this run started, leased by
--- another run, or in flight (exclude) are left out. due_total counts them all (before the LIMIT).
+-- window at most every rescue_checked_before; with recheck_seconds (watch's housekeeping), awaiting
+-- orders at most that often, never-checked ones once that old. Orders checked since this run started,
+-- leased by another run, or in flight (exclude) are left out. due_total counts them all (before the LIMIT).
 -- The candidates are found without reading history: awaiting orders through the site's status
 -- index; failed/expired ones in the rescue window as the orders payverify checked within it (its
 -- own index on last_checked_at: a settle is a check) and, for any it never saw, the orders newer
@@ -97,7 +98,9 @@ LEFT JOIN payverify_order_state s ON s.order_id = o.id
 WHERE (
         (((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL) OR o.status = 'pending_verification')
          AND (NOT %(aging)s OR s.last_checked_at IS NULL OR o.created_at > now() - interval '30 minutes'
-              OR s.last_checked_at <= now() - least(interval '30 minutes', (now() - o.created_at) / 8)))
+              OR s.last_checked_at <= now() - least(interval '30 minutes', (now() - o.created_at) / 8))
+         AND (%(recheck_seconds)s = 0
+              OR coalesce(s.last_checked_at, o.created_at) <= now() - make_interval(secs => %(recheck_seconds)s)))
      OR (o.status IN ('failed', 'expired')
          AND o.sumup_checkout_id IS NOT NULL
          AND o.created_at >= %(rescue_since)s
@@ -111,16 +114,18 @@ ORDER BY coalesce(s.last_checked_at, o.created_at), o.id
 LIMIT %(limit)s
 
 -- name: watch_new_orders
--- For `payverify watch`: orders that entered pending_verification (the site sets updated_at then),
--- or got a checkout while pending, and that payverify has not asked SumUp about since. Bounded by
--- the status index and the last hour, so a poll every second costs next to nothing.
-SELECT o.id, o.status
+-- For `payverify watch`: orders that came back from SumUp (the site sets pending_verification and
+-- updated_at then) that payverify has not read since, or that came back within fast_seconds and whose
+-- last check (someone else's) got PENDING or no answer: either way the return's fast schedule is due.
+-- Bounded by the status index and the last hour, so a poll every second costs next to nothing.
+SELECT o.id, extract(epoch FROM now() - o.updated_at)::float8 AS since_return
 FROM orders_order o
 LEFT JOIN payverify_order_state s ON s.order_id = o.id
-WHERE o.status IN ('pending_verification', 'pending')
-  AND (o.status = 'pending_verification' OR o.sumup_checkout_id IS NOT NULL)
+WHERE o.status = 'pending_verification'
   AND o.updated_at > now() - interval '1 hour'
-  AND (s.last_checked_at IS NULL OR s.last_checked_at < o.updated_at)
+  AND (s.last_checked_at IS NULL OR s.last_checked_at < o.updated_at
+       OR (o.updated_at > now() - make_interval(secs => %(fast_seconds)s)
+           AND coalesce(s.last_sumup_status, 'PENDING') = 'PENDING'))
   AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now())
   AND o.id <> ALL(%(exclude)s::bigint[])
 ORDER BY o.updated_at, o.id
@@ -155,14 +160,16 @@ RETURNING order_id
 
 -- name: record_check
 -- After an attempt that reached a decision: release our lease (never another run's), remember what
--- SumUp said, and end any error streak.
+-- SumUp said, and end any error streak. The check counts from when the order was read (checked_at),
+-- so a customer's return while SumUp was being asked is still a return not asked about (watch).
 INSERT INTO payverify_order_state AS s
     (order_id, last_checked_at, checks, last_http_status, last_sumup_status, last_outcome, last_reason)
-VALUES (%(order_id)s, now(), 1, %(http_status)s, %(sumup_status)s, %(outcome)s, %(reason)s)
+VALUES (%(order_id)s, coalesce(%(checked_at)s, now()), 1, %(http_status)s, %(sumup_status)s, %(outcome)s,
+        %(reason)s)
 ON CONFLICT (order_id) DO UPDATE
 SET lease_owner = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_owner END,
     lease_expires_at = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_expires_at END,
-    last_checked_at = now(), checks = s.checks + 1,
+    last_checked_at = coalesce(%(checked_at)s, now()), checks = s.checks + 1,
     last_http_status = EXCLUDED.last_http_status, last_sumup_status = EXCLUDED.last_sumup_status,
     last_outcome = EXCLUDED.last_outcome, last_reason = EXCLUDED.last_reason,
     consecutive_errors = 0, first_error_at = NULL, last_error = NULL
@@ -183,7 +190,8 @@ SET lease_owner = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_own
 RETURNING consecutive_errors, first_error_at
 
 -- name: load_order
-SELECT o.id, o.order_number, o.status, o.email, o.first_name, o.last_name, o.total, o.currency,
+-- read_at: when the order was read, which its check's record keeps (see record_check).
+SELECT now() AS read_at, o.id, o.order_number, o.status, o.email, o.first_name, o.last_name, o.total, o.currency,
        o.sumup_checkout_id, o.created_at, o.updated_at, o.event_id,
        e.title AS event_title, e.venue AS event_venue, e.starts_at AS event_starts_at,
        e.ends_at AS event_ends_at,

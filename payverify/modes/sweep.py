@@ -17,12 +17,11 @@ from datetime import datetime, timedelta
 import structlog
 
 from payverify import faults
-from payverify.addresses import one_line
 from payverify.config import Settings
 from payverify.db import Database
-from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
+from payverify.modes.attempt import OrderFailure, Worker, Workers, attempt_order
 from payverify.orders.decision import widen_rescue
-from payverify.orders.settle import Attempt, record_error
+from payverify.orders.settle import Attempt
 from payverify.orders.verify import Result, Verifier
 from payverify.sumup.client import SumUpClient
 from payverify.sumup.credentials import RunMemory
@@ -34,17 +33,6 @@ log = structlog.get_logger("payverify.modes.sweep")
 BATCH_SIZE = 200
 # Erroring orders a report keeps by name (for stderr); the rest are only counted.
 FAILURES_KEPT = 20
-ERROR_MAX_CHARS = 300
-
-
-@dataclass(frozen=True)
-class OrderFailure:
-    """An order whose verification raised (not a SumUp "no answer"): what a person is told."""
-
-    order_id: int
-    order_number: str | None  # None when unknown (the order is gone, or recording the error failed)
-    error: str  # safe and one line (describe())
-    runs: int  # erroring attempts in a row; 0 when not recorded (dry run, or the record failed)
 
 
 # What a task gives back: verified (a Result), error (an OrderFailure), claimed or budget (None).
@@ -74,62 +62,22 @@ class SweepReport:
         return self.verified > 0 and self.sumup_unreachable == self.verified
 
 
-@dataclass
-class Worker:
-    """What one worker thread owns: its database connection, its SumUp client, its verifier."""
-
-    db: Database
-    client: SumUpClient
-    verifier: Verifier
-
-
-class Workers:
-    """Per-thread resources, created on a thread's first task and closed together at the end."""
-
-    def __init__(self, make: Callable[[], Worker]) -> None:
-        self._make = make
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[Worker] = []
-
-    def get(self) -> Worker:
-        worker = getattr(self._local, "worker", None)
-        if worker is None:
-            worker = self._local.worker = self._make()
-            with self._lock:
-                self._all.append(worker)
-        return worker
-
-    def drop(self) -> None:
-        """Forget this thread's worker (its connection is gone): the next task makes a new one."""
-        worker = getattr(self._local, "worker", None)
-        if worker is None:
-            return
-        self._local.worker = None
-        with self._lock:
-            self._all.remove(worker)
-        worker.client.close()
-        worker.db.close()
-
-    def close(self) -> None:
-        for worker in self._all:
-            worker.client.close()
-            worker.db.close()
-
-
 def sweep(settings: Settings, connect: Callable[[], Database], make_client: Callable[[RateLimiter], SumUpClient],
           attempt: Attempt, *, since: datetime | None = None, limit: int | None = None, dry_run: bool = False,
           keep_results: bool = False, progress: Callable[[int, int], None] | None = None,
-          settled: Callable[[], None] | None = None, stop: threading.Event | None = None) -> SweepReport:
+          settled: Callable[[], None] | None = None, stop: threading.Event | None = None,
+          recheck_seconds: int = 0) -> SweepReport:
     """Verify due orders until none is left, the limit or the time budget; up to
     PAYVERIFY_CONCURRENCY at once, each worker with its own connection and no transaction open
     while SumUp answers. Due orders are fetched in batches, so memory does not grow with the
     backlog. `progress(done, total)` after each order; `settled()` after each order whose attempt
-    committed (what it queued can be mailed now). `stop` set: no new order is started (watch's SIGTERM)."""
+    committed (what it queued can be mailed now). `stop` set: no new order is started (watch's SIGTERM).
+    `recheck_seconds`: an order awaiting payment is due only when it was not checked for that long (never
+    checked: when it is that old); watch's minute housekeeping asks as a five-minute cron tick would."""
     deadline = time.monotonic() + settings.time_budget_seconds
     report = SweepReport(run_id=attempt.run_id, dry_run=dry_run, deadline=deadline)
     limit = limit or settings.max_orders_per_run
-    limiter = RateLimiter(settings.sumup_rate)
+    limiter = RateLimiter(settings.sumup_rate, stop=stop, deadline=deadline)  # every wait ends with the run
     memory = RunMemory()
     with connect() as db:
         with db.transaction() as tx:
@@ -137,7 +85,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
         policy = widen_rescue(settings.policy, since, now)
         selection = {"rescue_since": now - timedelta(hours=policy.rescue_hours),
                      "rescue_checked_before": now if since else now - timedelta(minutes=policy.rescue_recheck_minutes),
-                     "aging": since is None, "run_started": now}
+                     "aging": since is None, "run_started": now, "recheck_seconds": recheck_seconds}
 
         def make_worker() -> Worker:
             worker_db = connect()
@@ -150,21 +98,9 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
         def task(row: dict) -> TaskOutcome:
             if time.monotonic() > deadline or (stop is not None and stop.is_set()):
                 return "budget", None
-            worker = workers.get()
-            if not dry_run and not _claim(worker.db, attempt, row, settings.lease_seconds):
-                return "claimed", None
-            try:
-                return "verified", worker.verifier.verify(row["id"])
-            except DatabaseUnavailable:
-                raise
-            except Exception as exc:  # one order's trouble must not stop the run
-                error = describe(exc)
-                # stderr gets the command's own line for it (see SweepReport.failures), not this one.
-                log.error("order.error", run_id=attempt.run_id, order_id=row["id"], error=error, exc_info=True,
-                          console=False)
-                if dry_run:  # writes nothing, not even the error
-                    return "error", OrderFailure(row["id"], _order_number(worker.db, row["id"]), error, 0)
-                return "error", record_failure(worker.db, settings, attempt, row["id"], error)
+            # stderr gets the command's own line for a failure (see SweepReport.failures), not the log's.
+            return attempt_order(workers, settings, attempt, row["id"], seen_last_checked_at=row["last_checked_at"],
+                                 dry_run=dry_run, console=False)
 
         log.info("sweep.start", run_id=attempt.run_id, dry_run=dry_run, concurrency=settings.concurrency,
                  since=since.isoformat() if since else None)
@@ -201,6 +137,7 @@ def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], TaskOutcome], db: Da
                     with db.transaction() as tx:
                         rows = tx.all("select_due_orders", **selection, exclude=list(in_flight.values()),
                                       limit=limit - report.due if dry_run else min(BATCH_SIZE, limit - report.due))
+                    faults.point("after_due_batch")
                     if rows and not report.total_due:
                         report.total_due = min(limit, rows[0]["due_total"])
                     fresh = [r for r in rows if r["id"] not in seen]
@@ -255,40 +192,3 @@ def _tally(report: SweepReport, kind: str, result: Result | OrderFailure | None,
             report.sumup_errors[error_kind] += 1
         if keep_results:
             report.results.append(result)
-
-
-def _claim(db: Database, attempt: Attempt, row: dict, lease_seconds: int) -> bool:
-    with db.transaction() as tx:
-        tx.run("ensure_order_state", order_id=row["id"])
-        claimed = tx.one("claim_order", order_id=row["id"], owner=attempt.lease_owner,
-                         lease_seconds=lease_seconds, seen_last_checked_at=row["last_checked_at"])
-    if claimed:
-        faults.point("after_claim")
-    return claimed is not None
-
-
-def describe(exc: Exception) -> str:
-    """Safe to store and show: our own errors carry vetted messages; others only their type. One line."""
-    text = str(exc) if isinstance(exc, PayverifyError) else f"unexpected {type(exc).__name__}"
-    return one_line(text, ERROR_MAX_CHARS)
-
-
-def _order_number(db: Database, order_id: int) -> str | None:
-    """A dry run names its erroring orders too, reading only."""
-    try:
-        with db.transaction() as tx:
-            found = tx.one("order_number_by_id", order_id=order_id)
-    except DatabaseError:
-        return None
-    return found["order_number"] if found else None
-
-
-def record_failure(db: Database, settings: Settings, attempt: Attempt, order_id: int, error: str) -> OrderFailure:
-    """Audit the failed attempt, count it in the order's error streak (alerting staff when it is long
-    enough) and move the order back in the queue (it is retried next run)."""
-    try:
-        with db.transaction() as tx:
-            streak = record_error(tx, settings, attempt, order_id, error)
-    except DatabaseError:
-        return OrderFailure(order_id, None, error, 0)  # the lease expires by itself
-    return OrderFailure(order_id, streak.order_number, error, streak.runs)

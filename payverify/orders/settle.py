@@ -105,8 +105,8 @@ def record(tx: Tx, attempt: Attempt, order: Order, answer: Answer, outcome: str,
            order_id=order.id, order_number=order.order_number, checkout_id=order.sumup_checkout_id,
            http_status=answer.http_status, sumup_status=answer.sumup_status, outcome=outcome,
            reason=reason, duration_ms=duration_ms)
-    tx.run("record_check", order_id=order.id, owner=attempt.lease_owner, http_status=answer.http_status,
-           sumup_status=answer.sumup_status, outcome=outcome, reason=reason)
+    tx.run("record_check", order_id=order.id, checked_at=order.read_at, owner=attempt.lease_owner,
+           http_status=answer.http_status, sumup_status=answer.sumup_status, outcome=outcome, reason=reason)
     # After record_check: its row lock waited for any erroring attempt, so an alert that one queued is seen.
     tx.run("rearm_alert", dedup_key=outbox.order_error_key(order.id))
 

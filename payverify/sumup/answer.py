@@ -15,8 +15,12 @@ from payverify.sumup.checkout import BodyNotUnderstood, Checkout, parse_checkout
 
 # SumUp error kinds, the metrics' `kind` label, set on the error or the answer where the trouble is
 # seen. credentials: no usable token (artist disconnected, refresh failed, nothing configured).
-ERROR_KINDS = (TIMEOUT, CONNECTION, HTTP_5XX, HTTP_429, HTTP_401, HTTP_OTHER, NOT_UNDERSTOOD, CREDENTIALS) = (
-    "timeout", "connection", "http_5xx", "http_429", "http_401", "http_other", "not_understood", "credentials")
+# not_sent: the request was never sent, the run having stopped (SIGTERM) or reached its time budget
+# while it waited (a rate-limit slot, a 429's pause, a retry): SumUp is not to blame.
+ERROR_KINDS = (TIMEOUT, CONNECTION, HTTP_5XX, HTTP_429, HTTP_401, HTTP_OTHER, NOT_UNDERSTOOD, CREDENTIALS,
+               NOT_SENT) = (
+    "timeout", "connection", "http_5xx", "http_429", "http_401", "http_other", "not_understood", "credentials",
+    "not_sent")
 
 
 class AnswerKind(StrEnum):
@@ -32,6 +36,7 @@ class Answer:
     http_status: int | None = None
     checkout: Checkout | None = None
     # True when SumUp could not be reached at all (connection, timeout, 5xx, 429): the run reports it.
+    # False for a request the run did not send (not_sent): that says nothing about SumUp.
     transport_failure: bool = False
     # One of ERROR_KINDS for an unknown answer that was asked for; None when definitive or not asked.
     error_kind: str | None = None
@@ -50,7 +55,7 @@ class Answer:
     def unavailable(cls, exc: SumUpUnavailable) -> Answer:
         """No usable reply after retries: the kind is the one the client gave the error."""
         return cls.unknown(f"SumUp unavailable: {exc.reason}", error_kind=exc.kind, http_status=exc.http_status,
-                           transport_failure=True)
+                           transport_failure=exc.kind != NOT_SENT)
 
 
 def http_error_kind(status: int) -> str:

@@ -2,6 +2,11 @@
 
 Replies SumUp actually gave (2xx, 3xx, 4xx other than 429) come back as `Reply` for the caller to judge.
 Connection errors, timeouts, 5xx and 429 are retried; when retries run out `SumUpUnavailable` is raised.
+Each attempt has a wall-clock deadline, connect timeout + read timeout, for the whole of it (a server
+trickling its headers or body included: payverify.http_deadline); one that runs out is not retried, a
+server that slow is asked again later. A Retry-After over RETRY_AFTER_CAP_SECONDS is not waited for
+(see ratelimit.py). With a run's limiter, every wait between attempts is the limiter's (it ends at the
+run's deadline or stop, and the request is then not sent again).
 No message ever contains a token, a secret or a header, and no raised exception chains to a requests
 exception (their `.request` carries the Authorization header).
 """
@@ -24,12 +29,12 @@ import tenacity
 import urllib3
 from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from payverify import __version__
+from payverify import __version__, http_deadline
 from payverify.errors import InvalidGrant, SumUpUnavailable, TokenRefreshFailed
 from payverify.secret import Secret
-from payverify.sumup.answer import CONNECTION, NOT_UNDERSTOOD, TIMEOUT, http_error_kind
+from payverify.sumup.answer import CONNECTION, NOT_SENT, NOT_UNDERSTOOD, TIMEOUT, http_error_kind
 from payverify.sumup.checkout import plausible_checkout_id
-from payverify.sumup.ratelimit import RateLimiter
+from payverify.sumup.ratelimit import RateLimiter, over_cap
 
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_EXPIRES_IN = 3600
@@ -59,6 +64,10 @@ class RetryableReply(Exception):
         super().__init__(f"HTTP {status}")
         self.status = status
         self.retry_after = retry_after
+
+
+class OutOfTime(Exception):
+    """The attempt used its whole wall-clock allowance (connect + read timeout): not retried."""
 
 
 class ReplyCutOff(Exception):
@@ -106,7 +115,7 @@ class SumUpClient:
     """Talks to one SumUp base URL. `sleep` and `clock` are injectable so tests never really wait."""
 
     def __init__(self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 15.0,
-                 max_attempts: int = 3, max_retry_after: float = 30.0,
+                 max_attempts: int = 3,
                  wait: Callable[[tenacity.RetryCallState], float] | None = None,
                  session: requests.Session | None = None, user_agent: str = f"payverify/{__version__}",
                  before_request: Callable[[], None] | None = None,
@@ -120,10 +129,9 @@ class SumUpClient:
         self._base = base_url.rstrip("/")
         self._timeout = (connect_timeout, read_timeout)
         self._max_attempts = max_attempts
-        self._max_retry_after = max_retry_after
         self._wait = wait if wait is not None else wait_random_exponential(multiplier=0.5, max=10)
         self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
+        self._session = session if session is not None else http_deadline.session()
         self._user_agent = user_agent
         self._before_request = before_request
         self._limiter = limiter
@@ -198,6 +206,7 @@ class SumUpClient:
               **kwargs: Any) -> Reply:
         attempts = 0
         headers = {**headers, "Accept": "application/json", "User-Agent": self._user_agent}
+        allowance = self._timeout[0] + self._timeout[1]
 
         def attempt() -> Reply:
             nonlocal attempts
@@ -205,36 +214,65 @@ class SumUpClient:
             if self._before_request is not None:
                 self._before_request()
             if self._limiter is not None:
-                self._limiter.acquire()
+                self._limiter.acquire()  # raises, unsent, once the run is over or SumUp said wait too long
             started = self._clock()
-            # stream=True so the body read can be bounded in time and size; no redirects, so the
-            # bearer token never follows a Location header (a 3xx comes back as a Reply).
-            with self._session.request(method, url, headers=headers, timeout=self._timeout, stream=True,
-                                       allow_redirects=False, **kwargs) as resp:
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                    if resp.status_code == 429 and self._limiter is not None:
-                        self._limiter.rate_limited(retry_after)
-                    raise RetryableReply(resp.status_code, retry_after)
-                if self._limiter is not None:
-                    self._limiter.accepted()
-                return Reply(resp.status_code, self._read_text(resp, started))
+            with http_deadline.within(allowance) as deadline:
+                try:
+                    reply = self._attempt(method, url, headers, started, kwargs)
+                except (RetryableReply, ReplyCutOff, requests.RequestException, urllib3.exceptions.HTTPError,
+                        OSError):
+                    if deadline.expired:
+                        raise OutOfTime() from None
+                    raise
+                if deadline.expired:  # the watchdog cut it: whatever was read is not a whole reply
+                    raise OutOfTime()
+                return reply
 
         base = is_retryable if after_reply_retry else is_retryable_before_reply
 
         def predicate(exc: BaseException) -> bool:
             # SumUp asked us to wait longer than we may: retrying early would only be refused again.
-            too_long = (isinstance(exc, RetryableReply) and exc.retry_after is not None
-                        and exc.retry_after > self._max_retry_after)
-            return base(exc) and not too_long
+            return base(exc) and not (isinstance(exc, RetryableReply) and over_cap(exc.retry_after))
+
+        last: list[BaseException] = []
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            last[:] = [exc] if exc is not None else []
 
         retrying = tenacity.Retrying(stop=stop_after_attempt(self._max_attempts), wait=self._wait_for,
-                                     retry=retry_if_exception(predicate), sleep=self._sleep, reraise=True)
+                                     retry=retry_if_exception(predicate), sleep=self._pause, reraise=True,
+                                     before_sleep=before_sleep)
         try:
             return retrying(attempt)
-        except (RetryableReply, ReplyCutOff, requests.RequestException) as exc:
+        except _WaitCut:
+            failure = _failure(last[0], attempts) if last else _not_sent()
+        except (RetryableReply, ReplyCutOff, OutOfTime, requests.RequestException) as exc:
             failure = _failure(exc, attempts)
         raise failure from None  # outside the except block: no __context__ pointing at requests
+
+    def _attempt(self, method: str, url: str, headers: dict[str, str], started: float,
+                 kwargs: dict[str, Any]) -> Reply:
+        # stream=True so the body read can be bounded in time and size; no redirects, so the
+        # bearer token never follows a Location header (a 3xx comes back as a Reply).
+        with self._session.request(method, url, headers=headers, timeout=self._timeout, stream=True,
+                                   allow_redirects=False, **kwargs) as resp:
+            if resp.status_code == 429 or resp.status_code >= 500:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if resp.status_code == 429 and self._limiter is not None:
+                    self._limiter.rate_limited(retry_after)  # over the cap: nothing is sent until it passed
+                raise RetryableReply(resp.status_code, retry_after)
+            if self._limiter is not None:
+                self._limiter.accepted()
+            return Reply(resp.status_code, self._read_text(resp, started))
+
+    def _pause(self, seconds: float) -> None:
+        """The wait between attempts: the run's limiter's when there is one (it ends at the run's
+        deadline or stop, and then the request is not tried again)."""
+        if self._limiter is None:
+            self._sleep(seconds)
+        elif not self._limiter.wait(seconds):
+            raise _WaitCut()
 
     def _wait_for(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -243,9 +281,9 @@ class SumUpClient:
         return self._wait(state)
 
     def _read_text(self, resp: requests.Response, started: float) -> str:
-        # requests' read timeout bounds each socket read, not the whole body: bound the total here.
-        # read1 returns after one socket read (iter_content would block until a whole chunk arrived,
-        # so a server trickling a byte at a time would never reach the deadline check).
+        # The watchdog (http_deadline) cuts a trickling body at the attempt's deadline; the clock is
+        # checked here as well, so the bound holds on an injected clock too. read1 returns after one
+        # socket read (iter_content would block until a whole chunk arrived).
         deadline = started + self._timeout[0] + self._timeout[1]
         read = getattr(resp.raw, "read1", resp.raw.read)  # read1 needs urllib3 >= 2.3
         body = bytearray()
@@ -256,13 +294,21 @@ class SumUpClient:
                     raise SumUpUnavailable("reply larger than 1 MiB", kind=NOT_UNDERSTOOD,
                                            http_status=resp.status_code)
                 if self._clock() > deadline:
-                    raise ReplyCutOff(timed_out=True)
+                    raise OutOfTime()
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             timed_out = isinstance(exc, (urllib3.exceptions.TimeoutError, requests.Timeout, TimeoutError))
             cut_off = ReplyCutOff(timed_out=timed_out)
         else:
             return _decode(resp, bytes(body))
         raise cut_off from None
+
+
+class _WaitCut(Exception):
+    """A wait between attempts ended early (the run's deadline or stop): no further attempt."""
+
+
+def _not_sent() -> SumUpUnavailable:
+    return SumUpUnavailable("not sent: the run stopped or reached its time budget", kind=NOT_SENT)
 
 
 def history_query(href: str) -> str:
@@ -296,6 +342,8 @@ def _failure(exc: BaseException, attempts: int) -> SumUpUnavailable:
     if isinstance(exc, RetryableReply):
         what = "rate limited (HTTP 429)" if exc.status == 429 else f"HTTP {exc.status}"
         return SumUpUnavailable(f"{what} {after}", kind=http_error_kind(exc.status), http_status=exc.status)
+    if isinstance(exc, OutOfTime):
+        return SumUpUnavailable(f"timed out {after}", kind=TIMEOUT)
     if isinstance(exc, ReplyCutOff):
         if exc.timed_out:
             return SumUpUnavailable(f"timed out {after}", kind=TIMEOUT)

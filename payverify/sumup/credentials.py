@@ -6,11 +6,17 @@ retry once, then report it. A refresh happens under the artist's row lock (SELEC
 re-checks expiry after taking the lock (another process may have refreshed meanwhile), and stores
 the returned pair in the same transaction before the token is used: refresh tokens are assumed to
 rotate, so losing the new one would lock the artist out.
+
+What a run learns (a refused refresh token, a refresh after a 401, a problem reported) is kept for
+MEMORY_SECONDS only: `payverify watch` lives for weeks, and in that time an artist reconnects and a
+token expires again. Within that minute a burst of orders still refreshes or alerts once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +35,9 @@ log = structlog.get_logger("payverify.sumup.credentials")
 
 # Refresh tokens that expire within this margin, so a request never starts with a dying token.
 EXPIRY_MARGIN = timedelta(seconds=120)
+# How long a run remembers what it learnt about credentials: long enough that a burst of orders
+# refreshes or alerts once, short enough that a reconnect or a new expiry is acted on within a minute.
+MEMORY_SECONDS = 60.0
 
 
 class MissingCredentials(PayverifyError):
@@ -70,28 +79,64 @@ def _utcnow() -> datetime:
 
 
 class RunMemory:
-    """What one run has learnt about credentials, shared by its worker threads."""
+    """What a run has learnt about credentials, shared by its worker threads, each fact for
+    `seconds` after it was noted (then it is forgotten, and the next time counts as the first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = MEMORY_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
-        self._seen: set[tuple[str, object]] = set()
+        self._seconds = seconds
+        self._clock = clock
+        self._noted: dict[tuple[str, object], float] = {}  # (kind, key) -> when noted
+        self._pruned = clock()
 
     def first(self, kind: str, key: object) -> bool:
-        """True the first time (kind, key) is noted in this run."""
+        """True the first time (kind, key) is noted, and again once the note is `seconds` old."""
         with self._lock:
-            if (kind, key) in self._seen:
+            now = self._clock()
+            self._prune(now)
+            if self._current((kind, key), now):
                 return False
-            self._seen.add((kind, key))
+            self._noted[(kind, key)] = now
             return True
 
     def has(self, kind: str, key: object) -> bool:
         with self._lock:
-            return (kind, key) in self._seen
+            return self._current((kind, key), self._clock())
+
+    def forget(self, kind: str, key: object) -> None:
+        with self._lock:
+            self._noted.pop((kind, key), None)
+
+    def size(self) -> int:
+        """How many facts are held (a method, not __len__: an empty memory must not be falsy)."""
+        with self._lock:
+            return len(self._noted)
+
+    def _current(self, fact: tuple[str, object], now: float) -> bool:
+        noted = self._noted.get(fact)
+        return noted is not None and now - noted < self._seconds
+
+    def _prune(self, now: float) -> None:
+        """Drop what has expired, at most once per `seconds`: the memory holds about a minute's facts."""
+        if now - self._pruned < self._seconds:
+            return
+        self._pruned = now
+        for fact in [f for f, noted in self._noted.items() if now - noted >= self._seconds]:
+            del self._noted[fact]
+
+
+class _RefreshedRecently(Exception):
+    """A 401 again within MEMORY_SECONDS of a refresh after a 401: a new token would not help."""
+
+
+def _refused(artist_id: int, refresh_token: str | None) -> tuple[int, str]:
+    """The memory's key for a refresh token SumUp refused: a digest, so no token is kept there."""
+    return artist_id, hashlib.sha256((refresh_token or "").encode()).hexdigest()
 
 
 class Credentials:
     """Tokens for one run. Trouble that needs a person (a refused refresh token, a 401 that survives
-    a refresh, missing OAuth client settings) is logged as an error once per artist and run, and
+    a refresh, missing OAuth client settings) is logged as an error once per artist and minute, and
     reported through `on_auth_problem(artist_id, artist_name, problem)` so staff get an alert."""
 
     def __init__(self, settings: Settings, client: SumUpClient, db: Database,
@@ -103,7 +148,7 @@ class Credentials:
         self._db = db
         self._clock = clock
         self._on_auth_problem = on_auth_problem
-        self._memory = memory or RunMemory()
+        self._memory = memory if memory is not None else RunMemory()
 
     def call(self, owner: TokenOwner, request: Callable[[Secret], Reply], *, about: str) -> Call:
         """`request` with the owner's token. SumUp's 401 is not always an expired token, so: refresh
@@ -130,20 +175,19 @@ class Credentials:
         return self._settings.sumup_api_key
 
     def worked(self, owner: TokenOwner) -> bool:
-        """SumUp accepted these credentials. True the first time per owner and run, so the caller can
-        re-arm the "reconnect SumUp" alert once."""
+        """SumUp accepted these credentials. True the first time per owner and minute (and the first
+        time after a problem was reported), so the caller re-arms the "reconnect SumUp" alert."""
         return self._memory.first("working", owner.key)
 
     def _after_unauthorized(self, owner: TokenOwner, used: Secret) -> Secret | None:
-        """A 401 with `used`: refresh once per artist and run. None: nothing to retry with."""
+        """A 401 with `used`: a newer stored token, else a refresh (at most one per artist and minute
+        after a 401, decided under the artist's row lock). None: nothing to retry with."""
         if not owner.oauth:
             return None
-        if not self._memory.first("refreshed_after_401", owner.artist_id):
-            # Another worker already refreshed after a 401 this run: use its token if it is newer.
-            with self._db.transaction() as tx:
-                fresh = self._fresh_token(self._tokens(tx, "read_artist_tokens", owner.artist_id))
-            return fresh if fresh is not None and fresh.reveal() != used.reveal() else None
-        return self._artist_token(owner.artist_id, owner.artist_name, used=used)
+        try:
+            return self._artist_token(owner.artist_id, owner.artist_name, used=used)
+        except _RefreshedRecently:
+            return None
 
     def _still_unauthorized(self, owner: TokenOwner, about: str) -> None:
         """SumUp refused the request even after a refresh (or with the platform key): staff must look."""
@@ -154,6 +198,7 @@ class Credentials:
         if not self._memory.first("reported", (artist_id, problem)):
             return
         log.error("sumup.auth_problem", artist_id=artist_id, problem=problem)
+        self._memory.forget("working", artist_id)  # the next success re-arms the alert at once
         if self._on_auth_problem:
             self._on_auth_problem(artist_id, artist_name, problem)
 
@@ -181,13 +226,14 @@ class Credentials:
         return Secret(token) if expires_at is None or expires_at - EXPIRY_MARGIN > self._clock() else None
 
     def _artist_token(self, artist_id: int, artist_name: str, *, used: Secret | None) -> Secret:
-        if self._memory.has("disconnected", artist_id):
-            raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
         if used is None:
             with self._db.transaction() as tx:
-                fresh = self._fresh_token(self._tokens(tx, "read_artist_tokens", artist_id))
+                row = self._tokens(tx, "read_artist_tokens", artist_id)
+            fresh = self._fresh_token(row)
             if fresh is not None:
-                return fresh
+                return fresh  # whatever this run remembers: a reconnected artist's new token is used at once
+            if self._memory.has("disconnected", _refused(artist_id, row.sumup_refresh_token)):
+                raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
         try:
             return self._refresh(artist_id, used)
         except InvalidGrant:
@@ -199,13 +245,18 @@ class Credentials:
     def _refresh(self, artist_id: int, used: Secret | None) -> Secret:
         with self._db.transaction() as tx:
             row = self._tokens(tx, "lock_artist_tokens", artist_id)
-            if self._memory.has("disconnected", artist_id):
-                # Another worker of this run had the refresh token refused while we waited for the lock.
-                raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
-            # Re-check under the lock: another process may have refreshed while we waited.
+            # Re-check under the lock: another worker or process may have refreshed while we waited,
+            # or the artist reconnected.
             fresh = self._fresh_token(row)
             if fresh is not None and (used is None or fresh.reveal() != used.reveal()):
                 return fresh
+            refused = _refused(artist_id, row.sumup_refresh_token)
+            if self._memory.has("disconnected", refused):
+                # Another worker had this refresh token refused, perhaps while we waited for the lock.
+                raise ArtistDisconnected(f"artist {artist_id} must reconnect SumUp (refresh token refused)")
+            if fresh is not None and not self._memory.first("refreshed_after_401", artist_id):
+                # SumUp refused the stored token, not yet due for renewal, a second time this minute.
+                raise _RefreshedRecently()
             if not row.sumup_refresh_token:
                 raise self._missing(artist_id, row.name,
                                     f"artist {artist_id} has no SumUp refresh token: they must reconnect")
@@ -217,7 +268,7 @@ class Credentials:
                                                    self._settings.sumup_client_secret)
             except InvalidGrant:
                 # Noted before the lock is released, so a worker waiting for it does not try again.
-                self._memory.first("disconnected", artist_id)
+                self._memory.first("disconnected", refused)
                 raise
             logconfig.register_secret(grant.access_token.reveal())
             logconfig.register_secret(grant.refresh_token.reveal() if grant.refresh_token else None)

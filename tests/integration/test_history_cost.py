@@ -105,7 +105,7 @@ def test_a_watch_poll_reads_the_returning_orders_not_the_history(db, history, ru
 
     def poll():
         with Database.connect(Secret(run_database_url)) as watcher, watcher.transaction() as tx:
-            found = tx.all("watch_new_orders", exclude=[], limit=100)
+            found = tx.all("watch_new_orders", exclude=[], limit=100, fast_seconds=60)
         assert {r["id"] for r in found} == {o.id for o in history.due}
 
     assert read_by(db, poll) == {}

@@ -195,15 +195,15 @@ def test_sweep_pings_the_heartbeat_and_writes_metrics(seed, sumup, run_payverify
 
 
 def test_a_run_that_fails_mid_sweep_still_records_its_end_and_metrics(seed, db, run_payverify, tmp_path):
-    """An exception escaping the sweep (a fault after an order's claim, which no order's handler
-    catches) still finishes the run row with the exit status the run ends with, and the metrics file
+    """An exception escaping the sweep (a fault after the due orders are selected, outside any
+    order's handler) still finishes the run row with the exit status the run ends with, and the metrics file
     is written; the process exits 1 with its one line and no traceback."""
     artist = seed.artist()
     event = seed.event(artist)
     seed.order([(seed.ticket_type(event), 1)], event_id=event)
     metrics = tmp_path / "payverify.prom"
     result = run_payverify("sweep", extra_env={"PAYVERIFY_METRICS_FILE": str(metrics),
-                                               "PAYVERIFY_FAULT": "after_claim:raise"})
+                                               "PAYVERIFY_FAULT": "after_due_batch:raise"})
     assert result.returncode == 1, result.stderr
     assert "internal error (InjectedFault)" in result.stderr
     assert "Traceback" not in result.stderr

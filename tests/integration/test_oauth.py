@@ -290,6 +290,27 @@ def test_concurrent_sweeps_refresh_a_rotating_token_once(seed, db, sumup, env, a
     assert_no_secrets(*results, artists=[artist])
 
 
+def test_a_burst_of_401s_refreshes_once_and_every_order_is_retried_with_the_new_token(seed, db, sumup,
+                                                                                      run_payverify):
+    """SumUp refuses the stored token (the DB thinks it fresh) for eight orders asked at once: one
+    refresh, under the artist's lock; the workers that got their 401 while it was in flight wait for
+    the lock and retry with the new token, instead of reporting the artist to staff."""
+    artist = seed.artist(oauth=True, token_expires_in=timedelta(hours=1), register_access_token=False)
+    event, standing = shop(seed, artist)
+    orders = [seed.order([(standing, 1)], event_id=event) for _ in range(8)]
+    sumup.script_token(Scripted(delay=1.0))  # the refresh is in flight while the other 401s arrive
+
+    result = run_payverify("sweep", extra_env={"PAYVERIFY_CONCURRENCY": "8"})
+
+    assert result.returncode == ExitStatus.OK, result.stderr
+    assert sumup.token_calls == 1
+    assert count(db, f"SELECT count(*) FROM payverify_outbox WHERE kind = '{RECONNECT}'") == 0
+    for order in orders:
+        assert checkout_statuses(sumup, order.checkout_id) in ([401, 200], [200])
+        assert order_row(db, order.id)["status"] == "completed"
+    assert sum(checkout_statuses(sumup, o.checkout_id) == [401, 200] for o in orders) >= 2  # they did overlap
+
+
 def test_missing_client_credentials_named_in_log(seed, db, sumup, env, run_payverify, assert_no_secrets):
     """Without SUMUP_CLIENT_ID/SECRET an expired token cannot be refreshed: the order stays as it was and
     the log file says SUMUP_CLIENT_ID is needed."""

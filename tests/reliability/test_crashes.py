@@ -111,8 +111,10 @@ def test_sigkill_at_each_fault_point_then_a_clean_run_converges(point, seed, db,
     if point == "after_token_response":
         oauth = seed.artist("Tide Pool", oauth=True, token_expires_in=timedelta(minutes=-5))
         oauth_event = seed.event(oauth, "Low Tide")
+        # The oldest, so the one worker takes it first: the kill must not land while another order's
+        # confirmation is between the SMTP server's acceptance and its mark (a duplicate by luck).
         oauth_order = seed.order([(seed.ticket_type(oauth_event, "Standing", "15.00"), 2)], event_id=oauth_event,
-                                 email="oauth@example.com", age=timedelta(minutes=6))
+                                 email="oauth@example.com", age=timedelta(minutes=50))
 
     killed = run_payverify("sweep", extra_env={"PAYVERIFY_FAULT": point, "PAYVERIFY_CONCURRENCY": "1"})
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)

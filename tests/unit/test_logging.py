@@ -47,3 +47,61 @@ def test_redactor_keeps_every_secret_added_concurrently():
             assert logs[0]["seen"] == " ".join([MASK] * threads_n), f"round {r}: a secret was lost"
     finally:
         sys.setswitchinterval(old_interval)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def masked(redact: Redactor, text: str) -> str:
+    return redact._clean(text)
+
+
+def test_redactor_forgets_rotated_tokens_an_hour_after_they_were_last_registered():
+    """A token learnt at run time is masked until an hour after it was last registered; configured
+    secrets are masked for ever, and a token in use (registered again on each read) never lapses."""
+    clock = FakeClock()
+    redact = Redactor(["configured-dsn-password"], clock=clock)
+    redact.add("rotated-token-one")
+    redact.add("live-token-in-use")
+    for _ in range(12):  # the live token is read (so registered) every ten minutes
+        clock.now += 600
+        redact.add("live-token-in-use")
+    clock.now += 1
+    redact.add("newly-issued-token")  # a registration is when old ones are let go
+    text = "configured-dsn-password rotated-token-one live-token-in-use newly-issued-token"
+    assert masked(redact, text) == f"{MASK} rotated-token-one {MASK} {MASK}"
+    assert "rotated-token-one" not in redact.secrets
+
+    clock.now += 1_000_000  # weeks later: the configured secret is still masked
+    redact.add("yet-another-token")
+    assert masked(redact, "configured-dsn-password") == MASK
+
+
+def test_redactor_registering_a_configured_secret_never_makes_it_lapse():
+    """A configured secret that is also registered at run time (doctor reading a token that equals
+    the platform key) stays masked after the hour."""
+    clock = FakeClock()
+    redact = Redactor(["platform-api-key"], clock=clock)
+    redact.add("platform-api-key")
+    clock.now += 7200
+    redact.add("something-else")
+    assert masked(redact, "key platform-api-key") == f"key {MASK}"
+
+
+def test_redactor_stays_bounded_over_weeks_of_token_rotation():
+    """Five artists' tokens rotated every hour for four weeks: the redactor holds about the last
+    hour's (and a bit: it lets go at most every six minutes), not four weeks' worth."""
+    clock = FakeClock()
+    redact = Redactor(["configured-secret"], clock=clock)
+    for hour in range(24 * 28):
+        for artist in range(5):
+            redact.add(f"access-{hour}-{artist}")
+            redact.add(f"refresh-{hour}-{artist}")
+        clock.now += 3600
+        assert len(redact.secrets) <= 1 + 2 * 5 * 2
+    assert masked(redact, f"access-{hour}-4 refresh-{hour}-0") == f"{MASK} {MASK}"

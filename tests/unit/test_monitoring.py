@@ -20,6 +20,7 @@ from payverify.monitoring import (
 )
 from payverify.secret import Secret
 from tests.observers import PING_TOKEN, PingServer, parse_prometheus, value
+from tests.trickle import TricklingServer
 
 # --------------------------------------------------------------------------------------------------
 # helpers
@@ -101,6 +102,18 @@ def test_dead_heartbeat_url_neither_raises_nor_stalls():
     finally:
         silent.close()
     assert elapsed < 2 * 1.0 + 0.6, f"two pings took {elapsed:.2f}s with a 1s timeout"
+
+
+def test_trickling_heartbeat_endpoint_is_cut_at_the_timeout():
+    """An endpoint (or a proxy) sending its reply a byte every 0.3 s, each read within the per-read
+    timeout: the ping gives up at its timeout, not when the reply would have ended (about 25 s)."""
+    with TricklingServer(0.3) as server:
+        started = time.monotonic()
+        with structlog.testing.capture_logs() as logs:
+            assert Heartbeat(Secret(f"{server.url}/{PING_TOKEN}"), timeout=2.0).success("x") is False
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0 + 1.0, f"the ping took {elapsed:.1f} s with a 2 s timeout"
+    assert logs[-1]["problem"] == "timed out"
 
 
 def test_refused_heartbeat_is_retried_once_and_fast():

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from payverify.sumup.ratelimit import RateLimiter
+import threading
+import time
+
+import pytest
+
+from payverify.errors import SumUpUnavailable
+from payverify.sumup.ratelimit import RETRY_AFTER_CAP_SECONDS, RateLimiter
 from tests.helpers import max_in_any_second
 
 
@@ -58,3 +64,73 @@ def test_no_limit_means_no_waiting_except_after_429():
     limiter.rate_limited(None)
     send(limiter, clock, 1)
     assert clock.now == 101.0
+
+
+def test_retry_after_up_to_the_cap_pauses_longer_ends_the_runs_sumup_work():
+    """60 s (the cap) pauses everyone 60 s; 61 s pauses nobody but refuses every later request at once,
+    unsent, as http_429 (the orders left are asked next run)."""
+    clock = FakeClock()
+    limiter = RateLimiter(0, clock=clock.clock, sleep=clock.sleep)
+    assert limiter.rate_limited(RETRY_AFTER_CAP_SECONDS) is True
+    send(limiter, clock, 1)
+    assert clock.now == 100.0 + RETRY_AFTER_CAP_SECONDS
+    assert limiter.rate_limited(RETRY_AFTER_CAP_SECONDS + 1) is False
+    with pytest.raises(SumUpUnavailable) as raised:
+        limiter.acquire()
+    assert raised.value.kind == "http_429" and raised.value.http_status == 429
+    assert clock.now == 100.0 + RETRY_AFTER_CAP_SECONDS  # no waiting for it
+
+
+def test_waits_end_at_the_runs_deadline_and_nothing_is_sent_after_it():
+    """A pause past the deadline is waited only up to the deadline; the request is then refused
+    (not_sent), and so is every request after the deadline, even with no wait at all."""
+    clock = FakeClock()
+    limiter = RateLimiter(0, deadline=110.0, clock=clock.clock, sleep=clock.sleep)
+    assert limiter.wait(4) is True and clock.now == 104.0
+    limiter.rate_limited(30)
+    with pytest.raises(SumUpUnavailable) as raised:
+        limiter.acquire()
+    assert raised.value.kind == "not_sent" and clock.now == 110.0
+    limiter = RateLimiter(0, deadline=110.0, clock=clock.clock, sleep=clock.sleep)
+    with pytest.raises(SumUpUnavailable):
+        limiter.acquire()
+    assert limiter.wait(0) is False
+
+
+def test_a_stop_wakes_every_waiter_at_once():
+    """Real threads waiting out a 60 s pause: set the stop and each returns within a moment, unsent."""
+    stop = threading.Event()
+    limiter = RateLimiter(0, stop=stop)
+    limiter.rate_limited(60)
+    kinds: list[str] = []
+
+    def waiter() -> None:
+        try:
+            limiter.acquire()
+            kinds.append("sent")
+        except SumUpUnavailable as exc:
+            kinds.append(exc.kind)
+
+    threads = [threading.Thread(target=waiter) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    stop.set()
+    for t in threads:
+        t.join(timeout=5)
+    assert time.monotonic() - started < 2
+    assert kinds == ["not_sent"] * 4
+
+
+def test_a_long_retry_after_refuses_requests_only_until_it_has_passed():
+    """A long-lived limiter (watch's) is not throttled for ever: after the Retry-After, requests go out."""
+    clock = FakeClock()
+    limiter = RateLimiter(0, clock=clock.clock, sleep=clock.sleep)
+    limiter.rate_limited(600)
+    clock.now += 599
+    with pytest.raises(SumUpUnavailable):
+        limiter.acquire()
+    clock.now += 1
+    send(limiter, clock, 1)
+    assert not limiter.throttled

@@ -32,6 +32,9 @@ from payverify.sumup.client import (
     is_retryable,
     parse_retry_after,
 )
+from payverify.sumup.ratelimit import RateLimiter
+from tests.trickle import TricklingServer
+from tests.unit.test_ratelimit import FakeClock
 
 BASE = "https://sumup.test"
 CANARY = "sup_sk_CANARY123"
@@ -158,10 +161,10 @@ def test_429_retry_after_seconds_is_honoured(client, mock, rec):
 
 
 def test_429_retry_after_beyond_the_cap_gives_up_at_once(mock, rec):
-    """Retry-After: 600 is longer than we may wait (max_retry_after 30 s): no early retry that SumUp
-    would refuse again; the order is left for a later run (SumUpUnavailable, 429, one call)."""
-    client = SumUpClient(BASE, max_retry_after=30, wait=tenacity.wait_none(), sleep=rec.sleep)
-    mock.get(CHECKOUT_URL, status=429, headers={"Retry-After": "600"})
+    """Retry-After: 61 is longer than we may wait (RETRY_AFTER_CAP_SECONDS, 60 s): no early retry that
+    SumUp would refuse again; the order is left for a later run (SumUpUnavailable, 429, one call)."""
+    client = SumUpClient(BASE, wait=tenacity.wait_none(), sleep=rec.sleep)
+    mock.get(CHECKOUT_URL, status=429, headers={"Retry-After": "61"})
     mock.get(CHECKOUT_URL, status=200, body="{}")
     with pytest.raises(SumUpUnavailable) as raised:
         client.get_checkout(CHECKOUT_ID, Secret(CANARY))
@@ -277,14 +280,16 @@ def test_body_exactly_1_mib_is_accepted(client, mock):
     assert len(client.get_checkout(CHECKOUT_ID, Secret(CANARY)).text) == MAX_BODY_BYTES
 
 
-def test_slow_body_is_a_retryable_timeout(mock, rec):
-    """A body read exceeding connect+read timeout in one attempt counts as a timeout and is retried."""
+def test_slow_body_is_a_timeout_not_retried(mock, rec):
+    """A body read exceeding connect+read timeout in one attempt counts as a timeout; a server that slow
+    is asked again later, not at once (a retry would multiply the bound on the request)."""
     ticks = itertools.count(step=100)  # every clock reading is 100 s after the last
     client = SumUpClient(BASE, wait=tenacity.wait_none(), sleep=rec.sleep, clock=lambda: next(ticks))
     mock.get(CHECKOUT_URL, body="{}")
-    with pytest.raises(SumUpUnavailable, match="timed out after 3 attempts"):
+    with pytest.raises(SumUpUnavailable, match=r"timed out after 1 attempt$") as raised:
         client.get_checkout(CHECKOUT_ID, Secret(CANARY))
-    assert len(mock.calls) == 3
+    assert raised.value.kind == "timeout"
+    assert len(mock.calls) == 1
 
 
 def test_body_cut_off_is_retried(client, mock):
@@ -513,3 +518,103 @@ def test_get_checkout_never_sends_an_implausible_id(client, mock, checkout_id):
     with pytest.raises(ValueError):
         client.get_checkout(checkout_id, Secret(CANARY))
     assert len(mock.calls) == 0
+
+
+# ---- the request's wall-clock deadline, and the run's waits -----------------------------------------
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_trickling_status_line_and_headers_are_cut_at_the_deadline(tls, request, monkeypatch):
+    """A server sending even its status line a byte every 0.2 s (each read well within the 0.5 s read
+    timeout): the request ends at connect + read timeout, as a timeout, and is not retried. Under TLS
+    too (the socket is shut below the TLS layer)."""
+    tls_ctx = request.getfixturevalue("tls_server") if tls else None
+    if tls:  # verified against the test CA
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", request.getfixturevalue("ca_file"))
+    with TricklingServer(0.2, tls=tls_ctx) as server:
+        client = SumUpClient(server.url, connect_timeout=0.5, read_timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(SumUpUnavailable, match=r"timed out after 1 attempt$") as raised:
+            client.get_checkout(CHECKOUT_ID, Secret(CANARY))
+        elapsed = time.monotonic() - started
+        client.close()
+    assert raised.value.kind == "timeout"
+    assert server.served == 1
+    assert elapsed < 1.0 + 1.0, f"took {elapsed:.1f} s with a 1 s allowance"
+    assert_no_secrets(raised.value)
+
+
+def test_a_trickling_token_endpoint_is_cut_at_the_deadline_and_not_resent():
+    """The OAuth token request has the same deadline: a /token reply trickling in ends at connect + read
+    timeout, as a timeout, sent once (its reply may have carried a rotated token)."""
+    with TricklingServer(0.2) as server:
+        client = SumUpClient(server.url, connect_timeout=0.5, read_timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(SumUpUnavailable, match=r"timed out after 1 attempt$") as raised:
+            refresh(client)
+        elapsed = time.monotonic() - started
+        client.close()
+    assert server.served == 1 and elapsed < 2.0
+    assert_no_secrets(raised.value)
+
+
+def test_a_long_retry_after_ends_the_runs_sumup_work(mock):
+    """429 with Retry-After 3600 (over the 60 s cap): not retried, and every later request of the run
+    (sharing the limiter) fails at once as http_429 without being sent."""
+    limiter = RateLimiter(0)
+    client = SumUpClient(BASE, wait=tenacity.wait_none(), limiter=limiter)
+    mock.get(CHECKOUT_URL, status=429, headers={"Retry-After": "3600"})
+    mock.get(CHECKOUT_URL, body="{}")
+    for _ in range(3):
+        with pytest.raises(SumUpUnavailable) as raised:
+            client.get_checkout(CHECKOUT_ID, Secret(CANARY))
+        assert raised.value.kind == "http_429"
+    assert len(mock.calls) == 1
+
+
+def test_a_retry_after_within_the_cap_is_waited_through_the_limiter_and_retried(mock):
+    """Retry-After 60 (the cap): the whole run pauses 60 s on the limiter's clock, then the request is retried."""
+    clock = FakeClock()
+    limiter = RateLimiter(0, clock=clock.clock, sleep=clock.sleep)
+    client = SumUpClient(BASE, wait=tenacity.wait_none(), limiter=limiter, sleep=_never)
+    mock.get(CHECKOUT_URL, status=429, headers={"Retry-After": "60"})
+    mock.get(CHECKOUT_URL, body="{}")
+    assert client.get_checkout(CHECKOUT_ID, Secret(CANARY)).status == 200
+    assert clock.now >= 100.0 + 60
+    assert len(mock.calls) == 2
+
+
+def test_the_runs_deadline_cuts_a_retry_wait_and_nothing_more_is_sent(mock):
+    """A 429 with Retry-After 30 and 5 s left in the run: the wait ends at the deadline and the request
+    is not sent again; it fails as the 429 it got (the order stays as it was)."""
+    clock = FakeClock()
+    limiter = RateLimiter(0, deadline=clock.now + 5, clock=clock.clock, sleep=clock.sleep)
+    client = SumUpClient(BASE, wait=tenacity.wait_none(), limiter=limiter, sleep=_never)
+    mock.get(CHECKOUT_URL, status=429, headers={"Retry-After": "30"})
+    mock.get(CHECKOUT_URL, body="{}")
+    with pytest.raises(SumUpUnavailable) as raised:
+        client.get_checkout(CHECKOUT_ID, Secret(CANARY))
+    assert raised.value.kind == "http_429" and len(mock.calls) == 1
+    assert clock.now == pytest.approx(105.0)
+    with pytest.raises(SumUpUnavailable) as raised:  # after the deadline: nothing is sent at all
+        client.get_checkout(CHECKOUT_ID, Secret(CANARY))
+    assert raised.value.kind == "not_sent" and len(mock.calls) == 1
+
+
+def test_a_stop_wakes_a_request_waiting_out_a_pause(mock):
+    """Real time: a request waiting out a 60 s pause returns within a moment of the stop, unsent."""
+    stop = threading.Event()
+    limiter = RateLimiter(0, stop=stop)
+    limiter.rate_limited(60)
+    client = SumUpClient(BASE, limiter=limiter)
+    mock.get(CHECKOUT_URL, body="{}")
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(SumUpUnavailable) as raised:
+        client.get_checkout(CHECKOUT_ID, Secret(CANARY))
+    assert time.monotonic() - started < 3
+    assert raised.value.kind == "not_sent" and len(mock.calls) == 0
+
+
+def _never(seconds: float) -> None:
+    raise AssertionError("with a limiter, every wait is the limiter's")
