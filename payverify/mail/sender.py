@@ -19,6 +19,7 @@ import structlog
 from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.db.presence import ALIVE_SECONDS
 from payverify.errors import DatabaseError, DatabaseUnavailable
 from payverify.mail import message as mime
 from payverify.mail import outbox
@@ -68,9 +69,12 @@ class SendReport:
 
 class OutboxSender:
     def __init__(self, settings: Settings, db: Database, *, transport: SmtpTransport | None = None,
-                 renderer: Renderer | None = None, pool: ComposePool | None = None) -> None:
+                 renderer: Renderer | None = None, pool: ComposePool | None = None, owner: str | None = None) -> None:
+        """`owner`: the process's lease owner (Runtime.lease_owner), whose claims are free to others at
+        once when it dies (db/presence.py). None: a claim is only its lease (CLAIM_LEASE_SECONDS)."""
         self.settings = settings
         self.db = db
+        self.owner = owner
         self._transport = transport
         self._renderer = renderer
         self._pool = pool
@@ -131,7 +135,8 @@ class OutboxSender:
         worker processes are running."""
         with self.db.transaction() as tx:
             row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
-                         fresh_since=feed.fresh_since if feed is not None else None, order_id=order_id)
+                         fresh_since=feed.fresh_since if feed is not None else None, order_id=order_id,
+                         owner=self.owner, alive_seconds=ALIVE_SECONDS)
             if row is None:
                 return None
             tickets = None
@@ -167,6 +172,8 @@ class OutboxSender:
                 self._retry(row, exc.reason, report)
             return None
         faults.point("before_smtp_send")
+        if not self._still_ours(row):
+            return None
         try:
             refused = transport.send(message)
         except DeliveryFailed as exc:
@@ -192,6 +199,18 @@ class OutboxSender:
         log.info("mail.sent", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"],
                  attempts=row["attempts"], message_id=row["message_id"], composed_by=composed_by)
         return None
+
+    def _still_ours(self, row: dict[str, Any]) -> bool:
+        """A process stopped for longer than ALIVE_SECONDS (SIGSTOP, a stall) loses its claims, and
+        another may have sent the row meanwhile: asked just before SMTP, so a second copy can only come
+        from the documented window (accepted by the server, not marked sent yet)."""
+        if self.owner is None:
+            return True
+        with self.db.transaction() as tx:
+            held = tx.one("outbox_claim_held", id=row["id"], owner=self.owner) is not None
+        if not held:
+            log.warning("mail.claim_lost", outbox_id=row["id"], kind=row["kind"], console=False)
+        return held
 
     def _retry(self, row: dict[str, Any], reason: str, report: SendReport) -> None:
         with self.db.transaction() as tx:
@@ -244,10 +263,10 @@ INTERACTIVE_MAIL_SECONDS = 30.0
 
 
 def deliver(settings: Settings, db: Database, *, deadline: float | None = None,
-            order_id: int | None = None) -> SendReport:
+            order_id: int | None = None, owner: str | None = None) -> SendReport:
     """Send what is due (only one order's, with `order_id`) until `deadline`; say on stderr (through
-    the log) when mail cannot go out at all."""
-    report = OutboxSender(settings, db).send_due(deadline=deadline, order_id=order_id)
+    the log) when mail cannot go out at all. `owner`: as for OutboxSender."""
+    report = OutboxSender(settings, db, owner=owner).send_due(deadline=deadline, order_id=order_id)
     report_trouble(db, report)
     return report
 

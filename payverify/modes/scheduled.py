@@ -11,6 +11,7 @@ the metrics count it, stderr names the order, and staff get an alert once it err
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def _run(rt: Runtime, *, since, limit, dry_run, progress) -> RunResult:
     def connect():
         return rt.database(check_schema=False)
 
-    with rt.database() as db:
+    # A run that writes is seen alive while it runs: its claims die with it (db/presence.py).
+    with rt.database() as db, contextlib.nullcontext() if dry_run else rt.presence("sweep"):
         if dry_run:  # writes nothing, sends nothing
             preview = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since, limit=limit,
                             dry_run=True, keep_results=True, progress=progress)
@@ -79,7 +81,8 @@ def _run(rt: Runtime, *, since, limit, dry_run, progress) -> RunResult:
             budget_end = time.monotonic() + rt.settings.time_budget_seconds
             # Mail goes out as orders settle, and shares the run's time budget (with at least half a
             # minute after the sweep for what is left), so runs do not pile up.
-            with MailPipeline(rt.settings, connect, deadline=budget_end + 30, fresh_since=started) as pipeline:
+            with MailPipeline(rt.settings, connect, deadline=budget_end + 30, fresh_since=started,
+                              owner=rt.lease_owner) as pipeline:
                 report = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since,
                                limit=limit, progress=progress, settled=pipeline.feed.poke)
                 queue_stuck_digest(rt.settings, db)
