@@ -745,10 +745,17 @@ DELETE FROM payverify_processes WHERE seen_at < now() - make_interval(hours => %
 -- name: process_seen
 -- This process is alive: written when it starts and every few seconds after (a row pruned or deleted
 -- while the process was stopped comes back).
-INSERT INTO payverify_processes AS p (owner, host, command, started_at, seen_at)
-VALUES (%(owner)s, %(host)s, %(command)s, now(), now())
+INSERT INTO payverify_processes AS p (owner, host, command, machine, pid, pid_started, started_at, seen_at)
+VALUES (%(owner)s, %(host)s, %(command)s, %(machine)s, %(pid)s, %(pid_started)s, now(), now())
 ON CONFLICT (owner) DO UPDATE SET seen_at = now()
 
 -- name: process_gone
--- A clean exit: its claims are free at once (it released them already; this covers what it could not).
+-- A clean exit, or a process of this machine whose pid is gone: its claims are free at once.
 DELETE FROM payverify_processes WHERE owner = %(owner)s
+
+-- name: processes_on_machine
+-- The other processes of this machine (same boot, same pid namespace) that still count as alive: the
+-- kernel can say whether each still runs.
+SELECT owner, command, pid, pid_started, started_at, seen_at FROM payverify_processes
+WHERE machine = %(machine)s AND owner <> %(owner)s
+  AND seen_at > now() - make_interval(secs => %(alive_seconds)s)
