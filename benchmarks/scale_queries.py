@@ -56,7 +56,7 @@ SWEEP: dict[str, Params] = {
     "recent_alert_of_kind": lambda c: {"kind": ALERT_STUCK, "minutes": DIGEST_EVERY_MINUTES},
     "claim_outbox_row": lambda c: {"lease_seconds": CLAIM_LEASE_SECONDS, "give_up_hours": GIVE_UP_HOURS,
                                    "fresh_since": None, "order_id": None, "owner": f"{c.host}:1:bench",
-                                   "alive_seconds": ALIVE_SECONDS},
+                                   "alive_seconds": ALIVE_SECONDS, "left_behind": []},
     "outbox_backlog": lambda c: {},
     "metrics_runs_by_exit_status": lambda c: {"host": c.host, "command": "sweep"},
     "metrics_last_run": lambda c: {"host": c.host, "command": "sweep"},

@@ -302,9 +302,10 @@ SELECT count(*) AS n FROM tickets_ticket
 
 -- name: claim_outbox_row
 -- Take the next due message; pushing next_attempt_at ahead is its lease while we send it, claimed_by
--- says whose it is. First a row whose claimant was not seen alive lately (payverify_processes: killed,
+-- says whose it is. First a row this process claimed and could not give back (left_behind: its
+-- connection was lost), then one whose claimant was not seen alive lately (payverify_processes: killed,
 -- crashed, stopped; through payverify_outbox_claimed_idx, the few rows being sent), then the next due
--- one (through payverify_outbox_due_idx); the second is looked at only when the first finds none. While
+-- one (through payverify_outbox_due_idx); each is looked at only when those before it find none. While
 -- a sweep still verifies, only what it queued itself (created since fresh_since): an older row may be
 -- for an order the sweep is about to settle otherwise (a late payment cancels its "payment failed").
 -- With order_id (check, resend): only that order's mail.
@@ -312,6 +313,12 @@ UPDATE payverify_outbox
 SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease_seconds)s),
     claimed_by = %(owner)s
 WHERE id = coalesce(
+    (SELECT id FROM payverify_outbox
+     WHERE id = ANY(%(left_behind)s::bigint[]) AND status = 'pending' AND claimed_by = %(owner)s
+       AND (%(fresh_since)s::timestamptz IS NULL OR created_at >= %(fresh_since)s::timestamptz)
+       AND (%(order_id)s::bigint IS NULL OR order_id = %(order_id)s::bigint)
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED),
     (SELECT id FROM payverify_outbox
      WHERE status = 'pending' AND claimed_by IS NOT NULL
        AND claimed_by <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p

@@ -127,7 +127,8 @@ def test_an_outbox_claim_of_a_process_not_seen_alive_is_taken_first(db, run_db):
     def claim_row() -> str | None:
         with run_db.transaction() as tx:
             row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
-                         fresh_since=None, order_id=None, owner=ME, alive_seconds=ALIVE_SECONDS)
+                         fresh_since=None, order_id=None, owner=ME, alive_seconds=ALIVE_SECONDS,
+                         left_behind=[])
         return row["message_id"] if row else None
 
     assert [claim_row(), claim_row(), claim_row()] == ["<ghost@x>", "<due@x>", None]

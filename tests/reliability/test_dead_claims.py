@@ -203,3 +203,24 @@ def test_watch_takes_back_its_own_lease_after_its_connections_were_cut_mid_ask(s
     err = terminate(watch)
     assert "Traceback" not in err
     assert scalar(db, "SELECT count(*) FROM tickets_ticket WHERE order_id = %(id)s", id=order.id) == 1
+
+
+def test_watch_takes_back_a_message_it_was_sending_when_its_connections_were_cut(seed, db, run_role, smtp, start):
+    """Watch held just before handing a confirmation to SMTP; every connection of its role is terminated;
+    resumed, it cannot confirm its claim and the row is left claimed by a live process. Its next claim,
+    once reconnected, takes the row back: sent once and marked within seconds, not after the 600 s
+    claim lapses."""
+    event = seed.event(seed.artist())
+    order = seed.order([(seed.ticket_type(event), 1)], event_id=event, email="later@example.com")
+    watch = start("watch", PAYVERIFY_FAULT="before_smtp_send@1:stop", PAYVERIFY_SMTP_CONNECTIONS="1")
+    wait_stopped(watch)
+    assert status_of(db, order.id) == "completed" and smtp.messages == []
+    cut = scalar(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND usename = %(role)s", role=run_role.name)
+    assert cut >= 2
+    os.kill(watch.pid, signal.SIGCONT)
+    took = eventually(lambda: scalar(db, "SELECT status FROM payverify_outbox WHERE order_id = %(id)s "
+                                         "AND kind = %(k)s", id=order.id, k=CONFIRMATION) == "sent", within=SLACK)
+    print(f"sent and marked {took:.1f} s after the watch resumed")
+    assert [m.rcpt_tos for m in smtp.messages] == [("later@example.com",)]
+    assert "Traceback" not in terminate(watch)
