@@ -124,7 +124,7 @@ def attempt_order(workers: Workers, settings: Settings, attempt: Attempt, order_
 def _failed(worker: Worker, settings: Settings, attempt: Attempt, order_id: int, exc: Exception, *,
             dry_run: bool, console: bool) -> OrderFailure:
     error = describe(exc)
-    log.error("order.error", run_id=attempt.run_id, order_id=order_id, error=error, exc_info=exc, console=console)
+    log.error("order.error", run_id=attempt.run_id, order_id=order_id, error=error, exc_info=True, console=console)
     if dry_run:  # writes nothing, not even the error
         return OrderFailure(order_id, _order_number(worker.db, order_id), error, 0)
     return record_failure(worker.db, settings, attempt, order_id, error)
