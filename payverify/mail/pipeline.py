@@ -35,11 +35,12 @@ class MailPipeline:
     """The mail workers of one run: started before the sweep, finished after it."""
 
     def __init__(self, settings: Settings, connect: Callable[[], Database], deadline: float, *,
-                 fresh_since: datetime | None = None, keep_going: bool = False) -> None:
+                 fresh_since: datetime | None = None, keep_going: bool = False, owner: str | None = None) -> None:
         """`keep_going` (payverify watch): a worker outlives database and SMTP outages, backing off,
         until the feed finishes; in a sweep a lost database ends the run, and an SMTP server that
-        refuses the session leaves the rest for the next run."""
+        refuses the session leaves the rest for the next run. `owner`: the claims' (OutboxSender)."""
         self._settings = settings
+        self._owner = owner
         self._connect = connect
         self._keep_going = keep_going
         self.feed = MailFeed(deadline, fresh_since)
@@ -62,12 +63,12 @@ class MailPipeline:
     def _work(self) -> SendReport:
         if not self._keep_going:
             with self._connect() as db:
-                return OutboxSender(self._settings, db, pool=self._compose_pool).send_due(feed=self.feed)
+                return self._sender(db).send_due(feed=self.feed)
         total, backoff = SendReport(), MIN_BACKOFF_SECONDS
         while not self.feed.done:
             try:
                 with self._connect() as db:
-                    report = OutboxSender(self._settings, db, pool=self._compose_pool).send_due(feed=self.feed)
+                    report = self._sender(db).send_due(feed=self.feed)
             except DatabaseUnavailable as exc:
                 log.warning("mail.database_unavailable", error=str(exc), retry_in=backoff)
                 report = None
@@ -81,6 +82,9 @@ class MailPipeline:
             self.feed.pause(backoff)
             backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
         return total
+
+    def _sender(self, db: Database) -> OutboxSender:
+        return OutboxSender(self._settings, db, pool=self._compose_pool, owner=self._owner)
 
     def finish(self, db: Database, deadline: float) -> SendReport:
         """Nothing more will be queued: wait for the workers to send what is due (until `deadline`)

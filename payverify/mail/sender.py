@@ -9,6 +9,7 @@ and staff get one alert.
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import structlog
 from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.db.presence import ALIVE_SECONDS
 from payverify.errors import DatabaseError, DatabaseUnavailable
 from payverify.mail import message as mime
 from payverify.mail import outbox
@@ -68,9 +70,12 @@ class SendReport:
 
 class OutboxSender:
     def __init__(self, settings: Settings, db: Database, *, transport: SmtpTransport | None = None,
-                 renderer: Renderer | None = None, pool: ComposePool | None = None) -> None:
+                 renderer: Renderer | None = None, pool: ComposePool | None = None, owner: str | None = None) -> None:
+        """`owner`: the process's lease owner (Runtime.lease_owner), whose claims are free to others at
+        once when it dies (db/presence.py). None: a claim is only its lease (CLAIM_LEASE_SECONDS)."""
         self.settings = settings
         self.db = db
+        self.owner = owner
         self._transport = transport
         self._renderer = renderer
         self._pool = pool
@@ -91,7 +96,7 @@ class OutboxSender:
         transport = self._transport or SmtpTransport(parse_smtp_url(smtp_url))
         renderer = self._renderer
         ahead: Claimed | None = None  # the next row, claimed while the current one is sent
-        claimed: Claimed | None
+        claimed: Claimed | None = None  # being sent: left behind if the database goes away meanwhile
         try:
             while report.sent + report.failed + report.retried < limit:
                 until = feed.deadline if feed is not None else deadline
@@ -116,9 +121,14 @@ class OutboxSender:
                     # Workers compose: have the next one composed while this one goes over SMTP.
                     ahead = self._claim(feed, order_id)
                 failure = self._deliver(claimed, transport, renderer, report)
+                claimed = None
                 if failure is not None and failure.connection:
                     report.smtp_down = failure.reason  # the rest waits for the next run
                     break
+        except (DatabaseError, DatabaseUnavailable):
+            if claimed is not None:
+                LEFT_BEHIND.add(self.owner, claimed.row["id"])
+            raise
         finally:
             if ahead is not None:
                 self._release(ahead)
@@ -129,14 +139,21 @@ class OutboxSender:
     def _claim(self, feed: MailFeed | None, order_id: int | None = None) -> Claimed | None:
         """The next due row, its order's tickets (a confirmation's), and its composing begun when
         worker processes are running."""
-        with self.db.transaction() as tx:
-            row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
-                         fresh_since=feed.fresh_since if feed is not None else None, order_id=order_id)
-            if row is None:
-                return None
-            tickets = None
-            if row["kind"] == CONFIRMATION and row["order_id"] is not None:
-                tickets = tx.all("order_tickets", order_id=row["order_id"])
+        left_behind = LEFT_BEHIND.take(self.owner)
+        taken = None  # once the claim is committed
+        try:
+            with self.db.transaction() as tx:
+                row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
+                             fresh_since=feed.fresh_since if feed is not None else None, order_id=order_id,
+                             owner=self.owner, alive_seconds=ALIVE_SECONDS, left_behind=left_behind)
+                if row is None:
+                    return None
+                tickets = None
+                if row["kind"] == CONFIRMATION and row["order_id"] is not None:
+                    tickets = tx.all("order_tickets", order_id=row["order_id"])
+            taken = row["id"]
+        finally:
+            LEFT_BEHIND.add(self.owner, *(i for i in left_behind if i != taken))
         return Claimed(row, tickets, self._pool.start(row, tickets) if self._pool is not None else None)
 
     def _release(self, claimed: Claimed) -> None:
@@ -146,7 +163,8 @@ class OutboxSender:
         try:
             with self.db.transaction() as tx:
                 tx.run("release_outbox_row", id=claimed.row["id"])
-        except (DatabaseError, DatabaseUnavailable) as exc:  # its claim lapses instead (CLAIM_LEASE_SECONDS)
+        except (DatabaseError, DatabaseUnavailable) as exc:  # the next claim of this process takes it back
+            LEFT_BEHIND.add(self.owner, claimed.row["id"])
             log.warning("mail.release_failed", outbox_id=claimed.row["id"], error=str(exc))
 
     def _deliver(self, claimed: Claimed, transport: SmtpTransport, renderer: Renderer,
@@ -167,6 +185,8 @@ class OutboxSender:
                 self._retry(row, exc.reason, report)
             return None
         faults.point("before_smtp_send")
+        if not self._still_ours(row):
+            return None
         try:
             refused = transport.send(message)
         except DeliveryFailed as exc:
@@ -193,6 +213,18 @@ class OutboxSender:
                  attempts=row["attempts"], message_id=row["message_id"], composed_by=composed_by)
         return None
 
+    def _still_ours(self, row: dict[str, Any]) -> bool:
+        """A process stopped for longer than ALIVE_SECONDS (SIGSTOP, a stall) loses its claims, and
+        another may have sent the row meanwhile: asked just before SMTP, so a second copy can only come
+        from the documented window (accepted by the server, not marked sent yet)."""
+        if self.owner is None:
+            return True
+        with self.db.transaction() as tx:
+            held = tx.one("outbox_claim_held", id=row["id"], owner=self.owner) is not None
+        if not held:
+            log.warning("mail.claim_lost", outbox_id=row["id"], kind=row["kind"], console=False)
+        return held
+
     def _retry(self, row: dict[str, Any], reason: str, report: SendReport) -> None:
         with self.db.transaction() as tx:
             tx.run("mark_outbox_retry", id=row["id"], error=reason, delay_seconds=backoff_seconds(row["attempts"]))
@@ -216,6 +248,31 @@ class OutboxSender:
                 faults.point("after_worker_composed")
                 return composed, "worker"
         return compose(claimed.row, claimed.tickets, self.settings, renderer), "sender"
+
+
+class LeftBehind:
+    """Outbox rows this process claimed and could not give back or mark (its database connection was
+    lost): the next claim of any of its senders takes one back first, rather than letting it wait
+    CLAIM_LEASE_SECONDS for a claim that a live process holds. A claim takes the whole set and puts back
+    what it did not take, so two senders never take back the same row."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[str, set[int]] = {}
+
+    def add(self, owner: str | None, *ids: int) -> None:
+        if owner is not None and ids:
+            with self._lock:
+                self._ids.setdefault(owner, set()).update(ids)
+
+    def take(self, owner: str | None) -> list[int]:
+        if owner is None:
+            return []
+        with self._lock:
+            return sorted(self._ids.pop(owner, ()))
+
+
+LEFT_BEHIND = LeftBehind()
 
 
 @dataclass
@@ -244,10 +301,10 @@ INTERACTIVE_MAIL_SECONDS = 30.0
 
 
 def deliver(settings: Settings, db: Database, *, deadline: float | None = None,
-            order_id: int | None = None) -> SendReport:
+            order_id: int | None = None, owner: str | None = None) -> SendReport:
     """Send what is due (only one order's, with `order_id`) until `deadline`; say on stderr (through
-    the log) when mail cannot go out at all."""
-    report = OutboxSender(settings, db).send_due(deadline=deadline, order_id=order_id)
+    the log) when mail cannot go out at all. `owner`: as for OutboxSender."""
+    report = OutboxSender(settings, db, owner=owner).send_due(deadline=deadline, order_id=order_id)
     report_trouble(db, report)
     return report
 

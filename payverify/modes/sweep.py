@@ -19,6 +19,7 @@ import structlog
 from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.db.presence import ALIVE_SECONDS
 from payverify.modes.attempt import OrderFailure, Worker, Workers, attempt_order
 from payverify.orders.decision import widen_rescue
 from payverify.orders.settle import Attempt
@@ -85,7 +86,8 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
         policy = widen_rescue(settings.policy, since, now)
         selection = {"rescue_since": now - timedelta(hours=policy.rescue_hours),
                      "rescue_checked_before": now if since else now - timedelta(minutes=policy.rescue_recheck_minutes),
-                     "aging": since is None, "run_started": now, "recheck_seconds": recheck_seconds}
+                     "aging": since is None, "run_started": now, "recheck_seconds": recheck_seconds,
+                     "owner": attempt.lease_owner, "alive_seconds": ALIVE_SECONDS}
 
         def make_worker() -> Worker:
             worker_db = connect()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from payverify.db import Database
+from payverify.db.presence import ALIVE_SECONDS
 from payverify.errors import DatabaseUnavailable
 from payverify.exitcodes import ExitStatus
 from payverify.mail.pipeline import MailPipeline
@@ -99,7 +100,8 @@ class Watch:
     # ---- the loop --------------------------------------------------------------------------------
     def run(self) -> ExitStatus:
         log.info("watch.start", run_id=self.rt.run_id, interval=self.settings.watch_interval)
-        with MailPipeline(self.settings, self._connect, deadline=float("inf"), keep_going=True) as mail, \
+        with MailPipeline(self.settings, self._connect, deadline=float("inf"), keep_going=True,
+                          owner=self.attempt.lease_owner) as mail, \
                 ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="watch") as pool:
             listener: Database | None = None
             housekeeping: Future[None] | None = None
@@ -175,7 +177,8 @@ class Watch:
         if room <= 0:  # memory stays flat through a burst: the rest is noticed as these finish
             return
         with db.transaction() as tx:
-            rows = tx.all("watch_new_orders", exclude=list(self._watched), limit=room, fast_seconds=FAST_SECONDS)
+            rows = tx.all("watch_new_orders", exclude=list(self._watched), limit=room, fast_seconds=FAST_SECONDS,
+                          alive_seconds=ALIVE_SECONDS)
         now = time.monotonic()
         for row in rows:
             self._watched.add(row["id"])
