@@ -72,9 +72,10 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
     PAYVERIFY_CONCURRENCY at once, each worker with its own connection and no transaction open
     while SumUp answers. Due orders are fetched in batches, so memory does not grow with the
     backlog. `progress(done, total)` after each order; `settled()` after each order whose attempt
-    committed (what it queued can be mailed now). `stop` set: no new order is started (watch's SIGTERM).
-    `recheck_seconds`: an order awaiting payment is due only when it was not checked for that long (never
-    checked: when it is that old); watch's minute housekeeping asks as a five-minute cron tick would."""
+    committed (what it queued can be mailed now). `stop` set (SIGTERM): no new order is started, and
+    every wait ends. `recheck_seconds`: an order awaiting payment is due only when it was not checked
+    for that long (never checked: when it is that old); watch's minute housekeeping asks as a
+    five-minute cron tick would."""
     deadline = time.monotonic() + settings.time_budget_seconds
     report = SweepReport(run_id=attempt.run_id, dry_run=dry_run, deadline=deadline)
     limit = limit or settings.max_orders_per_run
