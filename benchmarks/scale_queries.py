@@ -19,6 +19,7 @@ from typing import Any
 
 from payverify.config import Policy
 from payverify.db import Database
+from payverify.db.presence import ALIVE_SECONDS
 from payverify.mail.kinds import ALERT_STUCK, CONFIRMATION
 from payverify.mail.sender import CLAIM_LEASE_SECONDS, GIVE_UP_HOURS
 from payverify.modes.reconcile import OWNER_CANDIDATES
@@ -49,11 +50,13 @@ SWEEP: dict[str, Params] = {
     "select_due_orders": lambda c: {
         "rescue_since": c.now - timedelta(hours=POLICY.rescue_hours),
         "rescue_checked_before": c.now - timedelta(minutes=POLICY.rescue_recheck_minutes),
-        "aging": True, "run_started": c.now, "recheck_seconds": 0, "exclude": [], "limit": DUE_BATCH},
+        "aging": True, "run_started": c.now, "recheck_seconds": 0, "exclude": [], "limit": DUE_BATCH,
+        "owner": f"{c.host}:1:bench", "alive_seconds": ALIVE_SECONDS},
     "stuck_orders": lambda c: {"minutes": POLICY.stuck_minutes, "limit": MAX_LISTED},
     "recent_alert_of_kind": lambda c: {"kind": ALERT_STUCK, "minutes": DIGEST_EVERY_MINUTES},
     "claim_outbox_row": lambda c: {"lease_seconds": CLAIM_LEASE_SECONDS, "give_up_hours": GIVE_UP_HOURS,
-                                   "fresh_since": None, "order_id": None},
+                                   "fresh_since": None, "order_id": None, "owner": f"{c.host}:1:bench",
+                                   "alive_seconds": ALIVE_SECONDS, "left_behind": []},
     "outbox_backlog": lambda c: {},
     "metrics_runs_by_exit_status": lambda c: {"host": c.host, "command": "sweep"},
     "metrics_last_run": lambda c: {"host": c.host, "command": "sweep"},
@@ -87,7 +90,7 @@ CHECK: dict[str, Params] = {
     "order_outbox": lambda c: {"order_id": c.order_id},
 }
 WATCH: dict[str, Params] = {
-    "watch_new_orders": lambda c: {"exclude": [], "limit": 500, "fast_seconds": 60},
+    "watch_new_orders": lambda c: {"exclude": [], "limit": 500, "fast_seconds": 60, "alive_seconds": ALIVE_SECONDS},
 }
 # Once an hour, in a sweep: one batch of each table, from the start, as retention's pass begins.
 RETENTION: dict[str, Params] = {

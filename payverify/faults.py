@@ -11,7 +11,7 @@ PAYVERIFY_FAULT=name@N:...  the same, only the N-th time this process reaches `n
 This is the one list of them. In production the variable is unset, and each point is one string
 comparison with an empty string.
   after_due_batch        modes/sweep.py       a batch of due orders selected, none started yet
-  after_claim            modes/attempt.py     an order's lease taken, SumUp not asked yet
+  after_claim            orders/lease.py      an order's lease taken (sweep or watch), SumUp not asked yet
   after_sumup_answer     orders/verify.py     SumUp answered, nothing written yet
   before_settle_commit   orders/settle.py     the settle transaction written, not committed
   after_settle_commit    orders/verify.py     the settle transaction committed

@@ -6,6 +6,7 @@ that use them, so `payverify --help` starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -114,7 +115,8 @@ def watch(config_file) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    return Watch(rt, stop).run()
+    with rt.presence("watch"):  # its claims die with it
+        return Watch(rt, stop).run()
 
 
 @cli.command()
@@ -137,7 +139,7 @@ def check(config_file, order, dry_run, as_json) -> int:
     from payverify.modes.check import check_order, mail_state
 
     rt = start(config_file)
-    with rt.database() as db:
+    with rt.database() as db, contextlib.nullcontext() if dry_run else rt.presence("check"):
         client = rt.sumup_client()
         try:
             result = check_order(rt.settings, db, client, rt.attempt("check"), order, dry_run=dry_run)
@@ -145,7 +147,7 @@ def check(config_file, order, dry_run, as_json) -> int:
             client.close()
         if not dry_run:  # this order's mail, within a bound: the rest is the sweep's
             deliver(rt.settings, db, order_id=result.result.order.id,
-                    deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS)
+                    deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS, owner=rt.lease_owner)
             result = mail_state(db, result)
     if as_json:
         click.echo(json.dumps(report.check_json(result), indent=2, default=str))
@@ -174,9 +176,10 @@ def resend(config_file, order, to_address) -> int:
     from payverify.modes.resend import queue_resend
 
     rt = start(config_file)
-    with rt.database() as db:
+    with rt.database() as db, rt.presence("resend"):
         queued = queue_resend(rt.settings, db, order, to_address)
-        mail = deliver(rt.settings, db, order_id=queued.order_id, deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS)
+        mail = deliver(rt.settings, db, order_id=queued.order_id, deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS,
+                       owner=rt.lease_owner)
         state = queued.state(db)
     click.echo(f"Confirmation of {queued.order_number} queued for {queued.recipient}: {state}")
     if mail.not_configured:

@@ -57,7 +57,8 @@ def reconcile(config_file, since, as_json, csv_file, dry_run) -> int:
             client.close()
         status = ExitStatus.OK if result.all_read else ExitStatus.SUMUP_UNAVAILABLE
         if not dry_run:
-            deliver(rt.settings, db)
+            with rt.presence("reconcile"):  # its outbox claims die with it
+                deliver(rt.settings, db, owner=rt.lease_owner)
             record_run_end(db, rt.run_id, int(status), None, None, {})
             from payverify.monitoring.metrics import publish_metrics
 

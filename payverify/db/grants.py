@@ -50,6 +50,8 @@ OWN_RIGHTS: dict[str, tuple[str, ...]] = {
     "payverify_reconcile_reported": ("SELECT", "INSERT"),
     "payverify_housekeeping": ("SELECT", "INSERT", "UPDATE"),
     "payverify_run_counts": ("SELECT", "INSERT", "UPDATE"),  # through payverify_runs' trigger
+    # Its own row while it runs (db/presence.py), others' read by the claims; retention deletes the silent.
+    "payverify_processes": ("SELECT", "INSERT", "UPDATE", "DELETE"),
 }
 
 _MAX_ROLE_BYTES = 63  # Postgres would silently cut a longer name to 63 bytes: another role's name

@@ -74,7 +74,9 @@ SELECT now() AS now
 -- age (every age/8, at most every 30 min) unless replaying; failed/expired ones in the rescue
 -- window at most every rescue_checked_before; with recheck_seconds (watch's housekeeping), awaiting
 -- orders at most that often, never-checked ones once that old. Orders checked since this run started,
--- leased by another run, or in flight (exclude) are left out. due_total counts them all (before the LIMIT).
+-- leased by another live process, or in flight (exclude) are left out: a lease of this process (owner)
+-- not in flight was left by a lost connection, and a dead process's lease is free (claim_order says
+-- why). due_total counts them all (before the LIMIT).
 -- The candidates are found without reading history: awaiting orders through the site's status
 -- index; failed/expired ones in the rescue window as the orders payverify checked within it (its
 -- own index on last_checked_at: a settle is a check) and, for any it never saw, the orders newer
@@ -106,7 +108,9 @@ WHERE (
          AND o.created_at >= %(rescue_since)s
          AND (s.last_checked_at IS NULL OR s.last_checked_at < %(rescue_checked_before)s))
       )
-  AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now())
+  AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now() OR s.lease_owner = %(owner)s
+       OR s.lease_owner <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
+                                     WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s))))
   AND (s.last_checked_at IS NULL OR s.last_checked_at < %(run_started)s)
   AND o.id <> ALL(%(exclude)s::bigint[])
   AND o.id = ANY(ARRAY(SELECT id FROM candidates))
@@ -126,19 +130,25 @@ WHERE o.status = 'pending_verification'
   AND (s.last_checked_at IS NULL OR s.last_checked_at < o.updated_at
        OR (o.updated_at > now() - make_interval(secs => %(fast_seconds)s)
            AND coalesce(s.last_sumup_status, 'PENDING') = 'PENDING'))
-  AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now())
+  AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now()
+       OR s.lease_owner <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
+                                     WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s))))
   AND o.id <> ALL(%(exclude)s::bigint[])
 ORDER BY o.updated_at, o.id
 LIMIT %(limit)s
 
 -- name: claim_unleased_order
--- Take the lease unless another run holds it (watch's asks: the order was noticed, not selected).
+-- Take the lease unless another live process holds it (watch's asks: the order was noticed, not
+-- selected). The lease is free as for claim_order.
 UPDATE payverify_order_state
 SET lease_owner = %(owner)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
 WHERE order_id = (
     SELECT order_id FROM payverify_order_state
-    WHERE order_id = %(order_id)s AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    WHERE order_id = %(order_id)s
+      AND (lease_expires_at IS NULL OR lease_expires_at < now() OR lease_owner = %(owner)s
+           OR lease_owner <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
+                                       WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s))))
     FOR UPDATE SKIP LOCKED)
 RETURNING order_id
 
@@ -146,14 +156,19 @@ RETURNING order_id
 INSERT INTO payverify_order_state (order_id) VALUES (%(order_id)s) ON CONFLICT (order_id) DO NOTHING
 
 -- name: claim_order
--- Take the lease unless another run holds it or checked the order after we selected it.
+-- Take the lease unless another live process holds it or checked the order after we selected it.
+-- Free: no lease, a lapsed one, one whose owner was not seen alive lately (payverify_processes: killed,
+-- crashed, stopped), or one of this very process (owner): orders/lease.py lets a claim through only
+-- while no other thread of the process has the order, so such a lease was left by a lost connection.
 UPDATE payverify_order_state
 SET lease_owner = %(owner)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
 WHERE order_id = (
     SELECT order_id FROM payverify_order_state
     WHERE order_id = %(order_id)s
-      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND (lease_expires_at IS NULL OR lease_expires_at < now() OR lease_owner = %(owner)s
+           OR lease_owner <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
+                                       WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s))))
       AND last_checked_at IS NOT DISTINCT FROM %(seen_last_checked_at)s
     FOR UPDATE SKIP LOCKED)
 RETURNING order_id
@@ -286,20 +301,40 @@ FROM payverify_outbox WHERE order_id = %(order_id)s ORDER BY id
 SELECT count(*) AS n FROM tickets_ticket
 
 -- name: claim_outbox_row
--- Take the next due message; pushing next_attempt_at ahead is its lease while we send it. While a
--- sweep still verifies, only what it queued itself (created since fresh_since): an older row may be
+-- Take the next due message; pushing next_attempt_at ahead is its lease while we send it, claimed_by
+-- says whose it is. First a row this process claimed and could not give back (left_behind: its
+-- connection was lost), then one whose claimant was not seen alive lately (payverify_processes: killed,
+-- crashed, stopped; through payverify_outbox_claimed_idx, the few rows being sent), then the next due
+-- one (through payverify_outbox_due_idx); each is looked at only when those before it find none. While
+-- a sweep still verifies, only what it queued itself (created since fresh_since): an older row may be
 -- for an order the sweep is about to settle otherwise (a late payment cancels its "payment failed").
 -- With order_id (check, resend): only that order's mail.
 UPDATE payverify_outbox
-SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease_seconds)s)
-WHERE id = (
-    SELECT id FROM payverify_outbox
-    WHERE status = 'pending' AND next_attempt_at <= now()
-      AND (%(fresh_since)s::timestamptz IS NULL OR created_at >= %(fresh_since)s::timestamptz)
-      AND (%(order_id)s::bigint IS NULL OR order_id = %(order_id)s::bigint)
-    ORDER BY next_attempt_at, id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED)
+SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease_seconds)s),
+    claimed_by = %(owner)s
+WHERE id = coalesce(
+    (SELECT id FROM payverify_outbox
+     WHERE id = ANY(%(left_behind)s::bigint[]) AND status = 'pending' AND claimed_by = %(owner)s
+       AND (%(fresh_since)s::timestamptz IS NULL OR created_at >= %(fresh_since)s::timestamptz)
+       AND (%(order_id)s::bigint IS NULL OR order_id = %(order_id)s::bigint)
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED),
+    (SELECT id FROM payverify_outbox
+     WHERE status = 'pending' AND claimed_by IS NOT NULL
+       AND claimed_by <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
+                                   WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s)))
+       AND (%(fresh_since)s::timestamptz IS NULL OR created_at >= %(fresh_since)s::timestamptz)
+       AND (%(order_id)s::bigint IS NULL OR order_id = %(order_id)s::bigint)
+     ORDER BY claimed_by, next_attempt_at, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED),
+    (SELECT id FROM payverify_outbox
+     WHERE status = 'pending' AND next_attempt_at <= now()
+       AND (%(fresh_since)s::timestamptz IS NULL OR created_at >= %(fresh_since)s::timestamptz)
+       AND (%(order_id)s::bigint IS NULL OR order_id = %(order_id)s::bigint)
+     ORDER BY next_attempt_at, id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED))
 RETURNING id, kind, order_id, recipients, context, message_id, attempts, created_at,
           created_at < now() - %(give_up_hours)s * interval '1 hour' AS too_old
 
@@ -317,31 +352,37 @@ WHERE order_id = %(order_id)s AND kind = %(kind)s AND status = 'pending'
 -- The rendering context (customer's name, items, amounts, an alert's lists) is never read again: check
 -- reads the columns, resend renders from the order. Only what names the message is kept.
 UPDATE payverify_outbox
-SET status = 'sent', sent_at = now(), last_error = %(note)s,
+SET status = 'sent', sent_at = now(), last_error = %(note)s, claimed_by = NULL,
     time_to_ticket_seconds = extract(epoch FROM now() - ticket_clock_started_at),
     context = jsonb_strip_nulls(jsonb_build_object('order_id', context->'order_id',
                                                    'order_number', context->'order_number',
                                                    'artist', context->'artist'))
 WHERE id = %(id)s
 
+-- name: outbox_claim_held
+-- Just before a message goes to the SMTP server: is the row still ours? A process stopped for a while
+-- (SIGSTOP, a stall) may have lost it to another that sent it meanwhile; it must not send it again.
+SELECT 1 AS held FROM payverify_outbox WHERE id = %(id)s AND status = 'pending' AND claimed_by = %(owner)s
+
 -- name: mark_outbox_retry
 UPDATE payverify_outbox
-SET next_attempt_at = now() + make_interval(secs => %(delay_seconds)s), last_error = %(error)s
+SET next_attempt_at = now() + make_interval(secs => %(delay_seconds)s), last_error = %(error)s, claimed_by = NULL
 WHERE id = %(id)s
 
 -- name: release_outbox_row
 -- Not this message's failure (the run stopped before its turn, or the SMTP server as a whole failed):
 -- due again at once, the attempt not counted.
-UPDATE payverify_outbox SET next_attempt_at = now(), attempts = attempts - 1 WHERE id = %(id)s
+UPDATE payverify_outbox SET next_attempt_at = now(), attempts = attempts - 1, claimed_by = NULL WHERE id = %(id)s
 
 -- name: give_back_outbox_row
 -- The SMTP server as a whole failed (refused, dropped, 421): due again at once, the attempt not
 -- counted, and why it waits recorded for `check` and `pending`.
-UPDATE payverify_outbox SET next_attempt_at = now(), attempts = attempts - 1, last_error = %(error)s
+UPDATE payverify_outbox SET next_attempt_at = now(), attempts = attempts - 1, last_error = %(error)s,
+    claimed_by = NULL
 WHERE id = %(id)s
 
 -- name: mark_outbox_failed
-UPDATE payverify_outbox SET status = 'failed', last_error = %(error)s WHERE id = %(id)s
+UPDATE payverify_outbox SET status = 'failed', last_error = %(error)s, claimed_by = NULL WHERE id = %(id)s
 
 -- name: order_tickets
 SELECT t.code, tt.name AS ticket_type, t.holder_name
@@ -700,3 +741,28 @@ SELECT (SELECT count(*) FROM candidates) AS examined, (SELECT count(*) FROM doom
        (SELECT count(*) FROM deleted) AS deleted,
        (SELECT started_at FROM candidates ORDER BY started_at DESC, id DESC LIMIT 1) AS last_at,
        (SELECT id FROM candidates ORDER BY started_at DESC, id DESC LIMIT 1) AS last_id
+
+-- name: prune_silent_processes
+-- Process rows not seen for a day: processes that were killed or crashed (a clean exit deletes its own
+-- row). Until then `SELECT * FROM payverify_processes` shows what died, and when. A handful of rows.
+DELETE FROM payverify_processes WHERE seen_at < now() - make_interval(hours => %(hours)s) AND NOT %(dry_run)s
+
+-- ---- live processes (db/presence.py) ---------------------------------------------------------------
+
+-- name: process_seen
+-- This process is alive: written when it starts and every few seconds after (a row pruned or deleted
+-- while the process was stopped comes back).
+INSERT INTO payverify_processes AS p (owner, host, command, machine, pid, pid_started, started_at, seen_at)
+VALUES (%(owner)s, %(host)s, %(command)s, %(machine)s, %(pid)s, %(pid_started)s, now(), now())
+ON CONFLICT (owner) DO UPDATE SET seen_at = now()
+
+-- name: process_gone
+-- A clean exit, or a process of this machine whose pid is gone: its claims are free at once.
+DELETE FROM payverify_processes WHERE owner = %(owner)s
+
+-- name: processes_on_machine
+-- The other processes of this machine (same boot, same pid namespace) that still count as alive: the
+-- kernel can say whether each still runs.
+SELECT owner, command, pid, pid_started, started_at, seen_at FROM payverify_processes
+WHERE machine = %(machine)s AND owner <> %(owner)s
+  AND seen_at > now() - make_interval(secs => %(alive_seconds)s)

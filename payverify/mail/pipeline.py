@@ -44,13 +44,14 @@ class MailPipeline:
     """The mail workers of one run: started before the sweep, finished after it."""
 
     def __init__(self, settings: Settings, connect: Callable[[], Database], deadline: float, *,
-                 fresh_since: datetime | None = None, keep_going: bool = False,
+                 fresh_since: datetime | None = None, keep_going: bool = False, owner: str | None = None,
                  liveness: Liveness | None = None) -> None:
         """`keep_going` (payverify watch): a worker outlives database and SMTP outages and any other
         exception (logged with its traceback, counted in `liveness`), backing off, until the feed
         finishes; in a sweep a lost database ends the run, and an SMTP server that refuses the session
-        leaves the rest for the next run."""
+        leaves the rest for the next run. `owner`: the claims' (OutboxSender)."""
         self._settings = settings
+        self._owner = owner
         self._connect = connect
         self._keep_going = keep_going
         self._liveness = liveness or Liveness()
@@ -76,7 +77,7 @@ class MailPipeline:
     def _work(self, n: int) -> SendReport:
         if not self._keep_going:
             with self._connect() as db:
-                return OutboxSender(self._settings, db, pool=self._compose_pool).send_due(feed=self.feed)
+                return self._sender(db).send_due(feed=self.feed)
         loop = f"mail.{n}"
         tick = partial(self._liveness.tick, loop)
         total, backoff = SendReport(), MIN_BACKOFF_SECONDS
@@ -85,8 +86,7 @@ class MailPipeline:
                 tick()
                 try:
                     with self._connect() as db:
-                        sender = OutboxSender(self._settings, db, pool=self._compose_pool)
-                        report = sender.send_due(feed=self.feed, tick=tick)
+                        report = self._sender(db).send_due(feed=self.feed, tick=tick)
                 except DatabaseUnavailable as exc:
                     log.warning("mail.database_unavailable", error=str(exc), retry_in=backoff)
                     report = None
@@ -108,6 +108,9 @@ class MailPipeline:
         finally:
             self._liveness.done(loop)
         return total
+
+    def _sender(self, db: Database) -> OutboxSender:
+        return OutboxSender(self._settings, db, pool=self._compose_pool, owner=self._owner)
 
     def finish(self, db: Database, deadline: float) -> SendReport:
         """Nothing more will be queued: wait for the workers to send what is due (until `deadline`)

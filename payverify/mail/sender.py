@@ -9,6 +9,7 @@ and staff get one alert.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -20,6 +21,7 @@ import structlog
 from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.db.presence import ALIVE_SECONDS
 from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
 from payverify.mail import message as mime
 from payverify.mail import outbox
@@ -69,9 +71,12 @@ class SendReport:
 
 class OutboxSender:
     def __init__(self, settings: Settings, db: Database, *, transport: SmtpTransport | None = None,
-                 renderer: Renderer | None = None, pool: ComposePool | None = None) -> None:
+                 renderer: Renderer | None = None, pool: ComposePool | None = None, owner: str | None = None) -> None:
+        """`owner`: the process's lease owner (Runtime.lease_owner), whose claims are free to others at
+        once when it dies (db/presence.py). None: a claim is only its lease (CLAIM_LEASE_SECONDS)."""
         self.settings = settings
         self.db = db
+        self.owner = owner
         self._transport = transport
         self._renderer = renderer
         self._pool = pool
@@ -84,8 +89,9 @@ class OutboxSender:
                  order_id: int | None = None, tick: Callable[[], None] | None = None) -> SendReport:
         """Send due rows until none is left, `limit` or `deadline`. With a `feed` (mail while a sweep
         verifies), none left means: wait for the sweep to queue more, until it has finished. `tick`
-        after each row and each look (watch's liveness). What it raises leaves no row claimed: the
-        row in hand is given back (due again at once) first."""
+        after each row and each look (watch's liveness). What it raises leaves no row claimed for
+        long: the row in hand is given back first (due again at once), or, when the database is in
+        trouble, taken back by this process's next claim."""
         report = SendReport()
         report.not_configured = self._missing_setting()
         smtp_url = self.settings.smtp_url
@@ -94,8 +100,7 @@ class OutboxSender:
         transport = self._transport or SmtpTransport(parse_smtp_url(smtp_url))
         renderer = self._renderer
         ahead: Claimed | None = None  # the next row, claimed while the current one is sent
-        claimed: Claimed | None
-        in_hand: Claimed | None = None  # claimed and not yet marked sent, retried or failed
+        claimed: Claimed | None = None  # being sent: left behind if the database goes away meanwhile
         try:
             while report.sent + report.failed + report.retried < limit:
                 if tick is not None:
@@ -107,14 +112,13 @@ class OutboxSender:
                     claimed, ahead = ahead, None
                 else:
                     mark = feed.mark() if feed is not None else 0
-                    claimed = in_hand = self._claim(feed, order_id)
+                    claimed = self._claim(feed, order_id)
                     if self._pool is not None:
                         (self._pool.idle if claimed is None else self._pool.busy)()
                     if claimed is None:
                         if feed is not None and feed.wait_for_more(mark):
                             continue
                         break
-                in_hand = claimed
                 if renderer is None:
                     from payverify.mail.render import Renderer  # Jinja2 only when there is mail to render
 
@@ -123,15 +127,15 @@ class OutboxSender:
                     # Workers compose: have the next one composed while this one goes over SMTP.
                     ahead = self._claim(feed, order_id)
                 failure = self._deliver(claimed, transport, renderer, report)
-                in_hand = None
+                claimed = None
                 if failure is not None and failure.connection:
                     report.smtp_down = failure.reason  # the rest waits for the next run
                     break
         except BaseException as exc:
-            # A lock or statement timeout, a bug: not this message's fault. (A lost connection cannot
-            # give anything back: the claim lapses.)
-            if in_hand is not None and not isinstance(exc, DatabaseUnavailable):
-                self._release(in_hand, why=exc)
+            if claimed is not None and isinstance(exc, (DatabaseError, DatabaseUnavailable)):
+                LEFT_BEHIND.add(self.owner, claimed.row["id"])
+            elif claimed is not None:  # a bug, say: not this message's fault
+                self._release(claimed, why=exc)
             raise
         finally:
             if ahead is not None:
@@ -143,14 +147,21 @@ class OutboxSender:
     def _claim(self, feed: MailFeed | None, order_id: int | None = None) -> Claimed | None:
         """The next due row, its order's tickets (a confirmation's), and its composing begun when
         worker processes are running."""
-        with self.db.transaction() as tx:
-            row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
-                         fresh_since=feed.fresh_since if feed is not None else None, order_id=order_id)
-            if row is None:
-                return None
-            tickets = None
-            if row["kind"] == CONFIRMATION and row["order_id"] is not None:
-                tickets = tx.all("order_tickets", order_id=row["order_id"])
+        left_behind = LEFT_BEHIND.take(self.owner)
+        taken = None  # once the claim is committed
+        try:
+            with self.db.transaction() as tx:
+                row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
+                             fresh_since=feed.fresh_since if feed is not None else None, order_id=order_id,
+                             owner=self.owner, alive_seconds=ALIVE_SECONDS, left_behind=left_behind)
+                if row is None:
+                    return None
+                tickets = None
+                if row["kind"] == CONFIRMATION and row["order_id"] is not None:
+                    tickets = tx.all("order_tickets", order_id=row["order_id"])
+            taken = row["id"]
+        finally:
+            LEFT_BEHIND.add(self.owner, *(i for i in left_behind if i != taken))
         return Claimed(row, tickets, self._pool.start(row, tickets) if self._pool is not None else None)
 
     def _release(self, claimed: Claimed, why: BaseException | None = None) -> None:
@@ -166,7 +177,8 @@ class OutboxSender:
                 else:
                     reason = str(why) if isinstance(why, PayverifyError) else type(why).__name__
                     tx.run("give_back_outbox_row", id=claimed.row["id"], error=f"not sent: {reason}")
-        except (DatabaseError, DatabaseUnavailable) as exc:  # its claim lapses instead (CLAIM_LEASE_SECONDS)
+        except (DatabaseError, DatabaseUnavailable) as exc:  # the next claim of this process takes it back
+            LEFT_BEHIND.add(self.owner, claimed.row["id"])
             log.warning("mail.release_failed", outbox_id=claimed.row["id"], error=str(exc))
 
     def _deliver(self, claimed: Claimed, transport: SmtpTransport, renderer: Renderer,
@@ -187,6 +199,8 @@ class OutboxSender:
                 self._retry(row, exc.reason, report)
             return None
         faults.point("before_smtp_send")
+        if not self._still_ours(row):
+            return None
         try:
             refused = transport.send(message)
         except DeliveryFailed as exc:
@@ -213,6 +227,18 @@ class OutboxSender:
                  attempts=row["attempts"], message_id=row["message_id"], composed_by=composed_by)
         return None
 
+    def _still_ours(self, row: dict[str, Any]) -> bool:
+        """A process stopped for longer than ALIVE_SECONDS (SIGSTOP, a stall) loses its claims, and
+        another may have sent the row meanwhile: asked just before SMTP, so a second copy can only come
+        from the documented window (accepted by the server, not marked sent yet)."""
+        if self.owner is None:
+            return True
+        with self.db.transaction() as tx:
+            held = tx.one("outbox_claim_held", id=row["id"], owner=self.owner) is not None
+        if not held:
+            log.warning("mail.claim_lost", outbox_id=row["id"], kind=row["kind"], console=False)
+        return held
+
     def _retry(self, row: dict[str, Any], reason: str, report: SendReport) -> None:
         with self.db.transaction() as tx:
             tx.run("mark_outbox_retry", id=row["id"], error=reason, delay_seconds=backoff_seconds(row["attempts"]))
@@ -236,6 +262,31 @@ class OutboxSender:
                 faults.point("after_worker_composed")
                 return composed, "worker"
         return compose(claimed.row, claimed.tickets, self.settings, renderer), "sender"
+
+
+class LeftBehind:
+    """Outbox rows this process claimed and could not give back or mark (its database connection was
+    lost): the next claim of any of its senders takes one back first, rather than letting it wait
+    CLAIM_LEASE_SECONDS for a claim that a live process holds. A claim takes the whole set and puts back
+    what it did not take, so two senders never take back the same row."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[str, set[int]] = {}
+
+    def add(self, owner: str | None, *ids: int) -> None:
+        if owner is not None and ids:
+            with self._lock:
+                self._ids.setdefault(owner, set()).update(ids)
+
+    def take(self, owner: str | None) -> list[int]:
+        if owner is None:
+            return []
+        with self._lock:
+            return sorted(self._ids.pop(owner, ()))
+
+
+LEFT_BEHIND = LeftBehind()
 
 
 @dataclass
@@ -264,10 +315,10 @@ INTERACTIVE_MAIL_SECONDS = 30.0
 
 
 def deliver(settings: Settings, db: Database, *, deadline: float | None = None,
-            order_id: int | None = None) -> SendReport:
+            order_id: int | None = None, owner: str | None = None) -> SendReport:
     """Send what is due (only one order's, with `order_id`) until `deadline`; say on stderr (through
-    the log) when mail cannot go out at all."""
-    report = OutboxSender(settings, db).send_due(deadline=deadline, order_id=order_id)
+    the log) when mail cannot go out at all. `owner`: as for OutboxSender."""
+    report = OutboxSender(settings, db, owner=owner).send_due(deadline=deadline, order_id=order_id)
     report_trouble(db, report)
     return report
 

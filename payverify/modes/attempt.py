@@ -5,6 +5,7 @@ why it could not be verified. Each worker thread owns its connection, SumUp clie
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,11 +13,11 @@ from datetime import datetime
 
 import structlog
 
-from payverify import faults
 from payverify.addresses import one_line
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
+from payverify.orders.lease import NOTICED, leased
 from payverify.orders.settle import Attempt, record_error
 from payverify.orders.verify import Result, Verifier
 from payverify.sumup.client import SumUpClient
@@ -28,7 +29,7 @@ ERROR_MAX_CHARS = 300
 # What an attempt gave: VERIFIED (a Result), ERROR (an OrderFailure), CLAIMED (another run holds the lease).
 VERIFIED, ERROR, CLAIMED = "verified", "error", "claimed"
 # Claim whatever the order's last check was (watch: the order was noticed, not selected with it).
-ANY_CHECK = object()
+ANY_CHECK = NOTICED
 
 
 @dataclass(frozen=True)
@@ -98,35 +99,35 @@ def attempt_order(workers: Workers, settings: Settings, attempt: Attempt, order_
     only if nobody checked the order since it was selected (a sweep). `console`: False when the
     command prints its own line for a failure."""
     worker = workers.get()
+    # The whole attempt holds the order in this process (orders/lease.py): watch's asks and its minute's
+    # sweep share a lease owner, and a lease of ours that no thread holds was left by a lost connection.
+    claim = contextlib.nullcontext(True) if dry_run else leased(
+        worker.db, attempt, order_id, lease_seconds=settings.lease_seconds,
+        seen_last_checked_at=seen_last_checked_at)
     try:
-        if not dry_run and not _claim(worker.db, attempt, order_id, settings.lease_seconds, seen_last_checked_at):
-            return CLAIMED, None
-        return VERIFIED, worker.verifier.verify(order_id)
+        with claim as ours:
+            if not ours:
+                return CLAIMED, None
+            try:
+                return VERIFIED, worker.verifier.verify(order_id)
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one order's trouble must not stop the run or the service
+                return ERROR, _failed(worker, settings, attempt, order_id, exc, dry_run=dry_run, console=console)
     except DatabaseUnavailable:
         workers.drop()
         raise
-    except Exception as exc:  # one order's trouble must not stop the run or the service
-        error = describe(exc)
-        log.error("order.error", run_id=attempt.run_id, order_id=order_id, error=error, exc_info=True,
-                  console=console)
-        if dry_run:  # writes nothing, not even the error
-            return ERROR, OrderFailure(order_id, _order_number(worker.db, order_id), error, 0)
-        return ERROR, record_failure(worker.db, settings, attempt, order_id, error)
+    except Exception as exc:  # noqa: BLE001 - the claim's own trouble, likewise
+        return ERROR, _failed(worker, settings, attempt, order_id, exc, dry_run=dry_run, console=console)
 
 
-def _claim(db: Database, attempt: Attempt, order_id: int, lease_seconds: int,
-           seen_last_checked_at: datetime | object | None) -> bool:
-    with db.transaction() as tx:
-        tx.run("ensure_order_state", order_id=order_id)
-        if seen_last_checked_at is ANY_CHECK:
-            claimed = tx.one("claim_unleased_order", order_id=order_id, owner=attempt.lease_owner,
-                             lease_seconds=lease_seconds)
-        else:
-            claimed = tx.one("claim_order", order_id=order_id, owner=attempt.lease_owner,
-                             lease_seconds=lease_seconds, seen_last_checked_at=seen_last_checked_at)
-    if claimed:
-        faults.point("after_claim")
-    return claimed is not None
+def _failed(worker: Worker, settings: Settings, attempt: Attempt, order_id: int, exc: Exception, *,
+            dry_run: bool, console: bool) -> OrderFailure:
+    error = describe(exc)
+    log.error("order.error", run_id=attempt.run_id, order_id=order_id, error=error, exc_info=True, console=console)
+    if dry_run:  # writes nothing, not even the error
+        return OrderFailure(order_id, _order_number(worker.db, order_id), error, 0)
+    return record_failure(worker.db, settings, attempt, order_id, error)
 
 
 def describe(exc: Exception) -> str:

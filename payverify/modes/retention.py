@@ -1,6 +1,7 @@
 """Retention: payverify's own rows older than PAYVERIFY_RETENTION_DAYS are deleted, in small batches.
 
-What goes: audit rows, run rows, and mail that is done (sent or cancelled). What stays however old:
+What goes: audit rows, run rows, mail that is done (sent or cancelled), and the rows of processes
+that died (payverify_processes, not seen for a day: db/presence.py). What stays however old:
 failed and pending mail; every row of an order still awaiting verification or a person (the orders
 `payverify pending` lists: pending with a checkout, pending_verification, requires_manual_review, or
 erroring run after run); a reconnect alert whose key still holds back the next one; per host and
@@ -24,6 +25,7 @@ import structlog
 
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.db.presence import SILENT_HOURS
 from payverify.errors import DatabaseError
 from payverify.mail.kinds import ALERT_RECONNECT
 
@@ -77,9 +79,12 @@ def prune(db: Database, *, days: int, dry_run: bool = False, batch_size: int = B
                 left.remove((name, query))
             else:
                 after[name] = (row["last_at"], row["last_id"])
+    with db.transaction() as tx:  # a handful of rows: the processes that died more than a day ago
+        processes = tx.run("prune_silent_processes", hours=SILENT_HOURS, dry_run=dry_run)
     log.info("retention.pruned", run_id=run_id, days=days, cutoff=cutoff.isoformat(), dry_run=dry_run,
              audit=report.removed["payverify_audit"], outbox=report.removed["payverify_outbox"],
-             runs=report.removed["payverify_runs"], batches=report.batches, complete=report.complete,
+             runs=report.removed["payverify_runs"], processes=processes, batches=report.batches,
+             complete=report.complete,
              seconds=round(time.monotonic() - started, 3))
     return report
 

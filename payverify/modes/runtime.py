@@ -42,6 +42,14 @@ class Runtime:
                 raise
         return db
 
+    def presence(self, command: str):
+        """`with rt.presence(command)`: this process is seen alive (payverify_processes) for the block,
+        so the claims it makes are free to other runs at once if it dies (db/presence.py)."""
+        from payverify.db.presence import Presence
+
+        return Presence(lambda: connect_database(self.settings), owner=self.lease_owner, host=self.host,
+                        command=command)
+
     def sumup_client(self, limiter=None):
         return sumup_client(self.settings, limiter=limiter)
 

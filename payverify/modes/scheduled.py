@@ -17,6 +17,7 @@ the metrics count it, stderr names the order, and staff get an alert once it err
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -75,7 +76,8 @@ def _run(rt: Runtime, *, since, limit, dry_run, progress, stop) -> RunResult:
     def connect():
         return rt.database(check_schema=False)
 
-    with rt.database() as db:
+    # A run that writes is seen alive while it runs: its claims die with it (db/presence.py).
+    with rt.database() as db, contextlib.nullcontext() if dry_run else rt.presence("sweep"):
         if dry_run:  # writes nothing, sends nothing
             preview = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since, limit=limit,
                             dry_run=True, keep_results=True, progress=progress, stop=stop)
@@ -93,7 +95,8 @@ def _run(rt: Runtime, *, since, limit, dry_run, progress, stop) -> RunResult:
             # Mail goes out as orders settle, and shares the run's time budget (what is left after the
             # sweep may be sent until MAIL_AFTER_BUDGET_SECONDS past it), so runs do not pile up.
             mail_end = budget_end + MAIL_AFTER_BUDGET_SECONDS
-            with MailPipeline(rt.settings, connect, deadline=mail_end, fresh_since=started) as pipeline:
+            with MailPipeline(rt.settings, connect, deadline=mail_end, fresh_since=started,
+                              owner=rt.lease_owner) as pipeline:
                 report = sweep(rt.settings, connect, rt.sumup_client, rt.attempt("sweep"), since=since,
                                limit=limit, progress=progress, settled=pipeline.feed.poke, stop=stop)
                 stopping = stop is not None and stop.is_set()

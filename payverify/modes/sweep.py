@@ -19,6 +19,7 @@ import structlog
 from payverify import faults
 from payverify.config import Settings
 from payverify.db import Database
+from payverify.db.presence import ALIVE_SECONDS
 from payverify.modes.attempt import OrderFailure, Worker, Workers, attempt_order
 from payverify.orders.decision import widen_rescue
 from payverify.orders.settle import Attempt
@@ -71,9 +72,10 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
     PAYVERIFY_CONCURRENCY at once, each worker with its own connection and no transaction open
     while SumUp answers. Due orders are fetched in batches, so memory does not grow with the
     backlog. `progress(done, total)` after each order; `settled()` after each order whose attempt
-    committed (what it queued can be mailed now). `stop` set: no new order is started (watch's SIGTERM).
-    `recheck_seconds`: an order awaiting payment is due only when it was not checked for that long (never
-    checked: when it is that old); watch's minute housekeeping asks as a five-minute cron tick would."""
+    committed (what it queued can be mailed now). `stop` set (SIGTERM): no new order is started, and
+    every wait ends. `recheck_seconds`: an order awaiting payment is due only when it was not checked
+    for that long (never checked: when it is that old); watch's minute housekeeping asks as a
+    five-minute cron tick would."""
     deadline = time.monotonic() + settings.time_budget_seconds
     report = SweepReport(run_id=attempt.run_id, dry_run=dry_run, deadline=deadline)
     limit = limit or settings.max_orders_per_run
@@ -85,7 +87,8 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
         policy = widen_rescue(settings.policy, since, now)
         selection = {"rescue_since": now - timedelta(hours=policy.rescue_hours),
                      "rescue_checked_before": now if since else now - timedelta(minutes=policy.rescue_recheck_minutes),
-                     "aging": since is None, "run_started": now, "recheck_seconds": recheck_seconds}
+                     "aging": since is None, "run_started": now, "recheck_seconds": recheck_seconds,
+                     "owner": attempt.lease_owner, "alive_seconds": ALIVE_SECONDS}
 
         def make_worker() -> Worker:
             worker_db = connect()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from payverify.db import Database
+from payverify.db.presence import ALIVE_SECONDS
 from payverify.errors import DatabaseUnavailable
 from payverify.exitcodes import ExitStatus
 from payverify.liveness import STALL_SECONDS, Liveness
@@ -121,7 +122,7 @@ class Watch:
         listener: Database | None = None
         try:
             with MailPipeline(self.settings, self._connect, deadline=float("inf"), keep_going=True,
-                              liveness=self._liveness) as mail:
+                              owner=self.attempt.lease_owner, liveness=self._liveness) as mail:
                 listener = self._loop(pool, mail.feed.poke)
                 log.info("watch.stopping", run_id=self.rt.run_id, in_flight=len(self._in_flight))
                 wait(list(self._in_flight), timeout=max(0.0, shutdown.by(STOP_GRACE_SECONDS) - time.monotonic()))
@@ -221,7 +222,8 @@ class Watch:
         if room <= 0:  # memory stays flat through a burst: the rest is noticed as these finish
             return
         with db.transaction() as tx:
-            rows = tx.all("watch_new_orders", exclude=list(self._watched), limit=room, fast_seconds=FAST_SECONDS)
+            rows = tx.all("watch_new_orders", exclude=list(self._watched), limit=room, fast_seconds=FAST_SECONDS,
+                          alive_seconds=ALIVE_SECONDS)
         now = time.monotonic()
         for row in rows:
             self._watched.add(row["id"])

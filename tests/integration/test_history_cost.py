@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from payverify.db.presence import ALIVE_SECONDS
 from payverify.exitcodes import ExitStatus
 from payverify_dev.history import add_reconcile_indexes, build_history
 from tests.helpers import rows, scalar, status_of
@@ -105,7 +106,7 @@ def test_a_watch_poll_reads_the_returning_orders_not_the_history(db, history, ru
 
     def poll():
         with Database.connect(Secret(run_database_url)) as watcher, watcher.transaction() as tx:
-            found = tx.all("watch_new_orders", exclude=[], limit=100, fast_seconds=60)
+            found = tx.all("watch_new_orders", exclude=[], limit=100, fast_seconds=60, alive_seconds=ALIVE_SECONDS)
         assert {r["id"] for r in found} == {o.id for o in history.due}
 
     assert read_by(db, poll) == {}
