@@ -14,6 +14,7 @@ import click
 from payverify.cli.commands import cli
 from payverify.cli.params import Since
 from payverify.exitcodes import ExitStatus
+from payverify.printable import printable
 
 CSV_COLUMNS = ("merchant_code", "transaction_code", "timestamp", "payment_type", "type", "status", "amount",
                "currency", "refunded_amount", "order_number", "order_status")
@@ -93,12 +94,13 @@ class CsvSink:
         self._writer.writerow(CSV_COLUMNS)
 
     def __call__(self, merchant_code: str, item, order) -> None:
-        self._writer.writerow([
+        # Each cell one line of visible text: a line break or escape from SumUp or the site stays in its cell.
+        self._writer.writerow([printable(cell) for cell in (
             merchant_code, item.transaction_code or "", item.timestamp.isoformat() if item.timestamp else "",
             item.payment_type or "", item.type or "", item.status or "",
             "" if item.amount is None else str(item.amount), item.currency or "",
             "" if item.refunded_amount is None else str(item.refunded_amount),
-            order.order_number if order else "", order.status if order else ""])
+            order.order_number if order else "", order.status if order else "")])
 
 
 def _decimal(value, currency: str | None = None) -> str | None:
@@ -134,7 +136,9 @@ def as_json_object(result) -> dict[str, Any]:
 
 
 def print_summary(result) -> None:
-    echo = click.echo
+    def echo(line: str) -> None:  # artists' names, SumUp's codes and errors: one line each, escaped
+        click.echo(printable(line))
+
     for account in result.accounts:
         where = account.merchant_code or "merchant code unknown"
         if account.ok:
@@ -146,7 +150,8 @@ def print_summary(result) -> None:
         echo("")
         echo(f"{'merchant':<12} {'day':<10} {'cur':<3} {'SumUp online':>14} {'orders':>14} {'difference':>12}")
         for merchant, day, currency, sumup, orders in days:
-            echo(f"{merchant:<12} {day.isoformat():<10} {currency:<3} {sumup:>14} {orders:>14} {sumup - orders:>12}")
+            echo(f"{printable(merchant):<12} {day.isoformat():<10} {printable(currency):<3} {sumup:>14} {orders:>14} "
+                 f"{sumup - orders:>12}")
     if result.totals and result.totals.other:
         others = ", ".join(f"{n} {kind}" for kind, n in sorted(result.totals.other.items()))
         echo(f"not ticket payments (counted apart): {others}")
@@ -159,7 +164,7 @@ def print_summary(result) -> None:
          f" ({new} new{', not alerted: dry run' if result.dry_run else ''}):")
     for d in result.discrepancies:
         mark = "NEW " if d in result.new else "    "
-        order = f"{d.order_number} ({d.order_status})" if d.order_number else "no order"
-        echo(f"{mark}{d.kind:<30} {order:<28} {d.transaction_code or '-':<12} "
+        order = printable(f"{d.order_number} ({d.order_status})") if d.order_number else "no order"
+        echo(f"{mark}{d.kind:<30} {order:<28} {printable(d.transaction_code or '-'):<12} "
              f"{_decimal(d.amount) or '-':>10} {d.currency or ''}")
         echo(f"     {d.detail}")
