@@ -35,7 +35,8 @@ def reconcile(config_file, since, as_json, csv_file, dry_run) -> int:
     Reads every merchant account payverify can reach (the platform key's, every artist connected
     with OAuth) and finds payments refunded or charged back after their tickets were issued,
     payments no completed order accounts for, completed orders with no payment, and amounts that
-    differ. Changes no order: staff get one alert per run listing what is new. Under cron it is
+    differ. Changes no order: staff get one alert per account listing what is new, recorded with the
+    account's cursor (a run killed anywhere loses nothing: the next one reads again). Under cron it is
     silent unless something must be read. Exit 0 when every account was read, 7 when one was not.
 
     \b
@@ -66,7 +67,7 @@ def reconcile(config_file, since, as_json, csv_file, dry_run) -> int:
             publish_metrics(db, rt.host, rt.settings.metrics_file)
     if as_json:
         click.echo(json.dumps(as_json_object(result), indent=2))
-    elif sys.stdout.isatty() or dry_run or result.new or not result.all_read:
+    elif sys.stdout.isatty() or dry_run or result.new or not result.all_read or any(a.skipped for a in result.accounts):
         print_summary(result)
     return status
 
@@ -125,7 +126,7 @@ def as_json_object(result) -> dict[str, Any]:
                    "accounts": {a.merchant_code or a.label: a.since.isoformat() if a.since else None
                                 for a in result.accounts}},
         "accounts": [{"merchant_code": a.merchant_code, "label": a.label, "ok": a.ok, "error": a.error,
-                      "transactions": a.transactions} for a in result.accounts],
+                      "transactions": a.transactions, "skipped": a.skipped} for a in result.accounts],
         "totals": {currency: {"sumup": _decimal(sumup, currency), "orders": _decimal(orders, currency),
                               "difference": _decimal(sumup - orders, currency)}
                    for currency, (sumup, orders) in sorted(totals.items())},
@@ -141,10 +142,11 @@ def print_summary(result) -> None:
 
     for account in result.accounts:
         where = account.merchant_code or "merchant code unknown"
+        skipped = f", {account.skipped} skipped (not understood: see the log file)" if account.skipped else ""
         if account.ok:
-            echo(f"{account.label} ({where}): {account.transactions} transaction(s) read")
+            echo(f"{account.label} ({where}): {account.transactions} transaction(s) read{skipped}")
         else:
-            echo(f"{account.label} ({where}): NOT READ: {account.error}")
+            echo(f"{account.label} ({where}): NOT READ: {account.error}{skipped}")
     days = result.totals.days() if result.totals else []
     if days:
         echo("")
