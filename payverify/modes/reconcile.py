@@ -54,6 +54,7 @@ CURSOR_OVERLAP = timedelta(minutes=10)  # SumUp's clock and ours differ: re-read
 PAGE_LIMIT = "100"
 CHUNK = 500  # history items judged per order lookup
 OWNER_CANDIDATES = 3  # not-completed orders whose checkout is asked about an unexplained payment
+OWNER_WINDOW = (timedelta(hours=26), timedelta(hours=1))  # created this long before it, or after (clocks)
 PLATFORM = TokenOwner(artist_id=0, artist_name="the platform API key", oauth=False)
 
 
@@ -194,6 +195,15 @@ def _reconcile_account(db: Database, client: SumUpClient, credentials: Credentia
         return credentials.call(account.owner, request, about=f"the transaction history of {code}").reply
 
     faults.point("in_reconcile_account")
+    settleable: list[dict[str, Any]] | None = None  # this account's orders a sweep may still settle
+
+    def in_sweeps_reach() -> list[dict[str, Any]]:
+        nonlocal settleable
+        if settleable is None:  # once per account, and only when a young payment needs it
+            with db.transaction() as tx:
+                settleable = tx.all("reconcile_settleable_orders", merchant_code=code, rescue_since=settling_since)
+        return settleable
+
     totals = result.totals
     seen: set[str] = set()  # the codes completed orders name that the window has: memory as the orders'
     def skipped(item: Skipped) -> None:
@@ -222,12 +232,20 @@ def _reconcile_account(db: Database, client: SumUpClient, credentials: Credentia
             elif judged and item.status == "SUCCESSFUL" and item.timestamp is None:
                 # Whether a sweep may still settle it cannot be told without its time.
                 skipped(Skipped(judged, "a successful payment without a time"))
-            elif judged and item.status == "SUCCESSFUL" and item.timestamp is not None \
-                    and item.timestamp < settling_since:
+            elif judged and item.status == "SUCCESSFUL" and item.timestamp is not None:
                 _in_budget(deadline, account)
-                if order is None:
-                    order, _ = _owner(db, client, credentials, code, item)  # the CSV names it too
-                found.append(judge.paid_without_order(item, code, order))
+                unsure = False
+                if order is None and item.timestamp >= settling_since:
+                    # Young: it waits only for an order a sweep may still settle, so look among those
+                    # first (read once per account); when none of them is its owner, it is reported,
+                    # naming whose it is if the likely orders tell.
+                    order, unsure = _owner(db, client, credentials, code, item, _near(in_sweeps_reach(), item))
+                    if order is None and not unsure:
+                        order, _ = _owner(db, client, credentials, code, item)
+                elif order is None:
+                    order, unsure = _owner(db, client, credentials, code, item)  # the CSV names it too
+                if not judge.waits_for_a_sweep(item.timestamp, order, settling_since, owner_unsure=unsure):
+                    found.append(judge.paid_without_order(item, code, order))
             if row_sink is not None:
                 row_sink(code, item, order)
     with db.transaction() as tx:
@@ -258,19 +276,31 @@ def _chunks(items: Iterator[HistoryItem], size: int) -> Iterator[list[HistoryIte
 def _order(row: dict[str, Any]) -> OrderRef:
     return OrderRef(id=row["id"], order_number=row["order_number"], status=row["status"], total=row["total"],
                     currency=row["currency"], merchant_code=row["merchant_code"],
-                    transaction_code=row["transaction_code"], paid_at=row["paid_at"])
+                    transaction_code=row["transaction_code"], paid_at=row["paid_at"], created_at=row["created_at"])
 
 
-def _owner(db: Database, client: SumUpClient, credentials: Credentials, code: str,
-           item: HistoryItem) -> tuple[OrderRef | None, bool]:
-    """The not-completed order whose checkout lists this payment, if one of the likely ones does; and
-    whether "none" is unsure: a likely checkout could not be read, or there were more likely ones
-    than are asked about (an on-sale burst of orders of one amount)."""
+def _near(orders: list[dict[str, Any]], item: HistoryItem) -> list[dict[str, Any]]:
+    """Those of `orders` that may be this payment's, nearest first, as reconcile_open_orders_near picks."""
+    if item.amount is None or item.currency is None or item.timestamp is None:
+        return []
+    paid_at, currency = item.timestamp, item.currency.upper()
+    lo, hi = paid_at - OWNER_WINDOW[0], paid_at + OWNER_WINDOW[1]
+    near = [o for o in orders
+            if o["total"] == item.amount and o["currency"].upper() == currency and lo <= o["created_at"] <= hi]
+    return sorted(near, key=lambda o: (abs(o["created_at"] - paid_at), o["id"]))
+
+
+def _owner(db: Database, client: SumUpClient, credentials: Credentials, code: str, item: HistoryItem,
+           candidates: list[dict[str, Any]] | None = None) -> tuple[OrderRef | None, bool]:
+    """The not-completed order whose checkout lists this payment, if one of the likely ones (or of
+    `candidates`) does; and whether "none" is unsure: a likely checkout could not be read, or there
+    were more likely ones than are asked about (an on-sale burst of orders of one amount)."""
     if item.amount is None or item.currency is None or item.timestamp is None:
         return None, True
-    with db.transaction() as tx:
-        candidates = tx.all("reconcile_open_orders_near", amount=item.amount, currency=item.currency,
-                            merchant_code=code, paid_at=item.timestamp, limit=OWNER_CANDIDATES + 1)
+    if candidates is None:
+        with db.transaction() as tx:
+            candidates = tx.all("reconcile_open_orders_near", amount=item.amount, currency=item.currency,
+                                merchant_code=code, paid_at=item.timestamp, limit=OWNER_CANDIDATES + 1)
     unsure = len(candidates) > OWNER_CANDIDATES
     for row in candidates[:OWNER_CANDIDATES]:
         owner = TokenOwner(row["artist_id"], row["artist_name"], row["artist_uses_oauth"])
