@@ -8,7 +8,10 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from payverify.money import format_amount, minor_units, quantize
 from payverify.orders import reconcile as r
 from payverify.sumup.history import HistoryItem
 
@@ -128,6 +131,45 @@ def test_totals_per_merchant_local_day_and_currency():
         (MERCHANT, date(2026, 12, 1), "GBP", Decimal("35.10"), Decimal("37.00")),
     ]
     assert totals.by_currency() == {"EUR": (Decimal("7.00"), Decimal(0)), "GBP": (Decimal("35.10"), Decimal("37.00"))}
+
+
+# Every exponent SumUp's currencies have: 2 (GBP, EUR), 0 (JPY, and HUF as SumUp treats it), 3 (KWD, BHD).
+CURRENCIES = ["GBP", "EUR", "JPY", "HUF", "KWD", "BHD"]
+
+
+@st.composite
+def refunds(draw):
+    """(currency, the payment, the refunded amount as SumUp may write it, the refunded amount, status):
+    any positive refund up to the whole payment, in the currency's minor units."""
+    currency = draw(st.sampled_from(CURRENCIES))
+    unit = Decimal(1).scaleb(-minor_units(currency))
+    paid_units = draw(st.integers(min_value=1, max_value=10**8))
+    refunded = draw(st.integers(min_value=1, max_value=paid_units)) * unit
+    written = draw(st.sampled_from([refunded, refunded.quantize(unit / 100), _short(refunded)]))
+    # A partial refund leaves the payment SUCCESSFUL; a full one may say REFUNDED or not (yet).
+    status = draw(st.sampled_from(["SUCCESSFUL", "REFUNDED"]))
+    return currency, paid_units * unit, written, refunded, status
+
+
+def _short(amount: Decimal) -> Decimal:
+    """As a JSON number may carry it: no trailing zeros after the point (12.5 for 12.50)."""
+    text = format(amount, "f")
+    return Decimal(text.rstrip("0").rstrip(".")) if "." in text else amount
+
+
+@given(refunds())
+def test_any_positive_refund_of_a_completed_orders_payment_is_reported(case):
+    currency, paid, written, refunded, status = case
+    found = r.judge_completed(item(amount=paid, currency=currency, status=status, refunded_amount=written),
+                              order(total=paid, currency=currency), MERCHANT)
+    (refund,) = found  # the amounts agree: nothing else to say
+    assert refund.kind == r.REFUNDED
+    assert refund.key == f"{r.REFUNDED}:{MERCHANT}:TEENSK4W2K:{quantize(refunded, currency)}"
+    assert (refund.order_number, refund.amount, refund.currency) == ("JE-7F3K2Q", paid, currency)
+    if refunded < paid:
+        assert f"{format_amount(refunded, currency)} of {format_amount(paid, currency)} was refunded" in refund.detail
+    else:
+        assert f"the payment of {format_amount(paid, currency)} was refunded" in refund.detail
 
 
 RESCUE_SINCE = PAID_AT - timedelta(hours=24)
