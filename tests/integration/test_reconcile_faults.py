@@ -13,6 +13,7 @@ import pytest
 
 from payverify.exitcodes import ExitStatus
 from payverify_dev.seed import PLATFORM_MERCHANT
+from payverify_dev.sumup_server import Scripted
 from tests.helpers import rows, scalar
 
 
@@ -120,3 +121,32 @@ def test_a_transaction_whose_time_cannot_be_taken_is_skipped_not_fatal(seed, db,
     quiet = run_payverify("reconcile")
     assert quiet.returncode == ExitStatus.OK and "1 skipped" in quiet.stdout
     assert scalar(db, "SELECT count(*) FROM payverify_reconcile_reported") == 2
+
+
+def test_what_an_account_found_before_it_failed_is_alerted_and_read_again(seed, db, smtp, sumup, run_payverify,
+                                                                          accounts):
+    # The refund comes first (ascending order); the history fails on its sixth page, after the first
+    # chunk of 500 transactions was judged.
+    order = refunded_after_completion(seed, db, sumup, accounts, PLATFORM_MERCHANT, "TFIRSTREF1",
+                                      ago=timedelta(hours=3))
+    start = datetime.now(UTC) - timedelta(hours=2)
+    for i in range(600):
+        sumup.add_transaction(PLATFORM_MERCHANT, transaction_code=f"TPOS{i:06d}", amount=Decimal("3.00"),
+                              payment_type="POS", timestamp=start + timedelta(seconds=i))
+    sumup.script_history(PLATFORM_MERCHANT, *[Scripted()] * 5, *[Scripted(status=503)] * 3)
+    result = run_payverify("reconcile", "--json")
+    assert result.returncode == ExitStatus.SUMUP_UNAVAILABLE, result.stderr
+    (account,) = [a for a in json.loads(result.stdout)["accounts"] if a["merchant_code"] == PLATFORM_MERCHANT]
+    assert account["ok"] is False and "503" in account["error"]
+    assert reported(db) == [order.order_number]
+    (text,) = alert_texts(smtp)
+    assert order.order_number in text and "NOT READ TO THE END" in text
+    assert scalar(db, "SELECT count(*) FROM payverify_reconcile_cursor WHERE merchant_code = %(m)s",
+                  m=PLATFORM_MERCHANT) == 0
+    # The next run reads it all again: nothing new, and now the cursor moves.
+    again = run_payverify("reconcile", "--json")
+    assert again.returncode == ExitStatus.OK, again.stderr
+    assert [d for d in json.loads(again.stdout)["discrepancies"] if d["new"]] == []
+    assert len(alert_texts(smtp)) == 1
+    assert scalar(db, "SELECT count(*) FROM payverify_reconcile_cursor WHERE merchant_code = %(m)s",
+                  m=PLATFORM_MERCHANT) == 1
