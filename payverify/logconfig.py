@@ -20,6 +20,7 @@ import structlog
 from structlog.typing import EventDict
 
 from payverify.errors import ConfigError
+from payverify.printable import printable
 
 MASK = "***"
 
@@ -105,6 +106,12 @@ def _drop_exc_info(logger: Any, method: str, event_dict: EventDict) -> EventDict
     return event_dict
 
 
+def _printable_values(logger: Any, method: str, event_dict: EventDict) -> EventDict:
+    """stderr is read by a person (cron mails it): an order number or SumUp string in a warning is shown
+    with its control characters escaped, as the commands show them (the console renderer prints text raw)."""
+    return {k: printable(v) if isinstance(v, str) else v for k, v in event_dict.items()}
+
+
 class _NotForStderr(logging.Filter):
     """Drops events logged with console=False: the command tells a person about those itself, in its
     own words (a sweep's one line per erroring order); the file still gets them in full."""
@@ -137,7 +144,7 @@ def build_logging_config(log_file: str | None, level: str, console_colors: bool,
                                     structlog.processors.JSONRenderer(sort_keys=False)]},
             "console": {"()": structlog.stdlib.ProcessorFormatter, "foreign_pre_chain": pre_chain,
                         "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                                       _drop_exc_info,
+                                       _drop_exc_info, _printable_values,
                                        structlog.dev.ConsoleRenderer(colors=console_colors)]},
         },
         "handlers": handlers,

@@ -18,8 +18,10 @@ from payverify.exitcodes import ExitStatus
 
 def _fail(message: str, status: ExitStatus) -> None:
     from payverify.logconfig import redact
+    from payverify.printable import printable
 
-    click.echo(f"payverify: {redact(message)}", err=True)
+    # An error can name an order number or quote SumUp: one line, whatever they hold.
+    click.echo(printable(f"payverify: {redact(message)}"), err=True)
     sys.exit(int(status))
 
 

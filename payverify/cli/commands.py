@@ -172,6 +172,7 @@ def resend(config_file, order, to_address) -> int:
       payverify resend JE-7F3K2Q
       payverify resend JE-7F3K2Q --to other.address@example.com
     """
+    from payverify.cli.report import say
     from payverify.mail.sender import INTERACTIVE_MAIL_SECONDS, deliver
     from payverify.modes.resend import queue_resend
 
@@ -181,11 +182,11 @@ def resend(config_file, order, to_address) -> int:
         mail = deliver(rt.settings, db, order_id=queued.order_id, deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS,
                        owner=rt.lease_owner)
         state = queued.state(db)
-    click.echo(f"Confirmation of {queued.order_number} queued for {queued.recipient}: {state}")
+    say(f"Confirmation of {queued.order_number} queued for {queued.recipient}: {state}")
     if mail.not_configured:
-        click.echo(f"It waits in the outbox: {mail.not_configured}")
+        say(f"It waits in the outbox: {mail.not_configured}")
     elif mail.smtp_down:
-        click.echo(f"It waits in the outbox: {mail.smtp_down}; retried on the next run")
+        say(f"It waits in the outbox: {mail.smtp_down}; retried on the next run")
     return ExitStatus.OK
 
 

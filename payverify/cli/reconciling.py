@@ -14,6 +14,7 @@ import click
 from payverify.cli.commands import cli
 from payverify.cli.params import Since
 from payverify.exitcodes import ExitStatus
+from payverify.printable import printable
 
 CSV_COLUMNS = ("merchant_code", "transaction_code", "timestamp", "payment_type", "type", "status", "amount",
                "currency", "refunded_amount", "order_number", "order_status")
@@ -34,7 +35,8 @@ def reconcile(config_file, since, as_json, csv_file, dry_run) -> int:
     Reads every merchant account payverify can reach (the platform key's, every artist connected
     with OAuth) and finds payments refunded or charged back after their tickets were issued,
     payments no completed order accounts for, completed orders with no payment, and amounts that
-    differ. Changes no order: staff get one alert per run listing what is new. Under cron it is
+    differ. Changes no order: staff get one alert per account listing what is new, recorded with the
+    account's cursor (a run killed anywhere loses nothing: the next one reads again). Under cron it is
     silent unless something must be read. Exit 0 when every account was read, 7 when one was not.
 
     \b
@@ -65,7 +67,7 @@ def reconcile(config_file, since, as_json, csv_file, dry_run) -> int:
             publish_metrics(db, rt.host, rt.settings.metrics_file)
     if as_json:
         click.echo(json.dumps(as_json_object(result), indent=2))
-    elif sys.stdout.isatty() or dry_run or result.new or not result.all_read:
+    elif sys.stdout.isatty() or dry_run or result.new or not result.all_read or any(a.skipped for a in result.accounts):
         print_summary(result)
     return status
 
@@ -93,12 +95,13 @@ class CsvSink:
         self._writer.writerow(CSV_COLUMNS)
 
     def __call__(self, merchant_code: str, item, order) -> None:
-        self._writer.writerow([
+        # Each cell one line of visible text: a line break or escape from SumUp or the site stays in its cell.
+        self._writer.writerow([printable(cell) for cell in (
             merchant_code, item.transaction_code or "", item.timestamp.isoformat() if item.timestamp else "",
             item.payment_type or "", item.type or "", item.status or "",
             "" if item.amount is None else str(item.amount), item.currency or "",
             "" if item.refunded_amount is None else str(item.refunded_amount),
-            order.order_number if order else "", order.status if order else ""])
+            order.order_number if order else "", order.status if order else "")])
 
 
 def _decimal(value, currency: str | None = None) -> str | None:
@@ -123,7 +126,7 @@ def as_json_object(result) -> dict[str, Any]:
                    "accounts": {a.merchant_code or a.label: a.since.isoformat() if a.since else None
                                 for a in result.accounts}},
         "accounts": [{"merchant_code": a.merchant_code, "label": a.label, "ok": a.ok, "error": a.error,
-                      "transactions": a.transactions} for a in result.accounts],
+                      "transactions": a.transactions, "skipped": a.skipped} for a in result.accounts],
         "totals": {currency: {"sumup": _decimal(sumup, currency), "orders": _decimal(orders, currency),
                               "difference": _decimal(sumup - orders, currency)}
                    for currency, (sumup, orders) in sorted(totals.items())},
@@ -134,19 +137,23 @@ def as_json_object(result) -> dict[str, Any]:
 
 
 def print_summary(result) -> None:
-    echo = click.echo
+    def echo(line: str) -> None:  # artists' names, SumUp's codes and errors: one line each, escaped
+        click.echo(printable(line))
+
     for account in result.accounts:
         where = account.merchant_code or "merchant code unknown"
+        skipped = f", {account.skipped} skipped (not understood: see the log file)" if account.skipped else ""
         if account.ok:
-            echo(f"{account.label} ({where}): {account.transactions} transaction(s) read")
+            echo(f"{account.label} ({where}): {account.transactions} transaction(s) read{skipped}")
         else:
-            echo(f"{account.label} ({where}): NOT READ: {account.error}")
+            echo(f"{account.label} ({where}): NOT READ: {account.error}{skipped}")
     days = result.totals.days() if result.totals else []
     if days:
         echo("")
         echo(f"{'merchant':<12} {'day':<10} {'cur':<3} {'SumUp online':>14} {'orders':>14} {'difference':>12}")
         for merchant, day, currency, sumup, orders in days:
-            echo(f"{merchant:<12} {day.isoformat():<10} {currency:<3} {sumup:>14} {orders:>14} {sumup - orders:>12}")
+            echo(f"{printable(merchant):<12} {day.isoformat():<10} {printable(currency):<3} {sumup:>14} {orders:>14} "
+                 f"{sumup - orders:>12}")
     if result.totals and result.totals.other:
         others = ", ".join(f"{n} {kind}" for kind, n in sorted(result.totals.other.items()))
         echo(f"not ticket payments (counted apart): {others}")
@@ -159,7 +166,7 @@ def print_summary(result) -> None:
          f" ({new} new{', not alerted: dry run' if result.dry_run else ''}):")
     for d in result.discrepancies:
         mark = "NEW " if d in result.new else "    "
-        order = f"{d.order_number} ({d.order_status})" if d.order_number else "no order"
-        echo(f"{mark}{d.kind:<30} {order:<28} {d.transaction_code or '-':<12} "
+        order = printable(f"{d.order_number} ({d.order_status})") if d.order_number else "no order"
+        echo(f"{mark}{d.kind:<30} {order:<28} {printable(d.transaction_code or '-'):<12} "
              f"{_decimal(d.amount) or '-':>10} {d.currency or ''}")
         echo(f"     {d.detail}")

@@ -1,4 +1,9 @@
-"""What `sweep` and `check` print for a person (and as JSON)."""
+"""What `sweep`, `check` and `pending` print for a person (and as JSON).
+
+Every line a person reads goes through `say`: names and SumUp's strings are shown with their control
+characters escaped (payverify.printable), so none can forge a line or drive the terminal. JSON needs
+nothing more: json.dumps escapes every control character (and, ensure_ascii, everything not ASCII).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,15 @@ from payverify.modes.check import CheckResult
 from payverify.modes.sweep import FAILURES_KEPT, SweepReport
 from payverify.money import format_amount
 from payverify.orders.notices import checkout_context
+from payverify.printable import printable
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar as ClickProgressBar  # what click.progressbar returns
+
+
+def say(line: str = "") -> None:
+    """One line on stdout, whatever its parts held."""
+    click.echo(printable(line))
 
 
 def print_sweep(report: SweepReport, *, per_order: bool) -> None:
@@ -23,20 +34,20 @@ def print_sweep(report: SweepReport, *, per_order: bool) -> None:
     if per_order:
         for result in report.results:
             order = result.order
-            click.echo(f"{order.order_number:<16} {order.status:<22} -> {result.outcome:<24} {result.decision.reason}")
-        click.echo()
-    click.echo(f"{report.verified} of {report.due} due orders verified ({mode})")
+            say(f"{order.order_number:<16} {order.status:<22} -> {result.outcome:<24} {result.decision.reason}")
+        say()
+    say(f"{report.verified} of {report.due} due orders verified ({mode})")
     if report.outcomes:
         width = max(len(name) for name in report.outcomes)
-        click.echo(f"  {'outcome':<{width}}  orders")
+        say(f"  {'outcome':<{width}}  orders")
         for name, n in sorted(report.outcomes.items(), key=lambda item: (-item[1], item[0])):
-            click.echo(f"  {name:<{width}}  {n:>6}")
+            say(f"  {name:<{width}}  {n:>6}")
     if report.claimed_elsewhere:
-        click.echo(f"{report.claimed_elsewhere} skipped: being verified by another run")
+        say(f"{report.claimed_elsewhere} skipped: being verified by another run")
     if report.errors:
-        click.echo(f"{report.errors} could not be verified because of an error (listed on stderr; see the log file)")
+        say(f"{report.errors} could not be verified because of an error (listed on stderr; see the log file)")
     if report.stopped_early:
-        click.echo(f"stopped early: {report.stopped_early}; the rest are verified next run")
+        say(f"stopped early: {report.stopped_early}; the rest are verified next run")
 
 
 def order_error_lines(report: SweepReport, *, limit: int = FAILURES_KEPT) -> list[str]:
@@ -46,7 +57,7 @@ def order_error_lines(report: SweepReport, *, limit: int = FAILURES_KEPT) -> lis
         who = (f"order {failure.order_number} (id {failure.order_id})" if failure.order_number
                else f"order id {failure.order_id}")
         streak = f" ({failure.runs} runs in a row)" if failure.runs > 1 else ""
-        lines.append(f"payverify: {who} could not be verified{streak}: {failure.error}")
+        lines.append(printable(f"payverify: {who} could not be verified{streak}: {failure.error}"))
     if report.errors > len(lines):
         more = report.errors - len(lines)
         lines.append(f"payverify: and {more} more order{'s' if more != 1 else ''} could not be verified "
@@ -70,48 +81,48 @@ def _answer_line(check: CheckResult) -> str:
 def print_check(check: CheckResult) -> None:
     result = check.result
     order = result.order
-    click.echo(f"Order:    {order.order_number} (id {order.id}), {order.status}, "
-               f"{format_amount(order.total, order.currency)}, event {order.event_title!r}")
-    click.echo(f"Customer: {order.holder_name or '(no name)'}; artist {order.artist_name}")
+    say(f"Order:    {order.order_number} (id {order.id}), {order.status}, "
+        f"{format_amount(order.total, order.currency)}, event '{order.event_title}'")
+    say(f"Customer: {order.holder_name or '(no name)'}; artist {order.artist_name}")
     for item in result.items:
         price = format_amount(item.unit_price, order.currency)
-        click.echo(f"Item:     {item.quantity} x {item.ticket_type_name} at {price}")
-    click.echo(f"Checkout: {order.sumup_checkout_id or '(none)'}")
-    click.echo(_answer_line(check))
+        say(f"Item:     {item.quantity} x {item.ticket_type_name} at {price}")
+    say(f"Checkout: {order.sumup_checkout_id or '(none)'}")
+    say(_answer_line(check))
     for t in result.answer.checkout.transactions if result.answer.checkout else ():
         amount = format_amount(t.amount, t.currency) if t.amount is not None and t.currency else "?"
-        click.echo(f"          transaction {t.transaction_code or t.id}: {t.status}, {amount}")
-    click.echo(f"Decision: {result.decision.outcome}: {result.decision.reason}")
+        say(f"          transaction {t.transaction_code or t.id}: {t.status}, {amount}")
+    say(f"Decision: {result.decision.outcome}: {result.decision.reason}")
     settled = result.settled
     if settled is None:
-        click.echo("Done:     nothing (dry run)")
+        say("Done:     nothing (dry run)")
     elif settled.applied:
         done = [f"order is now {settled.outcome}"]
         if settled.tickets_issued:
             done.append(f"{settled.tickets_issued} tickets issued")
         if settled.queued:
             done.append("queued " + ", ".join(settled.queued))
-        click.echo("Done:     " + "; ".join(done))
+        say("Done:     " + "; ".join(done))
     else:
-        click.echo(f"Done:     nothing changed ({settled.outcome})")
+        say(f"Done:     nothing changed ({settled.outcome})")
     for row in check.outbox:
         when = f", sent {row['sent_at']:%Y-%m-%d %H:%M UTC}" if row.get("sent_at") else ""
         error = f", last error: {row['last_error']}" if row.get("last_error") and row["status"] != "sent" else ""
-        click.echo(f"Mail:     {row['kind']} to {', '.join(row['recipients'])}: {row['status']}"
-                   f" (attempts {row['attempts']}{when}{error})")
+        say(f"Mail:     {row['kind']} to {', '.join(row['recipients'])}: {row['status']}"
+            f" (attempts {row['attempts']}{when}{error})")
     if not check.outbox:
-        click.echo("Mail:     none queued for this order")
+        say("Mail:     none queued for this order")
     timed = check.timed_confirmation
     if timed is not None:
         began = timed["ticket_clock_started_at"].astimezone(UTC)
-        click.echo(f"Ticket:   confirmation accepted {duration(timed['time_to_ticket_seconds'])} after the customer "
-                   f"began waiting ({began:%Y-%m-%d %H:%M:%S} UTC)")
+        say(f"Ticket:   confirmation accepted {duration(timed['time_to_ticket_seconds'])} after the customer "
+            f"began waiting ({began:%Y-%m-%d %H:%M:%S} UTC)")
     if check.audit:
-        click.echo("Attempts: (newest first)")
+        say("Attempts: (newest first)")
     for row in check.audit:
         sumup = row["sumup_status"] or (f"HTTP {row['http_status']}" if row["http_status"] else "no answer")
-        click.echo(f"  {row['created_at']:%Y-%m-%d %H:%M:%S} {row['command']:<6} {sumup:<10} "
-                   f"{row['outcome']:<22} {row['reason']}")
+        say(f"  {row['created_at']:%Y-%m-%d %H:%M:%S} {row['command']:<6} {sumup:<10} "
+            f"{row['outcome']:<22} {row['reason']}")
 
 
 def check_json(check: CheckResult) -> dict[str, Any]:
@@ -188,10 +199,10 @@ def age(seconds: int) -> str:
 def print_pending(orders: list[dict[str, Any]], *, stuck_minutes: float | None) -> None:
     if not orders:
         what = f"stuck for more than {stuck_minutes:g} minutes" if stuck_minutes else "awaiting verification or review"
-        click.echo(f"No orders {what}.")
+        say(f"No orders {what}.")
         return
-    click.echo(f"{'ORDER':<14} {'STATUS':<22} {'AGE':>7}  {'ARTIST':<20} {'LAST SUMUP ANSWER':<30} {'CHECKS':>6} "
-               f"{'ERRORS':>6}  MAIL")
+    say(f"{'ORDER':<14} {'STATUS':<22} {'AGE':>7}  {'ARTIST':<20} {'LAST SUMUP ANSWER':<30} {'CHECKS':>6} "
+        f"{'ERRORS':>6}  MAIL")
     for o in orders:
         answer = o["last_sumup_status"] or (f"HTTP {o['last_http_status']}" if o["last_http_status"] else "")
         if not answer:
@@ -199,10 +210,13 @@ def print_pending(orders: list[dict[str, Any]], *, stuck_minutes: float | None) 
         mail = ", ".join(part for part in (f"{o['mail_queued']} queued" if o["mail_queued"] else "",
                                            f"{o['mail_failed']} FAILED" if o["mail_failed"] else "") if part) or "-"
         errors = o["consecutive_errors"]
-        click.echo(f"{o['order_number']:<14} {o['status']:<22} {age(o['age_seconds']):>7}  {o['artist_name'][:20]:<20} "
-                   f"{answer[:30]:<30} {o['checks']:>6} {errors or '-':>6}  {mail}")
+        # Escaped before padding, so the columns line up; a cut is shown by a final "…".
+        number, status = printable(o["order_number"]), printable(o["status"])
+        artist, answer = printable(o["artist_name"], 20), printable(answer, 30)
+        say(f"{number:<14} {status:<22} {age(o['age_seconds']):>7}  {artist:<20} "
+            f"{answer:<30} {o['checks']:>6} {errors or '-':>6}  {mail}")
         if errors:  # the error itself on its own line: it is too long for a column
             since = o["first_error_at"].astimezone(UTC)
-            click.echo(f"{'':<14} last error ({errors} run(s) in a row since {since:%Y-%m-%d %H:%M} UTC): "
-                       f"{o['last_error']}")
-    click.echo(f"{len(orders)} orders. `payverify check ORDER` shows one in full.")
+            say(f"{'':<14} last error ({errors} run(s) in a row since {since:%Y-%m-%d %H:%M} UTC): "
+                f"{o['last_error']}")
+    say(f"{len(orders)} orders. `payverify check ORDER` shows one in full.")

@@ -542,7 +542,7 @@ WITH named AS MATERIALIZED (
     SELECT o.id FROM orders_order o WHERE o.sumup_transaction_code = ANY(%(codes)s)
 )
 SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
-       o.sumup_transaction_code AS transaction_code, o.paid_at
+       o.sumup_transaction_code AS transaction_code, o.paid_at, o.created_at
 FROM orders_order o
 JOIN events_event e ON e.id = o.event_id
 JOIN artists_artist a ON a.id = e.artist_id
@@ -556,7 +556,7 @@ WITH paid AS MATERIALIZED (
     SELECT o.id FROM orders_order o WHERE o.paid_at >= %(since)s AND o.status = 'completed'
 )
 SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
-       o.sumup_transaction_code AS transaction_code, o.paid_at
+       o.sumup_transaction_code AS transaction_code, o.paid_at, o.created_at
 FROM orders_order o
 JOIN events_event e ON e.id = o.event_id
 JOIN artists_artist a ON a.id = e.artist_id
@@ -591,7 +591,7 @@ near AS MATERIALIZED (
       AND o.created_at BETWEEN %(paid_at)s - interval '26 hours' AND %(paid_at)s + interval '1 hour'
 )
 SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
-       o.sumup_transaction_code AS transaction_code, o.paid_at, o.sumup_checkout_id AS checkout_id,
+       o.sumup_transaction_code AS transaction_code, o.paid_at, o.created_at, o.sumup_checkout_id AS checkout_id,
        (a.sumup_access_token IS NOT NULL OR a.sumup_refresh_token IS NOT NULL) AS artist_uses_oauth,
        a.id AS artist_id, a.name AS artist_name
 FROM orders_order o
@@ -602,6 +602,32 @@ WHERE o.id = ANY(ARRAY(SELECT id FROM near))
   AND a.sumup_merchant_code = %(merchant_code)s AND NULLIF(btrim(o.sumup_checkout_id), '') IS NOT NULL
 ORDER BY abs(extract(epoch FROM o.created_at - %(paid_at)s)), o.id
 LIMIT %(limit)s
+
+-- name: reconcile_settleable_orders
+-- The orders of one merchant account a sweep may still settle, with a checkout to ask: awaiting payment
+-- (through the site's status index), or failed/expired and created since the rescue window began (the
+-- orders newer than the newest one created before it: ids grow with created_at). A young payment no
+-- completed order names waits only if one of these is its owner. Read once per account and run: the
+-- sweep's own candidates, not a day's orders per payment.
+WITH candidates AS MATERIALIZED (
+    SELECT o.id FROM orders_order o WHERE o.status IN ('pending', 'pending_verification')
+    UNION
+    SELECT o.id FROM orders_order o
+    WHERE o.id > coalesce((SELECT b.id FROM orders_order b WHERE b.created_at < %(rescue_since)s
+                           ORDER BY b.id DESC LIMIT 1), 0)
+      AND o.status IN ('failed', 'expired')
+)
+SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
+       o.sumup_transaction_code AS transaction_code, o.paid_at, o.created_at, o.sumup_checkout_id AS checkout_id,
+       (a.sumup_access_token IS NOT NULL OR a.sumup_refresh_token IS NOT NULL) AS artist_uses_oauth,
+       a.id AS artist_id, a.name AS artist_name
+FROM orders_order o
+JOIN events_event e ON e.id = o.event_id
+JOIN artists_artist a ON a.id = e.artist_id
+WHERE o.id = ANY(ARRAY(SELECT id FROM candidates))
+  AND (o.status IN ('pending', 'pending_verification') OR o.created_at >= %(rescue_since)s)
+  AND a.sumup_merchant_code = %(merchant_code)s AND NULLIF(btrim(o.sumup_checkout_id), '') IS NOT NULL
+ORDER BY o.id
 
 -- name: reconcile_cursor
 SELECT changes_since FROM payverify_reconcile_cursor WHERE merchant_code = %(merchant_code)s

@@ -74,9 +74,11 @@ def reconnect_alert(artist_id: int | None, artist_name: str, problem: str, setti
 
 def reconcile_alert(run_id: str, discrepancies: list[dict[str, Any]], accounts: list[dict[str, Any]],
                     settings: Settings) -> OutboxMessage:
-    """One reconciliation run's new discrepancies (each as `payverify reconcile --json` lists it) and
-    the accounts it read: one digest per run that found something new."""
-    return OutboxMessage(kind=ALERT_RECONCILE, dedup_key=f"{ALERT_RECONCILE}:run:{run_id}", order_id=None,
+    """New discrepancies (each as `payverify reconcile --json` lists it) of the accounts a reconciliation
+    run recorded them for: one digest per run and account that found something new, queued in the
+    transaction that records them and moves that account's cursor."""
+    which = "+".join(str(a.get("merchant_code") or a.get("label")) for a in accounts)
+    return OutboxMessage(kind=ALERT_RECONCILE, dedup_key=f"{ALERT_RECONCILE}:run:{run_id}:{which}", order_id=None,
                          recipients=settings.alert_recipients,
                          context={"discrepancies": discrepancies, "accounts": accounts})
 

@@ -1,8 +1,11 @@
 """Outbox row -> mail: a one-line subject, a plain-text part and an HTML part with its CSS inlined.
 
 Templates live in templates/emails/ (PAYVERIFY_TEMPLATES_DIR overrides). HTML templates are
-autoescaped, text templates are not (they are never parsed as markup). A missing context key raises
-(StrictUndefined): a mail with a silent hole in it is worse than one that is retried and alerted.
+autoescaped, text templates are not (they are never parsed as markup). Every value a template shows
+goes through printable() first, in subjects, text and HTML alike: a customer's name or a SumUp string
+cannot add a line to an alert or carry an escape sequence to the terminal that reads it. A missing
+context key raises (StrictUndefined): a mail with a silent hole in it is worse than one that is
+retried and alerted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
+from markupsafe import Markup
 
 import payverify
 from payverify.addresses import one_line
@@ -25,6 +29,7 @@ from payverify.config import Settings
 from payverify.errors import ConfigError
 from payverify.mail.kinds import KINDS, REGISTRY
 from payverify.money import format_amount
+from payverify.printable import printable
 
 SUBJECT_MAX = 200
 
@@ -72,6 +77,12 @@ def _dash(value: Any) -> Any:
     return "—" if value is None or value == "" else value
 
 
+def _shown(value: Any) -> Any:
+    """What a `{{ ... }}` shows: text one line with its control characters escaped visibly. Markup is
+    HTML the templates made themselves (already escaped) and is left alone."""
+    return printable(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
 def _line_total(item: dict[str, Any]) -> Decimal:
     return Decimal(str(item["unit_price"])) * int(item["quantity"])
 
@@ -105,7 +116,7 @@ def _templates(directory: Path, timezone: str, site_url: str | None) -> _Templat
     env = Environment(loader=FileSystemLoader(str(directory)),
                       autoescape=select_autoescape(["html"], default_for_string=False),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                      keep_trailing_newline=True)
+                      keep_trailing_newline=True, finalize=_shown)
     env.filters["local"] = lambda value: _local(value, zone)
     env.filters["money"] = _money
     env.filters["line_total"] = _line_total

@@ -29,6 +29,8 @@ ONLINE = "ECOM"
 PAYMENT_TYPES = (None, "PAYMENT")  # a history item of type REFUND or CHARGE_BACK is the other side of one
 NOT_PAID = ("FAILED", "CANCELLED", "PENDING")  # a completed order's transaction in one of these took no money
 UNPAID = ("pending", "pending_verification", "failed", "expired", "requires_manual_review")  # no tickets issued
+AWAITING = ("pending", "pending_verification")  # a sweep looks at these whatever their age
+RESCUED = ("failed", "expired")  # and at these while they are younger than the rescue window
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class OrderRef:
     merchant_code: str
     transaction_code: str | None = None
     paid_at: datetime | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,26 @@ def judge_completed(item: HistoryItem, order: OrderRef, merchant_code: str) -> l
         report(AMOUNT_DIFFERS, "", f"Order {order.order_number} is for {format_amount(order.total, order.currency)}, "
                                    f"SumUp's payment is {_money(item.amount, item.currency)}.")
     return found
+
+
+def sweep_may_settle(order: OrderRef, rescue_since: datetime) -> bool:
+    """Whether a sweep still looks at this order (DESIGN.md, "Which orders a sweep looks at"): awaiting
+    payment, or failed/expired and created within the rescue window. Never a cancelled, refunded,
+    completed or requires_manual_review one."""
+    if order.status in AWAITING:
+        return True
+    return order.status in RESCUED and order.created_at is not None and order.created_at >= rescue_since
+
+
+def waits_for_a_sweep(paid_at: datetime, owner: OrderRef | None, rescue_since: datetime, *,
+                      owner_unsure: bool) -> bool:
+    """Whether a SUCCESSFUL payment no completed order names is left to a later run rather than reported
+    now: only while it is younger than the rescue window and its owner is an order a sweep may still
+    settle (or, no owner found, when that "none" is unsure). A payment whose owner no sweep will
+    settle, or that has none, is reported by the run that first sees it."""
+    if paid_at < rescue_since:
+        return False
+    return sweep_may_settle(owner, rescue_since) if owner is not None else owner_unsure
 
 
 def paid_without_order(item: HistoryItem, merchant_code: str, owner: OrderRef | None) -> Discrepancy:

@@ -1,9 +1,11 @@
 """SumUp's transaction history, read page by page for reconciliation (no database, no HTTP of its own).
 
 Every field of a history item is optional in SumUp's spec, so an item is parsed leniently: a field
-that is missing or of the wrong type becomes None and the rest of the item is kept. The page itself
-must be what the spec says (an object with an `items` list), else the history is unreadable: a
-reconciliation must never take a page it did not understand for "no transactions".
+that is missing or of the wrong type becomes None and the rest of the item is kept. An item whose
+fields cannot be taken at all (a timestamp no datetime can hold, an amount Decimal refuses) is
+skipped and handed to the caller as a Skipped, never fatal to the page. The page itself must be what
+the spec says (an object with an `items` list), else the history is unreadable: a reconciliation
+must never take a page it did not understand for "no transactions".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from payverify.addresses import one_line
 from payverify.errors import PayverifyError
 from payverify.exitcodes import ExitStatus
 from payverify.sumup.client import Reply, history_query
@@ -50,9 +53,30 @@ class HistoryItem:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """An item whose fields could not be taken. Both fields are safe to log (one line, capped)."""
+
+    transaction_code: str | None
+    reason: str
+
+
+class ItemUnreadable(ValueError):
+    """parse_item's one transaction could not be taken."""
+
+    def __init__(self, skipped: Skipped) -> None:
+        super().__init__(skipped.reason)
+        self.skipped = skipped
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[HistoryItem]
     next_query: str | None  # the next link's href, as list_transactions(next_query=...) takes it
+    skipped: tuple[Skipped, ...] = ()
+
+# What taking an item's fields may raise on values no parse can hold (OverflowError and decimal's
+# InvalidOperation are ArithmeticErrors): that item is skipped, the rest of the page is kept.
+_UNTAKEABLE = (ValueError, TypeError, ArithmeticError)
 
 
 def parse_page(text: str) -> Page:
@@ -63,8 +87,14 @@ def parse_page(text: str) -> Page:
         raise HistoryUnreadable("the reply was not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise HistoryUnreadable("the reply was not a transaction list")
-    items = [_item(raw) for raw in data["items"] if isinstance(raw, dict)]
-    return Page(items=items, next_query=_next_href(data.get("links")))
+    items: list[HistoryItem] = []
+    skipped: list[Skipped] = []
+    for raw in data["items"]:
+        try:
+            items.append(_taken(raw))
+        except ItemUnreadable as exc:
+            skipped.append(exc.skipped)
+    return Page(items=items, next_query=_next_href(data.get("links")), skipped=tuple(skipped))
 
 
 def parse_item(text: str) -> HistoryItem:
@@ -76,13 +106,27 @@ def parse_item(text: str) -> HistoryItem:
         raise HistoryUnreadable("the reply was not JSON") from None
     if not isinstance(data, dict):
         raise HistoryUnreadable("the reply was not a transaction")
-    return _item(data)
+    return _taken(data)
+
+
+def _taken(raw: Any) -> HistoryItem:
+    """One item's fields, or ItemUnreadable naming (as far as it can) the transaction and why."""
+    if not isinstance(raw, dict):
+        raise ItemUnreadable(Skipped(None, "not an object"))
+    try:
+        return _item(raw)
+    except _UNTAKEABLE as exc:
+        code = raw.get("transaction_code")
+        raise ItemUnreadable(Skipped(one_line(code, 64) if isinstance(code, str) else None,
+                                     one_line(f"{type(exc).__name__}: {exc}", 160))) from None
 
 
 def walk(fetch: Callable[[str | None], Reply], *, deadline: float,
-         clock: Callable[[], float] = time.monotonic) -> Iterator[HistoryItem]:
+         clock: Callable[[], float] = time.monotonic,
+         on_skipped: Callable[[Skipped], None] = lambda _: None) -> Iterator[HistoryItem]:
     """Every item of the history, following next links: `fetch(None)` for the first page, then
-    `fetch(next_query)`. One page is held at a time, however long the history.
+    `fetch(next_query)`. One page is held at a time, however long the history. An item whose
+    fields cannot be taken goes to `on_skipped` instead.
 
     Raises HistoryUnreadable on a reply other than 200, a page not understood, a next link that
     repeats the previous one, or when `clock()` has passed `deadline` before a further page.
@@ -100,6 +144,8 @@ def walk(fetch: Callable[[str | None], Reply], *, deadline: float,
             raise HistoryUnreadable(f"SumUp answered HTTP {reply.status}", http_status=reply.status)
         page = parse_page(reply.text)
         del reply  # a page's text can be a MiB: hold only the parsed page while yielding
+        for skipped in page.skipped:
+            on_skipped(skipped)
         yield from page.items
         if page.next_query is None:
             return

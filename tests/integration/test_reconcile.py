@@ -59,7 +59,7 @@ def by_kind(output) -> dict[str, list[dict]]:
 
 def test_every_kind_is_found_once_and_alerted_once(seed, shop, db, smtp, sumup, run_payverify, tmp_path):
     # Paid after the rescue window: the order expired and no sweep looks at it any more. (A payment
-    # younger than the rescue window is not judged yet: a sweep may still settle its order.) Made
+    # younger than the rescue window whose order a sweep may still settle waits.) Made
     # first, as the site would have: its id is older than those of the orders made now.
     late = seed.order([(shop["standing"], 1)], event_id=shop["event"], status="expired", age=timedelta(hours=26))
     (ok, _), (refunded, refunded_code), (partial, partial_code), (charged_back, cb_code), (changed, _) = \
@@ -106,7 +106,8 @@ def test_every_kind_is_found_once_and_alerted_once(seed, shop, db, smtp, sumup, 
     assert (late_row["order_number"], late_row["order_status"]) == (late.order_number, "expired")
     assert (table[stray["transaction_code"]]["order_number"], table["TPOSMERCH1"]["order_number"]) == ("", "")
     assert ok.order_number not in {d["order_number"] for d in output["discrepancies"]}
-    assert young["transaction_code"] not in paid  # still settling: judged once it is older than the window
+    # Minutes old, but no order a sweep could settle owns it: reported at once, not a day later.
+    assert paid[young["transaction_code"]]["order_number"] is None
     for d in output["discrepancies"]:
         assert set(d) >= DISCREPANCY_KEYS
         assert d["amount"] is None or Decimal(d["amount"]) == Decimal(d["amount"]).quantize(Decimal("0.01"))
@@ -176,8 +177,11 @@ def test_an_unreadable_account_is_reported_and_the_others_carry_on(seed, shop, d
     # The unread account keeps no cursor; the read one does.
     cursors = {r["merchant_code"] for r in rows(db, "SELECT merchant_code FROM payverify_reconcile_cursor")}
     assert cursors == {PLATFORM_MERCHANT}
+    # The read account's alert is its own: the unread one found nothing to alert about (exit 7 and its
+    # line say why it was not read).
     (alert,) = alerts(smtp)
-    assert "Tide Pool" in alert.parsed().get_body(preferencelist=("plain",)).get_content()
+    text = alert.parsed().get_body(preferencelist=("plain",)).get_content()
+    assert "refunded_after_completion" in text and "Tide Pool" not in text
 
 
 def test_pages_are_followed_to_the_end_and_the_csv_has_every_transaction(seed, shop, db, sumup, run_payverify,
@@ -224,3 +228,36 @@ def test_the_metrics_count_discrepancies_by_kind_and_the_last_reconcile(seed, sh
     assert value(samples, "payverify_last_successful_reconcile_timestamp_seconds") >= before - 1
     # The sweep's metrics are still the sweep's: a reconciliation does not replace them.
     assert value(samples, "payverify_runs_total", exit_status="0") >= 1
+
+
+def test_a_young_payment_no_sweep_can_settle_is_reported_by_the_first_run(seed, shop, db, smtp, sumup,
+                                                                          run_payverify):
+    # All paid minutes ago. The site cancelled one order while its customer paid; a sweep never
+    # settles a cancelled order, so waiting for one tells staff a day or two late.
+    cancelled = seed.order([(shop["standing"], 1)], event_id=shop["event"], status="cancelled")
+    stray = sumup.add_transaction(PLATFORM_MERCHANT, transaction_code="TSTRAYNOW1", amount=Decimal("40.00"))
+    # These a sweep will still settle: they wait.
+    waiting = seed.order([(shop["standing"], 2)], event_id=shop["event"], status="pending_verification")
+    rescued = seed.order([(shop["standing"], 3)], event_id=shop["event"], status="expired", age=timedelta(hours=3))
+
+    result, output = reconcile(run_payverify)
+    assert result.returncode == ExitStatus.OK, result.stderr
+    paid = {d["transaction_code"]: d for d in by_kind(output).get("paid_without_completed_order", [])}
+    cancelled_code = _checkout_code(sumup, cancelled)
+    assert set(paid) == {cancelled_code, stray["transaction_code"]}
+    assert (paid[cancelled_code]["order_number"], paid[cancelled_code]["order_status"]) == \
+           (cancelled.order_number, "cancelled")
+    assert paid[stray["transaction_code"]]["order_number"] is None
+    assert all(d["new"] for d in paid.values())
+    (alert,) = alerts(smtp)
+    assert cancelled.order_number in alert.parsed().get_body(preferencelist=("plain",)).get_content()
+    # The ones that wait are settled by the sweep, and then are nothing to report.
+    assert run_payverify("sweep").returncode == 0
+    assert scalar(db, "SELECT count(*) FROM orders_order WHERE id = ANY(%(ids)s) AND status = 'completed'",
+                  ids=[waiting.id, rescued.id]) == 2
+    _, again = reconcile(run_payverify)
+    assert [d for d in again["discrepancies"] if d["new"]] == []
+
+
+def _checkout_code(sumup, order) -> str:
+    return sumup.get_checkout(order.checkout_id)["transactions"][0]["transaction_code"]

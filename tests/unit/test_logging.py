@@ -105,3 +105,22 @@ def test_redactor_stays_bounded_over_weeks_of_token_rotation():
         clock.now += 3600
         assert len(redact.secrets) <= 1 + 2 * 5 * 2
     assert masked(redact, f"access-{hour}-4 refresh-{hour}-0") == f"{MASK} {MASK}"
+
+
+def test_stderr_shows_text_from_orders_and_sumup_escaped():
+    """A warning on stderr (which cron mails to a person) that names an order number or quotes SumUp
+    shows their control characters escaped, on one line; the log file keeps them as JSON escapes."""
+    import logging
+
+    from payverify.logconfig import build_logging_config
+
+    config = build_logging_config(None, "INFO", False, Redactor([]))
+    spec = dict(config["formatters"]["console"])
+    console = spec.pop("()")(**spec)
+    record = logging.LogRecord("payverify", logging.WARNING, __file__, 0, "", None, None)
+    # As structlog's stdlib bridge hands an event to the formatter.
+    record.msg = {"event": "sumup.odd\nforged line", "order_number": "JE-1\x1b[2K", "status": "PAID\u202e"}
+    record._from_structlog, record._logger, record._name = True, None, "warning"
+    shown = console.format(record)
+    assert "\x1b" not in shown and "\u202e" not in shown and len(shown.splitlines()) == 1
+    assert "sumup.odd\\nforged line" in shown and "JE-1\\x1b[2K" in shown and "PAID\\u202e" in shown

@@ -3,12 +3,15 @@ what is never one, and the day's totals."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from payverify.money import format_amount, minor_units, quantize
 from payverify.orders import reconcile as r
 from payverify.sumup.history import HistoryItem
 
@@ -128,3 +131,75 @@ def test_totals_per_merchant_local_day_and_currency():
         (MERCHANT, date(2026, 12, 1), "GBP", Decimal("35.10"), Decimal("37.00")),
     ]
     assert totals.by_currency() == {"EUR": (Decimal("7.00"), Decimal(0)), "GBP": (Decimal("35.10"), Decimal("37.00"))}
+
+
+# Every exponent SumUp's currencies have: 2 (GBP, EUR), 0 (JPY, and HUF as SumUp treats it), 3 (KWD, BHD).
+CURRENCIES = ["GBP", "EUR", "JPY", "HUF", "KWD", "BHD"]
+
+
+@st.composite
+def refunds(draw):
+    """(currency, the payment, the refunded amount as SumUp may write it, the refunded amount, status):
+    any positive refund up to the whole payment, in the currency's minor units."""
+    currency = draw(st.sampled_from(CURRENCIES))
+    unit = Decimal(1).scaleb(-minor_units(currency))
+    paid_units = draw(st.integers(min_value=1, max_value=10**8))
+    refunded = draw(st.integers(min_value=1, max_value=paid_units)) * unit
+    written = draw(st.sampled_from([refunded, refunded.quantize(unit / 100), _short(refunded)]))
+    # A partial refund leaves the payment SUCCESSFUL; a full one may say REFUNDED or not (yet).
+    status = draw(st.sampled_from(["SUCCESSFUL", "REFUNDED"]))
+    return currency, paid_units * unit, written, refunded, status
+
+
+def _short(amount: Decimal) -> Decimal:
+    """As a JSON number may carry it: no trailing zeros after the point (12.5 for 12.50)."""
+    text = format(amount, "f")
+    return Decimal(text.rstrip("0").rstrip(".")) if "." in text else amount
+
+
+@given(refunds())
+def test_any_positive_refund_of_a_completed_orders_payment_is_reported(case):
+    currency, paid, written, refunded, status = case
+    found = r.judge_completed(item(amount=paid, currency=currency, status=status, refunded_amount=written),
+                              order(total=paid, currency=currency), MERCHANT)
+    (refund,) = found  # the amounts agree: nothing else to say
+    assert refund.kind == r.REFUNDED
+    assert refund.key == f"{r.REFUNDED}:{MERCHANT}:TEENSK4W2K:{quantize(refunded, currency)}"
+    assert (refund.order_number, refund.amount, refund.currency) == ("JE-7F3K2Q", paid, currency)
+    if refunded < paid:
+        assert f"{format_amount(refunded, currency)} of {format_amount(paid, currency)} was refunded" in refund.detail
+    else:
+        assert f"the payment of {format_amount(paid, currency)} was refunded" in refund.detail
+
+
+RESCUE_SINCE = PAID_AT - timedelta(hours=24)
+
+
+@pytest.mark.parametrize(("status", "created", "settles"), [
+    ("pending", RESCUE_SINCE - timedelta(days=3), True),  # a sweep looks at these whatever their age
+    ("pending_verification", RESCUE_SINCE - timedelta(days=3), True),
+    ("failed", RESCUE_SINCE + timedelta(minutes=1), True),  # rescued while in the window
+    ("expired", RESCUE_SINCE, True),
+    ("failed", RESCUE_SINCE - timedelta(minutes=1), False),
+    ("expired", RESCUE_SINCE - timedelta(hours=1), False),
+    ("expired", None, False),
+    ("cancelled", PAID_AT, False),
+    ("refunded", PAID_AT, False),
+    ("requires_manual_review", PAID_AT, False),
+    ("completed", PAID_AT, False),
+])
+def test_a_sweep_settles_only_orders_awaiting_payment_or_in_the_rescue_window(status, created, settles):
+    assert r.sweep_may_settle(order(status=status, created_at=created), RESCUE_SINCE) is settles
+
+
+def test_a_young_payment_waits_only_for_an_order_a_sweep_will_settle():
+    young, old = PAID_AT, RESCUE_SINCE - timedelta(seconds=1)
+    awaiting, cancelled = order(status="pending_verification", created_at=PAID_AT), order(status="cancelled")
+    assert r.waits_for_a_sweep(young, awaiting, RESCUE_SINCE, owner_unsure=False)
+    assert not r.waits_for_a_sweep(young, cancelled, RESCUE_SINCE, owner_unsure=False)
+    assert not r.waits_for_a_sweep(young, None, RESCUE_SINCE, owner_unsure=False)  # nobody's: at once
+    # Whose it is could not be told (SumUp did not answer for a checkout, more candidates than asked):
+    # it waits, as for an order a sweep may settle, until it is older than the rescue window.
+    assert r.waits_for_a_sweep(young, None, RESCUE_SINCE, owner_unsure=True)
+    for owner in (awaiting, cancelled, None):
+        assert not r.waits_for_a_sweep(old, owner, RESCUE_SINCE, owner_unsure=True)

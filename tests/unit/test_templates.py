@@ -236,11 +236,11 @@ def test_hostile_names_are_escaped_in_html_and_verbatim_in_text(renderer):
 
 
 def test_subject_cannot_carry_a_header(renderer):
-    """An event title with CR/LF cannot start a new header line in the subject."""
+    """An event title with CR/LF cannot start a new header line in the subject: they are shown escaped."""
     context = queued(d.CONFIRMATION, paid(), replace(ORDER, event_title="Gig\r\nBcc: evil@x\u2028\tnow"))
     subject = renderer.render("order_confirmation", context, tickets=TICKETS).subject
     assert not CONTROL.search(subject)
-    assert subject == "Your tickets for Gig Bcc: evil@x now – order JE-7F3K2Q"
+    assert subject == "Your tickets for Gig\\r\\nBcc: evil@x\\u2028\\tnow – order JE-7F3K2Q"
 
 
 def test_clean_subject_caps_the_length():

@@ -11,8 +11,9 @@ from payverify.db.migrate import current_version, latest_version, require_curren
 from payverify.db.rights import audit
 from payverify.errors import ConfigError, PayverifyError, PermissionDenied, SchemaMismatch
 from payverify.exitcodes import ExitStatus
-from payverify.modes.doctor.framework import SKIP, WARN, Check, Found, Result, needed, printable
+from payverify.modes.doctor.framework import SKIP, WARN, Check, Found, Result, needed
 from payverify.modes.runtime import connect_database
+from payverify.printable import printable
 
 
 def check_database(found: Found, check: Check) -> Result:
@@ -87,7 +88,7 @@ def check_rights(found: Found, check: Check) -> Result:
         return Result(SKIP, check.name, str(exc))
     except PayverifyError as exc:
         return check.fail(str(exc))
-    user = f"user {printable(rights.username)}"
+    user = f"user {printable(rights.username, 60)}"
     if rights.missing:
         more = f" (and {len(rights.missing) - 3} more)" if len(rights.missing) > 3 else ""
         return check.fail(f"{user} lacks {', '.join(rights.missing[:3])}{more}: apply `payverify db grants ROLE` "

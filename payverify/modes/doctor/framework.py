@@ -2,7 +2,7 @@
 
 Each check is a small function that declares what it needs: a setting, the database, the site's
 tables, SumUp answering. A check whose need is not met is skipped with that need's reason; one that
-fails (or breaks) does not stop the others. Every line passes the redactor on its way out.
+fails (or breaks) does not stop the others. Every line passes the redactor and printable() on its way out.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from payverify import logconfig
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.exitcodes import ExitStatus
+from payverify.printable import printable
 from payverify.sumup.client import Reply, SumUpClient
 
 log = structlog.get_logger("payverify.modes.doctor")
@@ -37,7 +38,8 @@ class Result:
         return self.status == FAIL
 
     def line(self) -> str:
-        return logconfig.redact(f"{self.status:<4}  {self.check}: {self.reason}")
+        # A check's name or reason can quote an artist's name or SumUp: one line, whatever they hold.
+        return printable(logconfig.redact(f"{self.status:<4}  {self.check}: {self.reason}"))
 
 
 class Found:
@@ -130,11 +132,6 @@ class Check(Line):
             yield from [outcome] if isinstance(outcome, Result) else outcome
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
             yield internal_error(self.name, self.kind, exc)
-
-
-def printable(text: str, limit: int = 60) -> str:
-    clean = "".join(c if c.isprintable() else "?" for c in text)
-    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 def internal_error(check: str, kind: ExitStatus, exc: Exception) -> Result:

@@ -8,8 +8,9 @@ from typing import Any
 
 from payverify import logconfig
 from payverify.errors import PayverifyError, SumUpUnavailable, TokenRefreshFailed
-from payverify.modes.doctor.framework import SKIP, Check, Found, Line, Result, internal_error, needed, printable
+from payverify.modes.doctor.framework import SKIP, Check, Found, Line, Result, internal_error, needed
 from payverify.modes.runtime import sumup_client
+from payverify.printable import printable
 from payverify.secret import Secret
 from payverify.sumup.client import Reply, SumUpClient
 from payverify.sumup.credentials import ArtistDisconnected, Credentials, MissingCredentials, TokenOwner
@@ -65,7 +66,7 @@ def check_artists(found: Found, check: Check) -> Iterator[Result]:
     for row in artists:
         logconfig.register_secret(row["sumup_access_token"])
         owner = TokenOwner(row["id"], row["name"] or "", oauth=True)
-        label = f"SumUp token of artist {printable(owner.artist_name)!r} (id {owner.artist_id})"
+        label = f"SumUp token of artist '{printable(owner.artist_name, 60)}' (id {owner.artist_id})"
         yield _guarded_artist(Line(label, check.kind), found.sumup, credentials, owner, row)
 
 
