@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +22,7 @@ from payverify.db.migrate import upgrade
 from payverify.secret import Secret
 from payverify_dev.seed import PLATFORM_KEY, Seeder, load_site_schema
 from payverify_dev.sumup_server import FakeSumUp
+from tests.processes import Processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -224,6 +226,28 @@ def run_payverify(env):
                               capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
     return run
+
+
+@pytest.fixture
+def payverify_processes(env) -> Iterator[Processes]:
+    """Long-running `payverify` processes (watch, a sweep held at a fault point): started with
+    `.start(command, **env)`, each killed at the end if still running."""
+    processes = Processes(env)
+    yield processes
+    processes.close()
+
+
+@pytest.fixture
+def start_watch(payverify_processes) -> Callable[..., subprocess.Popen]:
+    """`start_watch(**env)`: a real `payverify watch`, polling every 0.2 s."""
+    return lambda **extra: payverify_processes.start("watch", **extra)
+
+
+@pytest.fixture
+def shop(seed) -> tuple[int, int]:
+    """An artist's event and a ticket type of it: (event id, ticket type id)."""
+    event = seed.event(seed.artist())
+    return event, seed.ticket_type(event)
 
 
 @pytest.fixture

@@ -4,61 +4,13 @@ wakes on NOTIFY, survives its database connections being terminated, and stops o
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
 
 from payverify.db import Database
 from payverify.secret import Secret
 from payverify_dev.sumup_server import checkout_body
-from tests.conftest import ROOT
 from tests.helpers import scalar, status_of
-
-SETTLE_WITHIN = 15.0  # seconds; the watch's own schedule is far quicker, this is for a loaded machine
-
-
-def eventually(check: Callable[[], bool], within: float = SETTLE_WITHIN) -> float:
-    """Poll until `check()` holds; the seconds it took. Fails the test when it never does."""
-    started = time.monotonic()
-    while time.monotonic() - started < within:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"not within {within} s")
-
-
-@pytest.fixture
-def start_watch(env, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-
-    def start(**extra: str) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "payverify", "watch"],
-                                env={**env, "PAYVERIFY_WATCH_INTERVAL": "0.2", **extra}, cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
-
-
-@pytest.fixture
-def shop(seed):
-    event = seed.event(seed.artist())
-    return event, seed.ticket_type(event)
-
-
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    return proc.returncode, err
+from tests.processes import eventually, stop
 
 
 def test_watch_settles_and_mails_a_returning_order_then_stops_on_sigterm(start_watch, seed, shop, db, smtp):

@@ -10,57 +10,15 @@ housekeeping pass's carry a "-N" suffix), so neither outcome depends on which co
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from payverify.sumup.credentials import MEMORY_SECONDS
-from tests.conftest import ROOT
 from tests.helpers import rows, scalar, status_of
 from tests.observers import parse_prometheus, value
+from tests.processes import eventually, stop
 
 RECONNECT = "admin_alert_reconnect_sumup"
-SETTLE_WITHIN = 15.0  # the watch's own asks take a second; this is for a loaded machine
-
-
-def eventually(check: Callable[[], bool], within: float = SETTLE_WITHIN, what: str = "") -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < within:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"{what or 'condition'} not within {within} s")
-
-
-@pytest.fixture
-def start_watch(env) -> Iterator[Callable[..., subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-
-    def start(**extra: str) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "payverify", "watch"],
-                                env={**env, "PAYVERIFY_WATCH_INTERVAL": "0.2", **extra}, cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
-
-
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    return proc.returncode, err
-
-
 def passes_ended(db) -> int:
     return scalar(db, "SELECT count(*) FROM payverify_runs WHERE command = 'watch' AND finished_at IS NOT NULL")
 

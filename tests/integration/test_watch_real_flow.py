@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from payverify_dev.sumup_server import checkout_body
 from tests.helpers import rows, scalar, status_of
-from tests.integration.test_watch import eventually, shop, start_watch, stop  # noqa: F401 - fixtures
+from tests.processes import eventually, stop
 
 RETURN_WITHIN = 8.0  # seconds from SumUp saying PAID to completed: the schedule asks every second at first
 
@@ -26,7 +26,7 @@ def paid(sumup, order) -> None:
                                                              "GBP", order.merchant_code, "PAID"))
 
 
-def test_a_return_during_the_payment_is_asked_on_the_fast_schedule(start_watch, seed, shop, db, sumup):  # noqa: F811
+def test_a_return_during_the_payment_is_asked_on_the_fast_schedule(start_watch, seed, shop, db, sumup):
     """Created pending; the watch leaves it alone while the customer is at SumUp; they come back 11 s
     later, SumUp says PAID 1.5 s after that: completed within seconds (the old schedule, counted from
     when the pending order was first seen, had its next ask 30 s after that)."""
@@ -45,7 +45,7 @@ def test_a_return_during_the_payment_is_asked_on_the_fast_schedule(start_watch, 
     assert stop(proc)[0] == 0
 
 
-def test_a_return_that_a_cron_sweep_found_pending_still_gets_the_fast_schedule(start_watch, seed, shop, db,  # noqa: F811
+def test_a_return_that_a_cron_sweep_found_pending_still_gets_the_fast_schedule(start_watch, seed, shop, db,
                                                                              sumup, run_payverify):
     """A cron sweep asked right after the return (PENDING): the watch still asks on the return's
     schedule, not a minute later at its housekeeping."""
@@ -64,7 +64,7 @@ def test_a_return_that_a_cron_sweep_found_pending_still_gets_the_fast_schedule(s
     assert stop(proc)[0] == 0
 
 
-def test_a_customer_who_paid_and_never_came_back_is_found_by_the_housekeeping(start_watch, seed, shop, db):  # noqa: F811
+def test_a_customer_who_paid_and_never_came_back_is_found_by_the_housekeeping(start_watch, seed, shop, db):
     """A pending order over five minutes old whose checkout is PAID: settled by the watch's housekeeping
     (which runs at start, then every minute), with no return to notice."""
     event, ticket_type = shop

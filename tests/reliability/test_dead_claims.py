@@ -11,61 +11,26 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from payverify.db.presence import ALIVE_SECONDS
 from payverify.mail.kinds import CONFIRMATION
-from tests.conftest import ROOT
 from tests.helpers import log_has, rows, scalar, status_of
 from tests.invariants import assert_invariants, check_invariants
+from tests.processes import eventually, wait_held
 
 CONFIRMATIONS = 40
 OUT_WITHIN = 60.0  # seconds from the restart to the last confirmation: the issue's bound
 SLACK = 30.0  # on top of a bound that is a design number, for a loaded 2-core machine
 
 
-def eventually(check: Callable[[], bool], within: float) -> float:
-    """Poll until `check()` holds; the seconds it took. Fails the test when it never does."""
-    started = time.monotonic()
-    while time.monotonic() - started < within:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"not within {within} s")
-
-
-def wait_stopped(proc: subprocess.Popen, within: float = 90.0) -> None:
-    """Until the process is held at its fault point (SIGSTOPped itself: state T in /proc/PID/stat)."""
-    def stopped() -> bool:
-        assert proc.poll() is None, f"exited ({proc.returncode}) before reaching the fault point"
-        with open(f"/proc/{proc.pid}/stat", encoding="ascii") as fh:
-            return fh.read().rpartition(")")[2].split()[0] == "T"
-
-    eventually(stopped, within)
-
-
 @pytest.fixture
-def start(env) -> Iterator[Callable[..., subprocess.Popen]]:
+def start(payverify_processes) -> Callable[..., subprocess.Popen]:
     """Start a real `payverify COMMAND` process; whatever is left running is killed at the end."""
-    started: list[subprocess.Popen] = []
-
-    def run(command: str, **extra: str) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "payverify", command],
-                                env={**env, "PAYVERIFY_WATCH_INTERVAL": "0.2", **extra}, cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        started.append(proc)
-        return proc
-
-    yield run
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.kill()
-        proc.communicate(timeout=30)
+    return payverify_processes.start
 
 
 def terminate(proc: subprocess.Popen) -> str:
@@ -128,7 +93,7 @@ def test_a_stopped_sender_loses_its_claims_and_does_not_send_them_again_when_it_
     silence frees its claims: a watch started beside it sends all 40 within 60 s. Resumed, the sweep
     finds its claim gone and does not send that message a second time."""
     held = start("sweep", PAYVERIFY_FAULT="before_smtp_send@10:stop", PAYVERIFY_SMTP_CONNECTIONS="1")
-    wait_stopped(held)
+    wait_held(held)
     assert len(smtp.messages) == 9
     assert claimed_rows(db) >= 1
 
@@ -188,7 +153,7 @@ def test_watch_takes_back_its_own_lease_after_its_connections_were_cut_mid_ask(s
                                   "AND finished_at IS NOT NULL") >= 1, within=60)
     event = seed.event(seed.artist())
     order = seed.order([(seed.ticket_type(event), 1)], event_id=event, email="back@example.com")
-    wait_stopped(watch)
+    wait_held(watch)
     assert rows(db, "SELECT lease_expires_at > now() + interval '4 minutes' AS held FROM payverify_order_state "
                     "WHERE order_id = %(id)s", id=order.id)[0]["held"]
     cut = scalar(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -213,7 +178,7 @@ def test_watch_takes_back_a_message_it_was_sending_when_its_connections_were_cut
     event = seed.event(seed.artist())
     order = seed.order([(seed.ticket_type(event), 1)], event_id=event, email="later@example.com")
     watch = start("watch", PAYVERIFY_FAULT="before_smtp_send@1:stop", PAYVERIFY_SMTP_CONNECTIONS="1")
-    wait_stopped(watch)
+    wait_held(watch)
     assert status_of(db, order.id) == "completed" and smtp.messages == []
     cut = scalar(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                      "WHERE datname = current_database() AND usename = %(role)s", role=run_role.name)

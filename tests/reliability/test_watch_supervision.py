@@ -12,11 +12,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,44 +23,9 @@ import pytest
 from payverify.db import Database
 from payverify.mail.compose_pool import BUSY_STREAK
 from payverify.secret import Secret
-from tests.conftest import ROOT
 from tests.helpers import log_has, scalar
 from tests.observers import parse_prometheus, value
-
-
-def eventually(check: Callable[[], bool], within: float, what: str = "") -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < within:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"not within {within} s: {what}")
-
-
-@pytest.fixture
-def start_watch(env) -> Iterator[Callable[..., subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-
-    def start(**extra: str) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "payverify", "watch"],
-                                env={**env, "PAYVERIFY_WATCH_INTERVAL": "0.2", **extra}, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            for pid in compose_workers(proc.pid):  # a stopped one would keep stderr open
-                os.kill(pid, signal.SIGKILL)
-            proc.kill()
-        proc.communicate(timeout=30)
-
-
-@pytest.fixture
-def shop(seed):
-    event = seed.event(seed.artist())
-    return event, seed.ticket_type(event)
+from tests.processes import compose_workers, eventually, state
 
 
 def terminate(proc: subprocess.Popen, within: float) -> tuple[int, str, float]:
@@ -95,30 +59,6 @@ def log_lines(log_file: str) -> list[dict]:
 
 def log_events(log_file: str, event: str) -> list[dict]:
     return [e for e in log_lines(log_file) if e.get("event") == event]
-
-
-def state(pid: int) -> str:
-    """The process's state letter from /proc (T: stopped); "gone" once it has been reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return "gone"
-
-
-def compose_workers(parent: int) -> list[int]:
-    """The compose worker processes of `parent` (spawned interpreters; not the resource tracker)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):  # gone meanwhile
-            continue
-        if ppid == parent and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 # ---- a locked outbox --------------------------------------------------------------------------------
