@@ -4,11 +4,14 @@ and the three readers (checkout, history, token endpoint) keeping to them."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from payverify.sumup import body
 from payverify.sumup.checkout import BodyNotUnderstood, parse_checkout
@@ -168,3 +171,31 @@ def test_checkout_not_json_is_not_understood(text):
     """A checkout body that is not a JSON object is not understood (BodyNotUnderstood), from body.py's message."""
     with pytest.raises(BodyNotUnderstood, match="body is"):
         parse_checkout(text)
+
+
+# -- properties ----------------------------------------------------------------------------------------
+
+offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m)))
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.one_of(st.datetimes(timezones=offsets).map(datetime.isoformat), st.datetimes().map(datetime.isoformat),
+                 st.text(max_size=40)))
+def test_any_time_string_is_in_range_or_none(text):
+    """Whatever the string (any year, any offset, none, or not a time at all): never an exception; a
+    time in UTC within [EARLIEST, LATEST), or None."""
+    parsed = body.timestamp(text)
+    assert parsed is None or (parsed.tzinfo is UTC and body.EARLIEST <= parsed < body.LATEST)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(), st.decimals(allow_nan=False, allow_infinity=False), st.floats()))
+def test_any_json_number_is_an_exact_amount_or_none(number):
+    """Any number SumUp could write, as loads parses it: never a float, and an amount is the number
+    itself (exactly) within the bounds, else None."""
+    text = json.dumps(number) if not isinstance(number, Decimal) else str(number)
+    parsed = body.loads(text)
+    assert not isinstance(parsed, float)
+    amount = body.amount(parsed)
+    if amount is not None:
+        assert isinstance(amount, Decimal) and amount == Decimal(text) and abs(amount) < body.MAX_AMOUNT
