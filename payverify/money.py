@@ -27,3 +27,11 @@ def same_amount(a: Decimal, b: Decimal) -> bool:
 
 def format_amount(amount: Decimal, currency: str) -> str:
     return f"{quantize(amount, currency)} {currency.upper()}"
+
+
+def format_exact(amount: Decimal, currency: str) -> str:
+    """Like format_amount, but never rounded: 25.005 shows as 25.005, so two sums that differ never
+    read the same in an alert."""
+    if not amount.is_finite() or quantize(amount, currency) != amount:
+        return f"{amount} {currency.upper()}"
+    return format_amount(amount, currency)

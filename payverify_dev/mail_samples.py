@@ -46,7 +46,7 @@ def confirmation_row(n: int, *, tickets: int = 1, email: str | None = None,
         "transactions": [{"id": "t1", "transaction_code": "TEENSK4W2K", "amount": order.total,
                           "currency": "GBP", "status": "SUCCESSFUL", "merchant_code": "MH4H92C7"}]})
     answer = Answer(kind=AnswerKind.CHECKOUT, http_status=200, checkout=checkout)
-    verdict = decision.decide(order, answer, NOW, settings.policy)
+    verdict = decision.decide(order, items, answer, NOW, settings.policy)
     message, = (m for m in notices.messages_for(verdict, order, items, checkout, settings) if m.kind == CONFIRMATION)
     context = json.loads(json.dumps(message.context, default=outbox._json_default))
     row = {"id": n, "kind": CONFIRMATION, "order_id": order.id, "recipients": list(message.recipients),

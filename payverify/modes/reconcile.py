@@ -13,12 +13,10 @@ them, or done neither, and the next run reads that account again.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +32,7 @@ from payverify.modes.attempt import describe
 from payverify.orders import reconcile as judge
 from payverify.orders.reconcile import Discrepancy, OrderRef, Totals
 from payverify.secret import Secret
-from payverify.sumup.checkout import checkout_from_dict
+from payverify.sumup.checkout import BodyNotUnderstood, parse_checkout
 from payverify.sumup.client import Reply, SumUpClient, SumUpUnavailable
 from payverify.sumup.credentials import Credentials, TokenOwner
 from payverify.sumup.history import (
@@ -318,20 +316,13 @@ def _owner(db: Database, client: SumUpClient, credentials: Credentials, code: st
             unsure = unsure or reply.status != 404  # 404: that checkout is no one's, so not this payment's
             continue
         try:
-            checkout = checkout_from_dict(_json_object(reply.text))
-        except (ValueError, TypeError, ArithmeticError):
+            checkout = parse_checkout(reply.text)
+        except BodyNotUnderstood:
             unsure = True
             continue
         if any(t.transaction_code == item.transaction_code for t in checkout.transactions):
             return _order(row), False
     return None, unsure
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    body = json.loads(text, parse_float=Decimal)
-    if not isinstance(body, dict):
-        raise ValueError("not an object")
-    return body
 
 
 def _check_payment(client: SumUpClient, credentials: Credentials, account: Account,

@@ -1,6 +1,8 @@
 """The decision table of DESIGN.md as one pure function: no I/O, no clock of its own.
 
-Every path (sweep, check, replay) calls `decide`. It returns what to do; settle.py does it.
+Every path (sweep, check, replay) calls `decide`. It returns what to do; settle.py does it. The
+order's items are an input: the tickets are made from them, so a PAID order completes only when they
+add up to what was paid.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from datetime import datetime, timedelta
 from payverify import models
 from payverify.config import Policy
 from payverify.mail.kinds import ALERT_LATE_PAYMENT, ALERT_REVIEW, CONFIRMATION, PAYMENT_FAILED
-from payverify.money import format_amount, same_amount
+from payverify.money import format_amount, format_exact, same_amount
+from payverify.orders.tickets import item_problems, items_total
 from payverify.sumup.answer import Answer, AnswerKind
 from payverify.sumup.checkout import EXPIRED, FAILED, PAID, PENDING, Checkout, plausible_checkout_id
 
@@ -40,8 +43,9 @@ def _review(reason: str) -> Decision:
     return Decision(new_status=models.REQUIRES_MANUAL_REVIEW, reason=reason, notify=(ALERT_REVIEW,))
 
 
-def decide(order: models.Order, answer: Answer, now: datetime, policy: Policy) -> Decision:
-    """What to do with `order` given SumUp's `answer` at time `now` (timezone-aware)."""
+def decide(order: models.Order, items: list[models.OrderItem], answer: Answer, now: datetime,
+           policy: Policy) -> Decision:
+    """What to do with `order` and its `items` given SumUp's `answer` at time `now` (timezone-aware)."""
     age = now - order.created_at
     if order.status in models.RESCUABLE:
         if age > timedelta(hours=policy.rescue_hours):
@@ -64,7 +68,7 @@ def decide(order: models.Order, answer: Answer, now: datetime, policy: Policy) -
     checkout = answer.checkout
     assert checkout is not None
     if checkout.status == PAID:
-        return _decide_paid(order, checkout, now)
+        return _decide_paid(order, items, checkout, now)
     if checkout.id is not None and checkout.id != order.sumup_checkout_id:
         return _keep(f"SumUp answered about checkout {checkout.id}, not {order.sumup_checkout_id}")
     if order.status in models.RESCUABLE:
@@ -91,11 +95,12 @@ def _decide_not_paid(order: models.Order, status: str, age: timedelta, policy: P
     return _keep(f"SumUp status {status!r} is not one payverify knows; retried next run")
 
 
-def _decide_paid(order: models.Order, checkout: Checkout, now: datetime) -> Decision:
+def _decide_paid(order: models.Order, items: list[models.OrderItem], checkout: Checkout,
+                 now: datetime) -> Decision:
     missing = missing_paid_fields(checkout)
     if missing:
         return _keep(f"SumUp says PAID but the reply lacks {', '.join(missing)}; retried next run")
-    mismatches = paid_mismatches(order, checkout)
+    mismatches = paid_mismatches(order, checkout) + item_mismatches(order, items, checkout)
     if mismatches:
         return _review("SumUp says PAID but " + "; ".join(mismatches))
     if order.event_end < now:
@@ -105,7 +110,8 @@ def _decide_paid(order: models.Order, checkout: Checkout, now: datetime) -> Deci
                         notify=(CONFIRMATION, ALERT_LATE_PAYMENT),
                         reason=f"SumUp says PAID after the order was marked {order.status}: late payment")
     return Decision(new_status=models.COMPLETED, issue_tickets=True, notify=(CONFIRMATION,),
-                    reason="SumUp says PAID and amount, currency, merchant and reference match")
+                    reason="SumUp says PAID; amount, currency, merchant and reference match, "
+                           "and the items add up to the total")
 
 
 def missing_paid_fields(checkout: Checkout) -> list[str]:
@@ -146,6 +152,19 @@ def paid_mismatches(order: models.Order, checkout: Checkout) -> list[str]:
     reversed_ = checkout.reversed_transactions
     if reversed_:
         problems.append("a transaction was " + ", ".join(sorted({t.status or "" for t in reversed_})))
+    return problems
+
+
+def item_mismatches(order: models.Order, items: list[models.OrderItem], checkout: Checkout) -> list[str]:
+    """Every way the items, which the tickets are made from, fail what was paid (empty: none).
+    Exact (Decimal): items of 5 x 10.00 are not an order of 10.00, whatever SumUp says of the total."""
+    problems = item_problems(items)
+    added = items_total(items)
+    if items and not same_amount(added, order.total):
+        paid = ("no amount" if checkout.amount is None
+                else format_exact(checkout.amount, checkout.currency or order.currency))
+        problems.append(f"the items add up to {format_exact(added, order.currency)}, not the order's total of "
+                        f"{format_exact(order.total, order.currency)} (SumUp was paid {paid})")
     return problems
 
 

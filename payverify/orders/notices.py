@@ -11,6 +11,7 @@ from payverify.mail.kinds import CONFIRMATION, REGISTRY
 from payverify.mail.outbox import OutboxMessage
 from payverify.models import Order, OrderItem
 from payverify.orders.decision import Decision
+from payverify.orders.tickets import items_total
 from payverify.sumup.checkout import Checkout
 
 
@@ -58,7 +59,8 @@ def messages_for(decision: Decision, order: Order, items: list[OrderItem], check
             context["expected"] = {"amount": order.total, "currency": order.currency,
                                    "merchant_code": order.artist_merchant_code,
                                    "checkout_reference": order.order_number,
-                                   "checkout_id": order.sumup_checkout_id}
+                                   "checkout_id": order.sumup_checkout_id,
+                                   "items_total": items_total(items)}  # what the tickets would be for
             context["received"] = checkout_context(checkout)
         messages.append(OutboxMessage(kind=kind, dedup_key=REGISTRY[kind].key(order.id), order_id=order.id,
                                       recipients=recipients, context=context,

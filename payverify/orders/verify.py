@@ -103,7 +103,7 @@ class Verifier:
         faults.point("after_sumup_answer")
         duration_ms = int((time.monotonic() - started) * 1000)
         if self.dry_run:
-            decision = decide(order, answer, self.now(), self.policy)
+            decision = decide(order, items, answer, self.now(), self.policy)
             result = Result(order=order, items=items, answer=answer, decision=decision, settled=None,
                             duration_ms=duration_ms)
         else:
@@ -116,7 +116,7 @@ class Verifier:
         try:
             with self.db.transaction() as tx:
                 now = tx.require_one("now")["now"]
-                decision = decide(order, answer, now, self.policy)
+                decision = decide(order, items, answer, now, self.policy)
                 settled = settle(tx, self.settings, self.attempt, order, items, decision, answer, duration_ms,
                                  now=now)
         except UniqueViolation:

@@ -7,12 +7,14 @@ Statuses are open enums: an unknown string is kept as data, never mapped to "not
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from payverify.sumup import body
+from payverify.sumup.body import NotJSON
 
 # Checkout statuses SumUp documents; anything else is kept verbatim and treated as unknown.
 PAID, PENDING, FAILED, EXPIRED = "PAID", "PENDING", "FAILED", "EXPIRED"
@@ -21,11 +23,6 @@ KNOWN_STATUSES = frozenset({PAID, PENDING, FAILED, EXPIRED})
 # Transaction statuses that matter to the decision.
 SUCCESSFUL = "SUCCESSFUL"
 REVERSED_TRANSACTION_STATUSES = frozenset({"REFUNDED", "CHARGE_BACK", "CHARGEBACK"})
-
-
-# Beyond these an "amount" is not one (and would overflow Decimal arithmetic downstream).
-MAX_AMOUNT = Decimal(10) ** 12
-MAX_DECIMALS = 8
 
 
 # A checkout id payverify will ask SumUp about. SumUp's ids are UUIDs in its examples; any short run of
@@ -84,13 +81,11 @@ class Checkout:
 
 
 def parse_checkout(text: str) -> Checkout:
-    """Parse a checkout body; amounts become Decimal (never float). Raises BodyNotUnderstood."""
+    """Parse a checkout body (payverify.sumup.body: amounts Decimal, never float). Raises BodyNotUnderstood."""
     try:
-        data = json.loads(text, parse_float=Decimal, parse_int=Decimal)
-    except (ValueError, RecursionError) as exc:
-        raise BodyNotUnderstood(f"body is not JSON ({_describe(text)})") from exc
-    if not isinstance(data, dict):
-        raise BodyNotUnderstood(f"body is a JSON {type(data).__name__}, not an object")
+        data = body.loads_object(text)
+    except NotJSON as exc:
+        raise BodyNotUnderstood(str(exc)) from None
     return checkout_from_dict(data)
 
 
@@ -127,7 +122,9 @@ def _transaction(data: Any) -> Transaction:
         currency=_currency(data),
         status=_text(data, "status"),
         merchant_code=_text(data, "merchant_code"),
-        timestamp=_time(data.get("timestamp")),
+        # Lenient, unlike the fields around it: the decision never reads it (it only times the
+        # confirmation mail), so a bad one must not hold up a paid order.
+        timestamp=body.timestamp(data.get("timestamp")),
     )
 
 
@@ -140,40 +137,18 @@ def _text(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _time(value: Any) -> datetime | None:
-    # Lenient, unlike the fields above: the decision never reads it (it only times the confirmation
-    # mail), so a bad one must not hold up a paid order. A time without a zone cannot be placed: None.
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.utcoffset() is not None else None
-
-
 def _currency(data: dict[str, Any]) -> str | None:
     value = _text(data, "currency")
     return value.upper() if value is not None else None
 
 
 def _amount(data: dict[str, Any], key: str) -> Decimal | None:
-    # SumUp sends a JSON number in major units. A string, bool or non-finite value is not understood.
+    # Absent: None (missing_paid_fields decides whether that matters). Present but not an amount (a
+    # string, a bool, NaN, absurd): the body is not understood.
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, Decimal):
-        raise BodyNotUnderstood(f"{key} is not a number")
-    exponent = value.as_tuple().exponent  # an int for a finite value; "n", "N" or "F" otherwise
-    if not isinstance(exponent, int) or abs(value) >= MAX_AMOUNT or exponent < -MAX_DECIMALS:
+    parsed = body.amount(value)
+    if parsed is None:
         raise BodyNotUnderstood(f"{key} is not a plausible amount")
-    return value
-
-
-def _describe(text: str) -> str:
-    stripped = text.lstrip()
-    if not stripped:
-        return "empty"
-    if stripped.startswith("<"):
-        return "looks like HTML"
-    return f"{len(text)} characters"
+    return parsed

@@ -13,13 +13,13 @@ exception (their `.request` carries the Authorization header).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -32,12 +32,14 @@ from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponen
 from payverify import __version__, http_deadline
 from payverify.errors import InvalidGrant, SumUpUnavailable, TokenRefreshFailed
 from payverify.secret import Secret
+from payverify.sumup import body
 from payverify.sumup.answer import CONNECTION, NOT_SENT, NOT_UNDERSTOOD, TIMEOUT, http_error_kind
 from payverify.sumup.checkout import plausible_checkout_id
 from payverify.sumup.ratelimit import RateLimiter, over_cap
 
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_EXPIRES_IN = 3600
+MAX_EXPIRES_IN = 366 * 86400
 _OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,40}")  # only a short code like "invalid_client" is echoed
 
 
@@ -360,8 +362,8 @@ def _failure(exc: BaseException, attempts: int) -> SumUpUnavailable:
 
 def _json(text: str) -> Any:
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # HTML, empty, truncated, absurdly nested: all "not JSON"
+        return body.loads(text)
+    except body.NotJSON:  # HTML, empty, truncated, absurdly nested
         return None
 
 
@@ -386,9 +388,13 @@ def _parse_grant(text: str) -> TokenGrant:
 
 
 def _expires_in(value: Any) -> int:
-    # int-ish: 3600, 3600.0 or "3600". Anything else, or not within (0, 1 year], falls back to an hour.
-    digits = isinstance(value, str) and value.strip().isascii() and value.strip().isdigit()
-    if digits or (isinstance(value, float) and value.is_integer()):
+    # int-ish: 3600, 3600.0 (a Decimal from body.loads) or "3600". Anything else, or not within
+    # (0, 1 year], falls back to an hour.
+    text = value.strip() if isinstance(value, str) else ""
+    if text.isascii() and text.isdigit() and len(text) <= 9:  # int() refuses 4,300 digits and more
+        value = int(text)
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value() \
+            and abs(value) <= MAX_EXPIRES_IN:
         value = int(value)
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 366 * 86400
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_EXPIRES_IN
     return value if ok else DEFAULT_EXPIRES_IN

@@ -1,31 +1,29 @@
 """SumUp's transaction history, read page by page for reconciliation (no database, no HTTP of its own).
 
 Every field of a history item is optional in SumUp's spec, so an item is parsed leniently: a field
-that is missing or of the wrong type becomes None and the rest of the item is kept. An item whose
-fields cannot be taken at all (a timestamp no datetime can hold, an amount Decimal refuses) is
-skipped and handed to the caller as a Skipped, never fatal to the page. The page itself must be what
+that is missing, of the wrong type or out of range (payverify.sumup.body: an amount out of bounds, a
+time without a zone or outside 2000..2100) becomes None and the rest of the item is kept. An item
+whose fields cannot be taken at all (whatever those rules did not foresee) is skipped and handed to
+the caller as a Skipped, never fatal to the page. The page itself must be what
 the spec says (an object with an `items` list), else the history is unreadable: a reconciliation
 must never take a page it did not understand for "no transactions".
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from payverify.addresses import one_line
 from payverify.errors import PayverifyError
 from payverify.exitcodes import ExitStatus
+from payverify.sumup import body
+from payverify.sumup.body import NotJSON
 from payverify.sumup.client import Reply, history_query
-
-# Beyond these a value is not an amount (and would overflow Decimal arithmetic downstream).
-_MAX_AMOUNT = Decimal(10) ** 12
-_MAX_DECIMALS = 8
 
 
 class HistoryUnreadable(PayverifyError):
@@ -48,7 +46,7 @@ class HistoryItem:
     status: str | None          # upper-cased; open enum (SUCCESSFUL, REFUNDED, CHARGE_BACK, ...)
     type: str | None            # PAYMENT, REFUND, CHARGE_BACK, ...
     payment_type: str | None    # ECOM, POS, CASH, ...: only ECOM can be a ticket order
-    timestamp: datetime | None  # in UTC; None when absent or without a zone
+    timestamp: datetime | None  # in UTC; None when absent, without a zone or out of range (body.py)
     refunded_amount: Decimal | None
 
 
@@ -74,16 +72,17 @@ class Page:
     next_query: str | None  # the next link's href, as list_transactions(next_query=...) takes it
     skipped: tuple[Skipped, ...] = ()
 
-# What taking an item's fields may raise on values no parse can hold (OverflowError and decimal's
-# InvalidOperation are ArithmeticErrors): that item is skipped, the rest of the page is kept.
+# A backstop: body.py turns the values it knows to be unusable into None; anything else that taking
+# an item's fields raises (OverflowError and decimal's InvalidOperation are ArithmeticErrors) skips
+# that item, and the rest of the page is kept.
 _UNTAKEABLE = (ValueError, TypeError, ArithmeticError)
 
 
 def parse_page(text: str) -> Page:
     """One history page. Raises HistoryUnreadable unless it is an object with an `items` list."""
     try:
-        data = json.loads(text, parse_float=Decimal)
-    except (ValueError, RecursionError):
+        data = body.loads(text)
+    except NotJSON:
         raise HistoryUnreadable("the reply was not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise HistoryUnreadable("the reply was not a transaction list")
@@ -101,8 +100,8 @@ def parse_item(text: str) -> HistoryItem:
     """One transaction as `GET /v2.1/merchants/{code}/transactions?transaction_code=` gives it
     (TransactionFull: the history item's fields and more)."""
     try:
-        data = json.loads(text, parse_float=Decimal)
-    except (ValueError, RecursionError):
+        data = body.loads(text)
+    except NotJSON:
         raise HistoryUnreadable("the reply was not JSON") from None
     if not isinstance(data, dict):
         raise HistoryUnreadable("the reply was not a transaction")
@@ -159,8 +158,8 @@ def walk(fetch: Callable[[str | None], Reply], *, deadline: float,
 def merchant_code_of(me_text: str) -> str | None:
     """`merchant_profile.merchant_code` of a /v0.1/me body; None when absent or not a string."""
     try:
-        data = json.loads(me_text)
-    except (ValueError, RecursionError):
+        data = body.loads(me_text)
+    except NotJSON:
         return None
     profile = data.get("merchant_profile") if isinstance(data, dict) else None
     code = profile.get("merchant_code") if isinstance(profile, dict) else None
@@ -187,13 +186,13 @@ def _item(data: dict[str, Any]) -> HistoryItem:
     return HistoryItem(
         id=_text(data.get("id")),
         transaction_code=_text(data.get("transaction_code")),
-        amount=_amount(data.get("amount")),
+        amount=body.amount(data.get("amount")),
         currency=_upper(data.get("currency")),
         status=_upper(data.get("status")),
         type=_upper(data.get("type")),
         payment_type=_upper(data.get("payment_type")),
-        timestamp=_time(data.get("timestamp")),
-        refunded_amount=_amount(data.get("refunded_amount")),
+        timestamp=body.timestamp(data.get("timestamp")),
+        refunded_amount=body.amount(data.get("refunded_amount")),
     )
 
 
@@ -204,27 +203,3 @@ def _text(value: Any) -> str | None:
 def _upper(value: Any) -> str | None:
     text = _text(value)
     return text.upper() if text is not None else None
-
-
-def _amount(value: Any) -> Decimal | None:
-    # A JSON number in major units (parsed as Decimal: 10.10 stays 10.10). A string, bool, non-finite
-    # or absurd value is not an amount.
-    if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        return None
-    amount = Decimal(value) if isinstance(value, int) else value
-    exponent = amount.as_tuple().exponent  # an int for a finite value; "n", "N" or "F" otherwise
-    if not isinstance(exponent, int) or abs(amount) >= _MAX_AMOUNT or exponent < -_MAX_DECIMALS:
-        return None
-    return amount
-
-
-def _time(value: Any) -> datetime | None:
-    # A time without a zone cannot be placed: None rather than a guess.
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.utcoffset() is not None else None

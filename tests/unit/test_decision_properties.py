@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from payverify import models
 from payverify.config import Policy
-from payverify.models import Order
+from payverify.models import Order, OrderItem
 from payverify.orders.decision import decide
 from payverify.sumup.answer import Answer, AnswerKind
 from payverify.sumup.checkout import KNOWN_STATUSES, REVERSED_TRANSACTION_STATUSES, checkout_from_dict
-from tests.factories import CHECKOUT_ID, MERCHANT, NOW, NUMBER, make_order, transaction
+from tests.factories import CHECKOUT_ID, MERCHANT, NOW, NUMBER, make_item, make_order, transaction
 
 POLICY = Policy()
 KNOWN_ORDER_STATUSES = ["pending", "pending_verification", "failed", "expired", "completed", "cancelled",
@@ -62,16 +62,47 @@ BODY_FIELDS = {
 }
 
 
+random_items = st.lists(st.builds(make_item, id=st.integers(1, 9), quantity=st.integers(min_value=-2, max_value=120),
+                                  unit_price=amounts), max_size=4)
+
+
+@st.composite
+def items_for(draw, total: Decimal) -> list[OrderItem]:
+    """The order's items: often one that adds up to its total; else more of it, a cent off, split in
+    two (the rest may be negative, zero or a fraction), random, or free admissions around the bounds."""
+    shape = draw(st.sampled_from(["one"] * 4 + ["more", "cent", "split", "random", "quantity", "admissions"]))
+    paid = make_item(unit_price=total)
+    if shape == "one":
+        return [paid]
+    if shape == "more":  # the total is one admission's price, the item is several (issue 23's 5 x 10.00)
+        return [make_item(quantity=draw(st.integers(min_value=2, max_value=5)), unit_price=total)]
+    if shape == "cent":  # a price edited by a cent, or a fraction of one
+        return [make_item(unit_price=total + draw(st.sampled_from([Decimal("-0.01"), Decimal("0.001"),
+                                                                    Decimal("0.01")])))]
+    if shape == "split":
+        first = make_item(quantity=draw(st.integers(min_value=-1, max_value=101)), unit_price=draw(amounts))
+        return [first, make_item(id=2, quantity=1, unit_price=total - first.quantity * first.unit_price)]
+    if shape == "random":
+        return draw(random_items)
+    if shape == "quantity":
+        return [paid, make_item(id=2, quantity=draw(st.sampled_from([-1, 0, 1, 99, 100, 101])),
+                                unit_price=Decimal("0.00"))]
+    free = draw(st.sampled_from([398, 498, 499, 500]))  # admissions beside the paid one, in items of 100
+    return [paid, *(make_item(id=n + 2, quantity=min(100, free - 100 * n), unit_price=Decimal("0.00"))
+                    for n in range(-(-free // 100)))]
+
+
 @st.composite
 def cases(draw):
     changed_order = draw(st.lists(st.sampled_from(sorted(ORDER_FIELDS)), max_size=2, unique=True))
     order = make_order(**{name: draw(ORDER_FIELDS[name]) for name in changed_order})
+    items = draw(items_for(order.total))
     kind = draw(st.sampled_from(["unknown", "not_found", "checkout", "checkout", "checkout", "checkout"]))
     if kind == "unknown":
-        return order, Answer.unknown("SumUp unavailable: timed out", error_kind="timeout",
-                                      transport_failure=draw(st.booleans()))
+        return order, items, Answer.unknown("SumUp unavailable: timed out", error_kind="timeout",
+                                             transport_failure=draw(st.booleans()))
     if kind == "not_found":
-        return order, Answer(kind=AnswerKind.NOT_FOUND, http_status=404, reason="404")
+        return order, items, Answer(kind=AnswerKind.NOT_FOUND, http_status=404, reason="404")
     body = {"id": CHECKOUT_ID, "checkout_reference": NUMBER, "amount": Decimal("25.00"), "currency": "GBP",
             "merchant_code": MERCHANT, "status": "PAID", "transactions": [transaction(Decimal("25.00"))]}
     for name in draw(st.lists(st.sampled_from(sorted(BODY_FIELDS)), max_size=2, unique=True)):
@@ -80,10 +111,18 @@ def cases(draw):
             body["transactions"] = body["transactions"] + [value]
         else:
             body[name] = value
-    return order, Answer(kind=AnswerKind.CHECKOUT, http_status=200, checkout=checkout_from_dict(body))
+    return order, items, Answer(kind=AnswerKind.CHECKOUT, http_status=200, checkout=checkout_from_dict(body))
 
 
-def should_complete(order: Order, answer: Answer) -> bool:
+def items_issuable(order: Order, items: list[OrderItem]) -> bool:
+    """The README's bounds, written out: at least one item, each of 1..100 at a price of 0 or more,
+    at most 500 admissions, adding up exactly to the order's total."""
+    return (len(items) > 0 and all(1 <= i.quantity <= 100 and i.unit_price >= 0 for i in items)
+            and sum(i.quantity for i in items) <= 500
+            and sum(i.quantity * i.unit_price for i in items) == order.total)
+
+
+def should_complete(order: Order, items: list[OrderItem], answer: Answer) -> bool:
     """The oracle: every condition of DESIGN.md for a completion, written independently."""
     if answer.kind is not AnswerKind.CHECKOUT or not order.sumup_checkout_id:
         return False
@@ -101,7 +140,7 @@ def should_complete(order: Order, answer: Answer) -> bool:
             and c.currency == order.currency.upper() and order.artist_merchant_code is not None
             and c.merchant_code == order.artist_merchant_code and good_txn and complete_txns
             and not any(t.status in REVERSED_TRANSACTION_STATUSES for t in c.transactions)
-            and order.event_end >= NOW)
+            and order.event_end >= NOW and items_issuable(order, items))
 
 
 @hsettings(max_examples=200, deadline=None)
@@ -109,12 +148,12 @@ def should_complete(order: Order, answer: Answer) -> bool:
 def test_decision_properties(case):
     """Completion exactly when everything matches; unknown answers and final statuses never change;
     expired only on SumUp's EXPIRED/PENDING; failed only on FAILED after the grace period."""
-    order, answer = case
-    result = decide(order, answer, NOW, POLICY)
+    order, items, answer = case
+    result = decide(order, items, answer, NOW, POLICY)
     event(result.outcome)
     assert result.new_status in (None, models.COMPLETED, models.FAILED, models.EXPIRED,
                                  models.REQUIRES_MANUAL_REVIEW)
-    assert (result.new_status == models.COMPLETED) == should_complete(order, answer), result.reason
+    assert (result.new_status == models.COMPLETED) == should_complete(order, items, answer), result.reason
     assert result.issue_tickets == (result.new_status == models.COMPLETED)
     if answer.kind is AnswerKind.UNKNOWN:
         assert result.new_status is None and not result.notify and not result.issue_tickets
@@ -131,17 +170,41 @@ def test_decision_properties(case):
         assert result.new_status is None
 
 
+# The items in a stream of their own: everything else matches, so the items alone decide.
+@hsettings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(CHANGEABLE)), st.sampled_from([Decimal("25.00"), Decimal("10.00"), Decimal("0.00")])
+       .flatmap(lambda total: st.tuples(st.just(total), items_for(total))))
+def test_items_alone_decide_the_tickets(status, case):
+    """A PAID answer matching the order in every field: completed with tickets exactly when the items
+    are issuable (at least one, each 1..100 at a price of 0 or more, at most 500 admissions, adding up
+    to the total); otherwise review with its alert, and never a ticket."""
+    total, items = case
+    order = make_order(status=status, total=total, created_at=NOW - timedelta(hours=1))
+    amount = {"amount": total, "transactions": [transaction(total)]}
+    answer = Answer(kind=AnswerKind.CHECKOUT, http_status=200, checkout=checkout_from_dict(
+        {"id": CHECKOUT_ID, "checkout_reference": NUMBER, "currency": "GBP", "merchant_code": MERCHANT,
+         "status": "PAID", **amount}))
+    result = decide(order, items, answer, NOW, POLICY)
+    event(result.outcome)
+    if items_issuable(order, items):
+        assert result.new_status == models.COMPLETED and result.issue_tickets, result.reason
+    else:
+        assert result.new_status == models.REQUIRES_MANUAL_REVIEW and not result.issue_tickets
+        assert result.notify == ("admin_alert_amount_mismatch",)
+
+
 # The decision's inputs in a stream of its own (more examples, cheap): statuses alone.
 @hsettings(max_examples=50, deadline=None)
 @given(st.sampled_from(sorted(CHANGEABLE)), st.sampled_from(["PENDING", "FAILED", "EXPIRED"]),
-       st.floats(min_value=0, max_value=48 * 60, allow_nan=False))
-def test_not_paid_answers_never_complete_and_respect_the_clock(status, sumup_status, age_minutes):
-    """A not-paid answer never completes; PENDING expires only after max age; rescue orders never move."""
+       st.floats(min_value=0, max_value=48 * 60, allow_nan=False), random_items)
+def test_not_paid_answers_never_complete_and_respect_the_clock(status, sumup_status, age_minutes, items):
+    """A not-paid answer never completes; PENDING expires only after max age; rescue orders never move;
+    the items (which only decide whether tickets may be issued) change none of it."""
     order = make_order(status=status, created_at=NOW - timedelta(minutes=age_minutes), event_ends_at=None)
     answer = Answer(kind=AnswerKind.CHECKOUT, http_status=200, checkout=checkout_from_dict(
         {"id": CHECKOUT_ID, "checkout_reference": NUMBER, "amount": Decimal("25.00"), "currency": "GBP",
          "merchant_code": MERCHANT, "status": sumup_status}))
-    result = decide(order, answer, NOW, POLICY)
+    result = decide(order, items, answer, NOW, POLICY)
     assert result.new_status != models.COMPLETED and not result.issue_tickets
     if status in models.RESCUABLE:
         assert result.new_status is None

@@ -410,9 +410,10 @@ def test_refresh_without_refresh_token_returns_none(client, mock):
 
 
 @pytest.mark.parametrize("expires_in, expected", [("1800", 1800), (1800.0, 1800), ("soon", 3600),
-                                                  (True, 3600), (-5, 3600), (10**12, 3600)])
+                                                  (True, 3600), (-5, 3600), (10**12, 3600), (1800.5, 3600),
+                                                  (1e400, 3600), ("9" * 5000, 3600), (1e300, 3600)])
 def test_refresh_expires_in_int_ish(client, mock, expires_in, expected):
-    """expires_in accepts int-ish values; anything else falls back to 3600 s."""
+    """expires_in accepts int-ish values; anything else (a fraction, Infinity, 5,000 digits) falls back to 3600 s."""
     mock.post(TOKEN_URL, body=grant_body(expires_in=expires_in))
     assert refresh(client).expires_in == expected
 

@@ -56,7 +56,7 @@ def paid(amount: str = "57.50") -> Answer:
 def queued(kind: str, answer: Answer, order: Order = ORDER) -> dict:
     """The context of the outbox row `kind` as the sender reads it back: decided by the real decision
     table, built by notices.messages_for, and round-tripped through JSON like the jsonb column."""
-    decision = d.decide(order, answer, NOW, SETTINGS.policy)
+    decision = d.decide(order, ITEMS, answer, NOW, SETTINGS.policy)
     messages = {m.kind: m for m in notices.messages_for(decision, order, ITEMS, answer.checkout, SETTINGS)}
     return roundtrip(messages[kind].context)
 
@@ -213,6 +213,29 @@ def test_review_alert_without_a_checkout_still_renders(renderer):
     mail = renderer.render("admin_alert_amount_mismatch", context)
     for part in (mail.text, mail.html):
         assert "SumUp returned no checkout" in part and CHECKOUT_ID in part and "HTTP 404" in part
+
+
+def test_review_alert_for_items_that_do_not_add_up_names_both_sums(renderer):
+    """Items of 5 x 10.00 on an order of 10.00 paid 10.00: the alert lists the items, what they add up
+    to (unrounded) and the total that was paid, in both parts."""
+    order = replace(ORDER, total=Decimal("10.00"))
+    items = [make_item(quantity=5, unit_price=Decimal("10.00"))]
+    decision = d.decide(order, items, paid("10.00"), NOW, SETTINGS.policy)
+    (message,) = notices.messages_for(decision, order, items, paid("10.00").checkout, SETTINGS)
+    mail = renderer.render(d.ALERT_REVIEW, roundtrip(message.context))
+    assert "5 x Standing at 10.00 GBP = 50.00 GBP" in mail.text
+    assert "The items add up to 50.00 GBP; the order's total is 10.00 GBP." in mail.text
+    assert "the items add up to 50.00 GBP, not the order's total of 10.00 GBP (SumUp was paid 10.00 GBP)" \
+        in mail.text
+    assert "The items add up to" in mail.html and "50.00 GBP" in mail.html
+
+
+def test_review_alert_queued_before_the_items_were_checked_still_renders(renderer):
+    """An alert row queued by an earlier version (no items total in its context) renders without it."""
+    context = queued(d.ALERT_REVIEW, paid("20.00"))
+    del context["expected"]["items_total"]
+    mail = renderer.render(d.ALERT_REVIEW, context)
+    assert "20.00" in mail.text and "The items add up to" not in mail.text + mail.html
 
 
 def test_platform_key_alert_says_to_fix_the_configuration(renderer):

@@ -130,7 +130,7 @@ def test_only_the_confirmation_carries_the_start():
     """A rescued order's confirmation carries the start; its late-payment alert does not."""
     order = make_order(status="expired")
     answer = checkout_answer()
-    choice = decision.decide(order, answer, NOW, Policy())
+    choice = decision.decide(order, [make_item()], answer, NOW, Policy())
     assert choice.notify == (CONFIRMATION, ALERT_LATE_PAYMENT)
     settings = load_settings(environ={"PAYVERIFY_DATABASE_URL": "postgresql://localhost/x"})
     messages = notices.messages_for(choice, order, [make_item()], answer.checkout, settings,
