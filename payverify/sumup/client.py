@@ -287,7 +287,7 @@ class SumUpClient:
         # checked here as well, so the bound holds on an injected clock too. read1 returns after one
         # socket read (iter_content would block until a whole chunk arrived).
         deadline = started + self._timeout[0] + self._timeout[1]
-        read = getattr(resp.raw, "read1", resp.raw.read)  # read1 needs urllib3 >= 2.3
+        read = getattr(resp.raw, "read1", resp.raw.read)  # read1 needs urllib3 >= 2.3 (setup.cfg asks 2.7)
         body = bytearray()
         try:
             while chunk := read(64 * 1024, decode_content=True):
