@@ -108,8 +108,9 @@ def _secret(value: str) -> Secret:
 
 
 def _heartbeat_url(value: str) -> Secret:
-    """A ping URL (https://hc-ping.com/<uuid>): checked like any http(s) URL, kept as a Secret."""
-    url = _http_url(value)  # the error names the variable, never the value
+    """A ping URL (https://hc-ping.com/<uuid>): whoever reads it can ping, so https (plain http on
+    loopback only, for a local test server), kept as a Secret."""
+    url = _api_url(value)  # the error names the variable, never the value
     return _secret(url)
 
 
@@ -177,10 +178,11 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 def _api_url(value: str) -> str:
-    """Bearer tokens and the client secret travel to this URL: https, or plain http on loopback only."""
+    """Secrets travel to this URL (bearer tokens, the client secret, the ping URL itself): https, or
+    plain http on loopback only."""
     url = _http_url(value)
     if urlsplit(url).scheme == "http" and urlsplit(url).hostname not in _LOOPBACK:
-        raise ValueError("must be an https:// URL (plain http:// only for a local simulator)")
+        raise ValueError("must be an https:// URL (plain http:// only on this machine: localhost, 127.0.0.1, ::1)")
     return url
 
 

@@ -194,6 +194,16 @@ def test_sweep_pings_the_heartbeat_and_writes_metrics(seed, sumup, run_payverify
     assert PING_TOKEN not in result.stdout + result.stderr
 
 
+def test_a_plain_http_heartbeat_off_this_machine_is_refused_at_configuration(run_payverify):
+    """The ping URL is a secret: plain http:// to another host would show it to every hop. The run
+    stops before anything (exit 3) with one line naming the variable, never its value."""
+    result = run_payverify("sweep", extra_env={"PAYVERIFY_HEARTBEAT_URL": f"http://heartbeat.invalid/{PING_TOKEN}"})
+    assert result.returncode == 3
+    (line,) = result.stderr.splitlines()
+    assert "PAYVERIFY_HEARTBEAT_URL" in line and "https://" in line
+    assert PING_TOKEN not in result.stdout + result.stderr
+
+
 def test_a_run_that_fails_mid_sweep_still_records_its_end_and_metrics(seed, db, run_payverify, tmp_path):
     """An exception escaping the sweep (a fault after the due orders are selected, outside any
     order's handler) still finishes the run row with the exit status the run ends with, and the metrics file

@@ -131,6 +131,7 @@ def test_missing_config_file(tmp_path):
                                              ("PAYVERIFY_MAX_ORDERS_PER_RUN", "2.5"),
                                              ("SUMUP_API_BASE_URL", "ftp://x"), ("SUMUP_API_BASE_URL", "https://"),
                                              ("SUMUP_API_BASE_URL", "http://api.sumup.com"),
+                                             ("PAYVERIFY_HEARTBEAT_URL", "http://heartbeat.invalid/5e1c-uuid"),
                                              ("PAYVERIFY_LOG_LEVEL", "LOUD"), ("PAYVERIFY_TIME_BUDGET", "nan"),
                                              ("PAYVERIFY_SMTP_CONNECTIONS", "0"),
                                              ("PAYVERIFY_SMTP_CONNECTIONS", "17"),
