@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import Field, dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Self
@@ -75,10 +75,11 @@ class OrderItem(_FromRow):
 
 @dataclass(frozen=True, kw_only=True)
 class ArtistTokens(_FromRow):
-    """An artist's OAuth state, read under the artist's row lock."""
+    """An artist's OAuth state, read under the artist's row lock. The tokens stay out of its repr
+    (a traceback's locals, a debug line): they are the artist's SumUp account."""
 
     id: int
     name: str
-    sumup_access_token: str | None
-    sumup_refresh_token: str | None
+    sumup_access_token: str | None = field(repr=False)
+    sumup_refresh_token: str | None = field(repr=False)
     sumup_token_expires_at: datetime | None
