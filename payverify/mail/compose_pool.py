@@ -6,7 +6,8 @@ for BUSY_STREAK messages in a row without finding the outbox empty. Then worker_
 spawned (fresh interpreters: no fork of a threaded process, no inherited connections), niced so the
 verification and the database come first; composed messages come back as bytes, and each sender has
 its next row composed while it sends the current one. The workers get the settings with every secret
-removed, see no database and no SMTP server, and change nothing: the sending thread still claims,
+removed and start with an environment without any (mail/secretless_spawn.py), see no database and
+no SMTP server, and change nothing: the sending thread still claims,
 sends and marks each row, so a lost worker costs only its time. If the pool breaks (a worker
 killed, or silent for COMPOSE_WAIT_SECONDS), its workers are killed and the senders compose
 in-thread for the rest of the burst; the next burst starts fresh workers. Workers idle for
@@ -17,7 +18,6 @@ burst starts them again. No shutdown waits on a worker for more than SHUTDOWN_GR
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import signal
 import threading
@@ -34,6 +34,7 @@ import structlog
 from payverify.config import Settings
 from payverify.mail import message as mime
 from payverify.mail.compose import compose
+from payverify.mail.secretless_spawn import SecretlessSpawnContext
 from payverify.secret import Secret
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class ComposePool:
             self._last_busy = time.monotonic()
             if self._streak < BUSY_STREAK or self._pool is not None or self._broken:
                 return
-            pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"),
+            pool = ProcessPoolExecutor(self._processes, mp_context=SecretlessSpawnContext(),
                                        initializer=_start_worker, initargs=(self._settings, os.getpid()))
             try:
                 # Until the workers have imported what they need, the senders go on composing themselves.

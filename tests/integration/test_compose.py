@@ -12,6 +12,7 @@ import smtplib
 import time
 from dataclasses import fields, replace
 from email import message_from_bytes
+from pathlib import Path
 
 import pytest
 import structlog
@@ -22,10 +23,12 @@ from payverify.mail import message as mime
 from payverify.mail.compose import compose
 from payverify.mail.compose_pool import BUSY_STREAK, ComposePool, without_secrets
 from payverify.mail.render import Renderer
+from payverify.mail.secretless_spawn import KEPT, KEPT_PREFIXES, worker_environment
 from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
 from payverify.secret import Secret
 from payverify_dev.mail_samples import SETTINGS, confirmation_row
 from payverify_dev.smtp_capture import SmtpCapture
+from tests.helpers import log_has
 
 
 def composed(n: int = 1, **kwargs) -> tuple[mime.Composed, object]:
@@ -90,6 +93,95 @@ def test_workers_get_no_secret():
     shipped = pickle.dumps(cleaned)
     for secret in (b"db-password-1", b"sup_sk_live_key_2", b"client-secret-3", b"smtp-password-4", b"uuid-5"):
         assert secret not in shipped
+
+
+SECRET_VARIABLES = ("PAYVERIFY_DATABASE_URL", "SUMUP_API_KEY", "SUMUP_CLIENT_SECRET", "PAYVERIFY_SMTP_URL",
+                    "PAYVERIFY_HEARTBEAT_URL")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    """What /proc says the process started with (the block os.environ changes never reach)."""
+    block = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.decode().partition("=")[::2] for item in block.split(b"\0") if item)
+
+
+def cmdline_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_a_runs_compose_workers_start_with_no_secret_in_their_environment(db, seed, smtp, env, run_payverify):
+    """A real sweep with a backlog starts its compose workers; while they compose, each of its child
+    processes (the workers and multiprocessing's resource tracker) is read in /proc: the environment
+    it started with holds none of the run's secrets, only the allow-list."""
+    artist = seed.artist()
+    event = seed.event(artist)
+    ticket_type = seed.ticket_type(event)
+    for i in range(BUSY_STREAK + 10):
+        seed.order([(ticket_type, 1)], event_id=event, email=f"fan{i}@example.com")
+    secrets = {"PAYVERIFY_HEARTBEAT_URL": "http://127.0.0.1:9/ping/heartbeat-canary-5e1c"}
+    assert run_payverify("sweep", extra_env={**secrets, "PAYVERIFY_SMTP_URL": "smtp://127.0.0.1:1"}).returncode == 0
+    with db.transaction() as tx:  # the SMTP server was away: now the whole backlog is due
+        tx.fetch_sql("UPDATE payverify_outbox SET next_attempt_at = now() RETURNING id")
+    seen: dict[int, tuple[str, dict[str, str]]] = {}
+
+    def read_the_workers() -> bool:
+        """Called while the server holds the mail after the streak: the workers are up and composing."""
+        if not log_has(env["PAYVERIFY_LOG_FILE"], "mail.compose_pool_ready"):
+            return False
+        runs = [pid for pid in children(os.getpid()) if "payverify" in cmdline_of(pid)]
+        for run in runs:
+            for child in children(run):
+                seen[child] = (cmdline_of(child), environ_of(child))
+        return any("--multiprocessing-fork" in cmdline for cmdline, _ in seen.values())
+
+    smtp.hold(BUSY_STREAK, read_the_workers)
+    result = run_payverify("sweep", extra_env=secrets)
+    assert result.returncode == 0, result.stderr
+    workers = [environ for cmdline, environ in seen.values() if "--multiprocessing-fork" in cmdline]
+    assert workers, "no compose worker was seen"
+    values = [value for name, value in {**env, **secrets}.items() if name in SECRET_VARIABLES]
+    assert len(values) == len(SECRET_VARIABLES)
+    for cmdline, environ in seen.values():
+        assert set(environ) <= {name for name in os.environ if name in KEPT or name.startswith(KEPT_PREFIXES)}, \
+            cmdline
+        block = "\0".join(f"{k}={v}" for k, v in environ.items())
+        for value in values:
+            assert value not in block, cmdline
+    assert all(environ.get("PATH") == os.environ["PATH"] for environ in workers)
+    assert any(m.rcpt_tos == ("fan0@example.com",) for m in smtp.messages)
+
+
+def test_a_worker_started_here_has_none_of_this_processs_secrets(monkeypatch):
+    """The same, for a pool started by this process: os.environ holds secrets, the worker's /proc
+    environ none, and this process's environment is as it was."""
+    for name in SECRET_VARIABLES:
+        monkeypatch.setenv(name, f"canary-{name.lower()}-7d1f")
+    before = dict(os.environ)
+    row, tickets = confirmation_row(11)
+    pool = started_pool()
+    try:
+        wait_ready(pool, row, tickets)
+        (worker,) = multiprocessing.active_children()
+        started_with = environ_of(worker.pid)
+    finally:
+        pool.close()
+    assert dict(os.environ) == before
+    assert not any("canary-" in value for value in started_with.values())
+    assert not any(name.startswith(("PAYVERIFY_", "SUMUP_")) for name in started_with)
+    assert started_with == worker_environment(before)
 
 
 def essence(data: bytes) -> list[tuple]:
