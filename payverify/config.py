@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from payverify.errors import ConfigError
+from payverify.hosts import is_loopback
 from payverify.secret import Secret
 
 DEFAULT_SUMUP_API_BASE_URL = "https://api.sumup.com"
@@ -174,14 +175,11 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
-
-
 def _api_url(value: str) -> str:
     """Secrets travel to this URL (bearer tokens, the client secret, the ping URL itself): https, or
     plain http on loopback only."""
     url = _http_url(value)
-    if urlsplit(url).scheme == "http" and urlsplit(url).hostname not in _LOOPBACK:
+    if urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).hostname):
         raise ValueError("must be an https:// URL (plain http:// only on this machine: localhost, 127.0.0.1, ::1)")
     return url
 

@@ -1,8 +1,10 @@
-"""SMTP delivery: `smtp://` with STARTTLS when the server offers it, `smtps://` with implicit TLS.
+"""SMTP delivery: `smtp://` with STARTTLS, `smtps://` with implicit TLS.
 
 Certificates are verified with the system's default context (SSL_CERT_FILE / SSL_CERT_DIR add a CA).
-Credentials are never sent in clear: a server that offers no STARTTLS gets no login. Failures are
-classified for the outbox: temporary (retry later) or permanent (give up and alert).
+Credentials are never sent in clear: a server that offers no STARTTLS gets no login. Nor is mail
+(door codes) sent in clear to another machine unless the URL says `?starttls=optional`
+(payverify/smtp_url.py). Failures are classified for the outbox: temporary (retry later) or
+permanent (give up and alert).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import socket
 import ssl
 
 from payverify.mail.message import Composed
-from payverify.smtp_url import SmtpConfig, parse_smtp_url  # noqa: F401 - parse_smtp_url is part of this module's API
+from payverify.smtp_url import REQUIRED, SmtpConfig, parse_smtp_url  # noqa: F401 - parse_smtp_url is part of this module's API
 
 
 class DeliveryFailed(Exception):
@@ -74,6 +76,10 @@ class SmtpTransport:
             elif cfg.scheme == "smtp" and cfg.username:
                 raise DeliveryFailed(f"{cfg.where} offers no STARTTLS: refusing to send the SMTP password in clear",
                                      connection=True)
+            elif cfg.scheme == "smtp" and cfg.starttls == REQUIRED:
+                raise DeliveryFailed(f"{cfg.host}:{cfg.port} offers no STARTTLS: refusing to send mail in clear "
+                                     "to another machine (?starttls=optional in PAYVERIFY_SMTP_URL allows it)",
+                                     connection=True)
             if cfg.username:
                 conn.login(cfg.username, cfg.password.reveal() if cfg.password else "")
         except BaseException:
@@ -97,7 +103,7 @@ class SmtpTransport:
         except Exception:  # noqa: BLE001 - the check passed; closing a broken connection
             conn.close()
         tls = ("TLS" if self.config.scheme == "smtps" else "STARTTLS") if encrypted else "no TLS offered"
-        return f"{tls}, {'login' if self.config.username else 'no login configured'}"
+        return f"{tls}, {'login' if self.config.username else 'no login configured'}; {self.config.transport}"
 
     def send(self, message: Composed) -> list[str]:
         """Hand one message to the server; returns the recipients it refused while accepting it for

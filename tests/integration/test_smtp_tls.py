@@ -55,3 +55,47 @@ def test_no_password_over_a_plain_connection(paid_order, db, run_payverify):
         assert server.messages == []
     assert "STARTTLS" in result.stderr
     assert scalar(db, "SELECT status FROM payverify_outbox") == "pending"
+
+
+# Another machine is a host that is not localhost, 127.0.0.0/8 or ::1 as written. "127.1" is the
+# short form of 127.0.0.1: payverify takes it for another machine (it does not resolve names), the
+# connection still reaches the local test server, so the test sees what a remote server would get.
+REMOTE_HOST = "127.1"
+
+
+def test_no_mail_in_clear_to_another_machine(paid_order, db, run_payverify):
+    """smtp:// to another machine whose server offers no STARTTLS (or whose STARTTLS a network
+    stripped): confirmations carry door codes, so nothing is sent and the mail waits in the outbox."""
+    with SmtpCapture() as server:
+        result = run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": f"smtp://{REMOTE_HOST}:{server.port}"})
+        assert result.returncode == 0, result.stderr
+        assert server.messages == []
+    assert "STARTTLS" in result.stderr and "starttls=optional" in result.stderr
+    assert scalar(db, "SELECT status FROM payverify_outbox") == "pending"
+    assert "starttls=optional" in scalar(db, "SELECT last_error FROM payverify_outbox")
+
+
+def test_clear_text_to_another_machine_when_the_url_says_so(paid_order, db, run_payverify):
+    """?starttls=optional: STARTTLS when offered, else the mail goes in clear, as the URL asked."""
+    with SmtpCapture() as server:
+        url = f"smtp://{REMOTE_HOST}:{server.port}?starttls=optional"
+        result = run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": url})
+        assert result.returncode == 0, result.stderr
+        assert [m.rcpt_tos for m in server.messages] == [("tls@example.com",)]
+    assert scalar(db, "SELECT status FROM payverify_outbox") == "sent"
+
+
+def test_starttls_required_on_this_machine_too_when_the_url_says_so(paid_order, db, run_payverify):
+    with SmtpCapture() as server:
+        result = run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": f"{server.url()}?starttls=required"})
+        assert result.returncode == 0, result.stderr
+        assert server.messages == []
+    assert scalar(db, "SELECT status FROM payverify_outbox") == "pending"
+
+
+@pytest.mark.parametrize("query", ["?starttls=maybe", "?tls=none", "?starttls=optional&x=1"])
+def test_an_unknown_smtp_url_parameter_stops_the_run(query, run_payverify):
+    result = run_payverify("sweep", extra_env={"PAYVERIFY_SMTP_URL": f"smtp://{REMOTE_HOST}:25{query}"})
+    assert result.returncode == 3
+    (line,) = result.stderr.splitlines()
+    assert "PAYVERIFY_SMTP_URL" in line
