@@ -192,6 +192,13 @@ class Database:
     def backend_pid(self) -> int:
         return self._conn.get_backend_pid()
 
+    def connection_parameters(self) -> dict[str, str]:
+        """The libpq parameters in use (sslmode, sslrootcert, hostaddr...; libpq never gives the
+        password here), with `host` the one actually connected to."""
+        with wrap_exceptions(self._conn):
+            info = self._conn.info
+            return {**info.dsn_parameters, "host": info.host or ""}
+
     def close(self) -> None:
         if not self._conn.closed:
             self._conn.close()

@@ -68,6 +68,10 @@ WHERE v.relkind = 'v' AND v.relname = %(view)s
 -- name: now
 SELECT now() AS now
 
+-- name: own_ssl
+-- Whether this connection is encrypted, as the server sees it (doctor's transport line).
+SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()
+
 -- name: select_due_orders
 -- The next batch of orders a sweep should verify, longest-waiting first. No lock is taken here.
 -- Fresh orders are due every run; awaiting orders over 30 min old are checked less often as they

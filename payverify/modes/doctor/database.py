@@ -9,6 +9,7 @@ from payverify.db.contract import SITE_COLUMNS, problems, summary
 from payverify.db.indexes import site_indexes
 from payverify.db.migrate import current_version, latest_version, require_current
 from payverify.db.rights import audit
+from payverify.db.transport import transport
 from payverify.errors import ConfigError, PayverifyError, PermissionDenied, SchemaMismatch
 from payverify.exitcodes import ExitStatus
 from payverify.modes.doctor.framework import SKIP, WARN, Check, Found, Result, needed
@@ -29,6 +30,31 @@ def check_database(found: Found, check: Check) -> Result:
     except PayverifyError as exc:
         return check.fail(str(exc))
     return check.ok("reachable")
+
+
+DATABASE_TLS_ADVICE = ("add sslmode=verify-full and sslrootcert=<the server's CA file> to PAYVERIFY_DATABASE_URL "
+                       "(?sslmode=verify-full&sslrootcert=/path/ca.pem)")
+
+
+def check_database_transport(found: Found, check: Check) -> Result:
+    """Encrypted and the server verified, or on this machine: ok; else a warning naming the setting."""
+    try:
+        t = transport(found.database)
+    except PayverifyError as exc:
+        return Result(WARN, check.name, f"could not be checked: {exc}")
+    host = printable(t.host)
+    what = f"TLS ({printable(t.protocol or '?')})" if t.encrypted else "not encrypted"
+    if t.socket:
+        return check.ok(f"Unix socket {host}: never leaves this machine")
+    if t.verified:
+        return check.ok(f"{host}: {what}, the server's certificate and name verified (sslmode=verify-full)")
+    if t.local:
+        return check.ok(f"{host} is this machine: {what} (sslmode={t.sslmode}), fine on loopback")
+    if not t.encrypted:
+        return Result(WARN, check.name, f"{host}: {what} (sslmode={t.sslmode}): artists' tokens and customers' "
+                                        f"data cross the network in clear; {DATABASE_TLS_ADVICE}")
+    return Result(WARN, check.name, f"{host}: {what} but the server is not verified (sslmode={t.sslmode}: "
+                                    f"whoever is in between can pose as it); {DATABASE_TLS_ADVICE}")
 
 
 def check_site_tables(found: Found, check: Check) -> Result:
