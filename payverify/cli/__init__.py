@@ -25,9 +25,21 @@ def _fail(message: str, status: ExitStatus) -> None:
     sys.exit(int(status))
 
 
+def no_core_dumps() -> None:
+    """A core dump would hold every secret (the database URL, SumUp keys and tokens, the SMTP
+    password): none, whatever limit the shell or the unit gave (the compose workers inherit it)."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):  # no such limit here: nothing to lower
+        pass
+
+
 def main(argv: list[str] | None = None, command: click.Command = cli, prog_name: str = "payverify") -> None:
     """Run `command` (the payverify group, or another command such as the development demo) under
     the contract: one line on stderr and a named exit status for every failure, never a traceback."""
+    no_core_dumps()
     try:
         status = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.UsageError as exc:

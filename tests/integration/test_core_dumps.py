@@ -1,0 +1,64 @@
+"""No core dumps: one would hold every secret payverify knows. The process lowers its own limit to
+0 at start, whatever it was given, and the systemd units say LimitCORE=0 as well."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def core_limit(pid: int) -> tuple[str, str]:
+    """(soft, hard) "Max core file size" from /proc/PID/limits."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max core file size"):
+            soft, hard = line.split()[4:6]
+            return soft, hard
+    raise AssertionError("no core file size in /proc/PID/limits")
+
+
+def allow_core_dumps() -> None:
+    """In the child before exec: as large a core limit as this machine lets us give."""
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+
+
+def test_a_run_allows_itself_no_core_dump(seed, env):
+    """A sweep started with core dumps allowed is held at a fault point; /proc/PID/limits then shows
+    its core limit at 0 (soft and hard), so not even a crash in a C extension writes one."""
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    if hard == 0 and os.geteuid() != 0:
+        pytest.skip("core dumps are already impossible here: nothing to show")
+    artist = seed.artist()
+    event = seed.event(artist)
+    seed.order([(seed.ticket_type(event), 1)], event_id=event)
+    proc = subprocess.Popen([sys.executable, "-m", "payverify", "sweep"], cwd=ROOT, preexec_fn=allow_core_dumps,
+                            env={**env, "PAYVERIFY_FAULT": "after_due_batch:stop"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        give_up = time.monotonic() + 90
+        while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+            assert proc.poll() is None and time.monotonic() < give_up, "the sweep never reached its fault point"
+            time.sleep(0.05)
+        assert core_limit(proc.pid) == ("0", "0")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+
+def test_every_systemd_unit_says_limitcore_0():
+    units = sorted((ROOT / "systemd").glob("*.service"))
+    assert units
+    for unit in units:
+        assert "\nLimitCORE=0\n" in unit.read_text(), unit.name
