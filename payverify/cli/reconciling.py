@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 import sys
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TextIO
 
 import click
@@ -26,7 +29,8 @@ CSV_COLUMNS = ("merchant_code", "transaction_code", "timestamp", "payment_type",
                    "Without it: what changed since the last run, per account (7 days back the first time).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
-              help="Write one row per SumUp transaction, with the order it matched, to FILE.")
+              help="Write one row per SumUp transaction, with the order it matched, to FILE (replaced "
+                   "whole, mode 0600; a symlink there is refused).")
 @click.option("--dry-run", is_flag=True, help="Report only: no alert, nothing remembered, no cursor moved.")
 @click.pass_obj
 def reconcile(config_file, since, as_json, csv_file, dry_run) -> int:
@@ -48,6 +52,8 @@ def reconcile(config_file, since, as_json, csv_file, dry_run) -> int:
     from payverify.modes.reconcile import reconcile as run_reconcile
     from payverify.monitoring.runs import record_run_end, record_run_start
 
+    if csv_file is not None:
+        _refuse_link(csv_file)
     rt = start_runtime(config_file)
     with rt.database() as db, _csv(csv_file) as sink:
         client = rt.sumup_client()
@@ -78,13 +84,53 @@ def start_runtime(config_file):
     return start(config_file)
 
 
+def _refuse_link(path: str) -> None:
+    """--csv names the file itself: a symbolic link or a device there is refused before anything runs
+    (the write below would replace a link, never follow it; this says so instead of surprising)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise click.BadParameter(f"{path} cannot be read: {exc.strerror}", param_hint="--csv") from None
+    if stat.S_ISLNK(mode) or not stat.S_ISREG(mode):
+        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise click.BadParameter(f"{path} is {what}: name a regular file (it is replaced whole, mode 0600)",
+                                 param_hint="--csv")
+
+
 @contextmanager
 def _csv(path: str | None) -> Iterator[Any]:
+    """The CSV is written to a new file beside FILE (mode 0600, created exclusively: never through a
+    link, whatever the umask) and renamed over FILE when the run ends: a symlink put at FILE meanwhile
+    is replaced, not followed, and a run that fails leaves FILE as it was."""
     if path is None:
         yield None
         return
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        yield CsvSink(fh)
+    target = os.path.abspath(path)
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                                     dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            yield CsvSink(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+# A cell beginning so is a formula to a spreadsheet (OWASP, CSV injection): text from SumUp or the site
+# gets a leading ' there, and the spreadsheet shows it as text. The amounts are payverify's own
+# Decimals, written as numbers: "-5.00" stays a number the accountant can add up.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: str | None) -> str:
+    text = printable(value or "")
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 class CsvSink:
@@ -95,13 +141,14 @@ class CsvSink:
         self._writer.writerow(CSV_COLUMNS)
 
     def __call__(self, merchant_code: str, item, order) -> None:
-        # Each cell one line of visible text: a line break or escape from SumUp or the site stays in its cell.
-        self._writer.writerow([printable(cell) for cell in (
-            merchant_code, item.transaction_code or "", item.timestamp.isoformat() if item.timestamp else "",
-            item.payment_type or "", item.type or "", item.status or "",
-            "" if item.amount is None else str(item.amount), item.currency or "",
+        # Each cell one line of visible text: a line break or escape from SumUp or the site stays in its
+        # cell; and no text cell begins like a formula.
+        self._writer.writerow([
+            _text(merchant_code), _text(item.transaction_code), item.timestamp.isoformat() if item.timestamp else "",
+            _text(item.payment_type), _text(item.type), _text(item.status),
+            "" if item.amount is None else str(item.amount), _text(item.currency),
             "" if item.refunded_amount is None else str(item.refunded_amount),
-            order.order_number if order else "", order.status if order else "")])
+            _text(order.order_number if order else None), _text(order.status if order else None)])
 
 
 def _decimal(value, currency: str | None = None) -> str | None:
