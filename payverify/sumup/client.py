@@ -185,9 +185,14 @@ class SumUpClient:
         return self._send("GET", url, headers=self._auth(token), params={"transaction_code": transaction_code})
 
     def refresh_token(self, refresh_token: Secret, client_id: str, client_secret: Secret) -> TokenGrant:
+        """One attempt, no retry and no wait between attempts: the caller holds the artist's row lock,
+        and a session dropped meanwhile would lose a rotated pair. Its slot in the rate limit is waited
+        for at most the connect timeout, so the whole of it takes at most connect timeout + the
+        attempt's connect + read timeouts. Failing, the order is asked again later."""
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token.reveal(),
                 "client_id": client_id, "client_secret": client_secret.reveal()}
-        reply = self._send("POST", f"{self._base}/token", headers={}, data=form, after_reply_retry=False)
+        reply = self._send("POST", f"{self._base}/token", headers={}, data=form, after_reply_retry=False,
+                           attempts=1, slot_within=self._timeout[0])
         if reply.status == 200:
             return _parse_grant(reply.text)
         error = _oauth_error(reply.text)
@@ -205,18 +210,19 @@ class SumUpClient:
         return {"Authorization": f"Bearer {token.reveal()}"}
 
     def _send(self, method: str, url: str, *, headers: dict[str, str], after_reply_retry: bool = True,
-              **kwargs: Any) -> Reply:
-        attempts = 0
+              attempts: int | None = None, slot_within: float | None = None, **kwargs: Any) -> Reply:
+        made = 0
         headers = {**headers, "Accept": "application/json", "User-Agent": self._user_agent}
         allowance = self._timeout[0] + self._timeout[1]
 
         def attempt() -> Reply:
-            nonlocal attempts
-            attempts += 1
+            nonlocal made
+            made += 1
             if self._before_request is not None:
                 self._before_request()
             if self._limiter is not None:
-                self._limiter.acquire()  # raises, unsent, once the run is over or SumUp said wait too long
+                # raises, unsent, once the run is over, SumUp said wait too long or (slot_within) too far off
+                self._limiter.acquire(within=slot_within)
             started = self._clock()
             with http_deadline.within(allowance) as deadline:
                 try:
@@ -242,15 +248,15 @@ class SumUpClient:
             exc = state.outcome.exception() if state.outcome else None
             last[:] = [exc] if exc is not None else []
 
-        retrying = tenacity.Retrying(stop=stop_after_attempt(self._max_attempts), wait=self._wait_for,
+        retrying = tenacity.Retrying(stop=stop_after_attempt(attempts or self._max_attempts), wait=self._wait_for,
                                      retry=retry_if_exception(predicate), sleep=self._pause, reraise=True,
                                      before_sleep=before_sleep)
         try:
             return retrying(attempt)
         except _WaitCut:
-            failure = _failure(last[0], attempts) if last else _not_sent()
+            failure = _failure(last[0], made) if last else _not_sent()
         except (RetryableReply, ReplyCutOff, OutOfTime, requests.RequestException) as exc:
-            failure = _failure(exc, attempts)
+            failure = _failure(exc, made)
         raise failure from None  # outside the except block: no __context__ pointing at requests
 
     def _attempt(self, method: str, url: str, headers: dict[str, str], started: float,

@@ -73,14 +73,19 @@ class RateLimiter:
             self._sleep(left)
         return not self.over()
 
-    def acquire(self) -> None:
-        """Wait for this request's slot (and any pause). Raises SumUpUnavailable when it must not be sent."""
+    def acquire(self, within: float | None = None) -> None:
+        """Wait for this request's slot (and any pause). Raises SumUpUnavailable when it must not be sent,
+        and, with `within` (seconds), when its slot is further off than that: a request made while
+        holding a lock (the token refresh) does not wait out a pause."""
         with self._lock:
             self._refuse_if_throttled()
             now = self._clock()
             slot = max(now, self._next_slot, self._paused_until)
+            if within is not None and slot - now > within:
+                raise _too_far(within)
             if self.rate > 0:
                 self._next_slot = slot + 1.0 / self.rate
+        give_up = None if within is None else now + within
         while True:
             if not self.wait(slot - self._clock()):
                 raise SumUpUnavailable("not sent: the run stopped or reached its time budget", kind=NOT_SENT)
@@ -89,6 +94,8 @@ class RateLimiter:
                 slot = self._paused_until  # a 429 while we waited: wait for its pause too
             if slot <= self._clock():
                 return
+            if give_up is not None and slot > give_up:
+                raise _too_far(within or 0.0)
 
     def rate_limited(self, retry_after: float | None) -> bool:
         """SumUp said 429: pause everyone, and slow down. A Retry-After over the cap refuses every
@@ -114,3 +121,8 @@ class RateLimiter:
             raise SumUpUnavailable(f"not sent: SumUp asked for no request for {left:.0f} s more (Retry-After "
                                    f"over the {RETRY_AFTER_CAP_SECONDS:.0f} s cap); asked again after it",
                                    kind=HTTP_429, http_status=429)
+
+
+def _too_far(within: float) -> SumUpUnavailable:
+    return SumUpUnavailable(f"not sent: SumUp asked for a pause longer than {within:g} s; asked again later",
+                            kind=NOT_SENT)

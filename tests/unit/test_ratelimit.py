@@ -134,3 +134,19 @@ def test_a_long_retry_after_refuses_requests_only_until_it_has_passed():
     clock.now += 1
     send(limiter, clock, 1)
     assert not limiter.throttled
+
+
+def test_a_slot_further_off_than_within_is_refused_unsent_and_not_reserved():
+    """acquire(within=): for a request made holding a lock, a pause is not waited out."""
+    now = [0.0]
+    limiter = RateLimiter(1.0, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    limiter.acquire(within=5.0)  # the first slot is now
+    limiter.acquire(within=5.0)  # the next one a second away: waited for
+    assert now[0] == 1.0
+    assert limiter.rate_limited(30.0)
+    with pytest.raises(SumUpUnavailable) as refused:
+        limiter.acquire(within=5.0)
+    assert refused.value.kind == "not_sent" and now[0] == 1.0
+    now[0] = 31.0
+    limiter.acquire(within=5.0)  # the pause is over
+    assert now[0] == 31.0

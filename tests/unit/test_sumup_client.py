@@ -428,21 +428,39 @@ def test_refresh_invalid_grant_raises_without_retry(client, mock, status):
     assert_no_secrets(info.value)
 
 
-def test_refresh_500_then_200_succeeds(client, mock):
-    """A 500 from /token is retried and the following grant is returned."""
+def test_refresh_is_one_attempt_a_500_is_not_retried(client, mock, rec):
+    """The refresh runs under the artist's row lock: one attempt, no sleep, the order is asked later."""
     mock.post(TOKEN_URL, status=500, body="<html>oops</html>")
     mock.post(TOKEN_URL, body=grant_body())
-    assert refresh(client).access_token == Secret("at_NEW")
-    assert len(mock.calls) == 2
-
-
-def test_refresh_connect_error_retried_then_unavailable(client, mock):
-    """Connection errors before any reply are retried; when they persist SumUpUnavailable is raised."""
-    mock.post(TOKEN_URL, body=requests.exceptions.ConnectionError(SECRET_CANARY))
-    with pytest.raises(SumUpUnavailable, match="connection failed after 3 attempts") as info:
+    with pytest.raises(SumUpUnavailable, match=r"HTTP 500 after 1 attempt$"):
         refresh(client)
-    assert len(mock.calls) == 3
+    assert len(mock.calls) == 1
+    assert rec.sleeps == []
+
+
+def test_refresh_connect_error_is_not_retried(client, mock, rec):
+    """A connection error before any reply: SumUpUnavailable at once, naming no secret."""
+    mock.post(TOKEN_URL, body=requests.exceptions.ConnectionError(SECRET_CANARY))
+    with pytest.raises(SumUpUnavailable, match=r"connection failed after 1 attempt$") as info:
+        refresh(client)
+    assert len(mock.calls) == 1
+    assert rec.sleeps == []
     assert_no_secrets(info.value)
+
+
+def test_refresh_does_not_wait_out_a_429_pause(mock, rec):
+    """A 429's Retry-After (under the run's cap) pauses the run; a refresh does not wait for it while
+    it holds the artist's lock: refused unsent, the artist's order asked again later."""
+    from payverify.sumup.ratelimit import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(0, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    client = SumUpClient(BASE, wait=tenacity.wait_none(), sleep=rec.sleep, limiter=limiter, clock=lambda: now[0])
+    assert limiter.rate_limited(30.0)
+    with pytest.raises(SumUpUnavailable, match="not sent") as info:
+        refresh(client)
+    assert info.value.kind == "not_sent"
+    assert len(mock.calls) == 0 and now[0] == 0.0
 
 
 def test_refresh_body_cut_off_is_not_resent(mock, rec):
@@ -487,12 +505,12 @@ def test_refresh_other_errors_raise_token_refresh_failed(client, mock, status, b
     assert_no_secrets(info.value)
 
 
-def test_refresh_503_exhausted_names_no_secret(client, mock):
-    """A token endpoint that stays at 503 gives SumUpUnavailable without any secret in it."""
+def test_refresh_503_names_no_secret(client, mock):
+    """A token endpoint answering 503 gives SumUpUnavailable without any secret in it (one attempt)."""
     mock.post(TOKEN_URL, status=503)
     with pytest.raises(SumUpUnavailable) as info:
         refresh(client)
-    assert info.value.http_status == 503 and len(mock.calls) == 3
+    assert info.value.http_status == 503 and len(mock.calls) == 1
     assert_no_secrets(info.value)
 
 
