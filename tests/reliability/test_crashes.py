@@ -248,22 +248,27 @@ def test_random_sigkills_during_a_long_run_then_a_clean_run_converges(seed, db, 
     assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE status <> 'sent'") == 0
 
 
-def compose_workers(log_file: str) -> list[int]:
-    """The compose worker processes (multiprocessing spawn) of the payverify runs writing to log_file."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
-                cmdline = fh.read()
-            with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                environ = fh.read().split(b"\0")
-        except OSError:  # gone meanwhile, or not ours
-            continue
-        if b"multiprocessing" in cmdline and f"PAYVERIFY_LOG_FILE={log_file}".encode() in environ:
-            found.append(int(entry.name))
-    return found
+def _proc(pid: int, name: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as fh:
+            return fh.read()
+    except OSError:  # gone meanwhile
+        return b""
+
+
+def _children(pid: int) -> list[int]:
+    return [int(e.name) for e in os.scandir("/proc")
+            if e.name.isdigit() and _proc(int(e.name), "stat").rpartition(b")")[2].split()[1:2] == [str(pid).encode()]]
+
+
+def compose_workers(run: int) -> list[int]:
+    """The compose worker processes (multiprocessing spawn) of a payverify run. (Found by their
+    parent: they start without any of payverify's settings in their environment.)"""
+    return [child for child in _children(run) if b"--multiprocessing-fork" in _proc(child, "cmdline")]
+
+
+def alive(worker: int) -> bool:
+    return b"--multiprocessing-fork" in _proc(worker, "cmdline")  # not reaped, nor its pid reused
 
 
 def test_sigkill_while_workers_compose_leaves_no_worker_behind_and_a_clean_run_converges(seed, db, env, smtp,
@@ -281,12 +286,23 @@ def test_sigkill_while_workers_compose_leaves_no_worker_behind_and_a_clean_run_c
     with db.transaction() as tx:
         tx.fetch_sql("UPDATE payverify_outbox SET next_attempt_at = now() RETURNING id")
     smtp.hold(BUSY_STREAK, lambda: log_has(env["PAYVERIFY_LOG_FILE"], "mail.compose_pool_ready"))
-    killed = run_payverify("sweep", extra_env={"PAYVERIFY_FAULT": "after_worker_composed"})
-    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+    # Held where a worker has composed a message not sent yet, then killed outright.
+    run = subprocess.Popen([sys.executable, "-m", "payverify", "sweep"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env={**env, "PAYVERIFY_FAULT": "after_worker_composed:stop"})
+    try:
+        give_up = time.monotonic() + 120
+        while _proc(run.pid, "stat").rpartition(b")")[2].split()[:1] != [b"T"]:
+            assert run.poll() is None and time.monotonic() < give_up, "the run never reached after_worker_composed"
+            time.sleep(0.05)
+        workers = compose_workers(run.pid)
+    finally:
+        run.kill()
+        run.wait(30)
+    assert workers, "no compose worker was seen"
     deadline = time.monotonic() + 15
-    while compose_workers(env["PAYVERIFY_LOG_FILE"]) and time.monotonic() < deadline:
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert compose_workers(env["PAYVERIFY_LOG_FILE"]) == []
+    assert [w for w in workers if alive(w)] == []
     time_passes(db)
     clean = run_payverify("sweep")
     assert clean.returncode == 0, clean.stderr
