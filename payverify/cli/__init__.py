@@ -6,6 +6,7 @@ goes only to the log file.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -25,15 +26,26 @@ def _fail(message: str, status: ExitStatus) -> None:
     sys.exit(int(status))
 
 
+PR_SET_DUMPABLE = 4  # linux/prctl.h
+
+
 def no_core_dumps() -> None:
     """A core dump would hold every secret (the database URL, SumUp keys and tokens, the SMTP
-    password): none, whatever limit the shell or the unit gave (the compose workers inherit it)."""
+    password): none, whatever limit the shell or the unit gave (the compose workers inherit it).
+    On Linux the process is also made not dumpable, so its /proc/PID/environ and memory are root's
+    alone: a compose worker, which runs as the same user and parses customer data, cannot read the
+    secrets from its parent either (the workers themselves start without any)."""
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (ImportError, ValueError, OSError):  # no such limit here: nothing to lower
         pass
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def main(argv: list[str] | None = None, command: click.Command = cli, prog_name: str = "payverify") -> None:

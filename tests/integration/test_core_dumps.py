@@ -62,3 +62,17 @@ def test_every_systemd_unit_says_limitcore_0():
     assert units
     for unit in units:
         assert "\nLimitCORE=0\n" in unit.read_text(), unit.name
+
+
+def test_a_payverify_process_is_not_dumpable():
+    """Not dumpable: its /proc/PID/environ and memory are root's alone, so a compose worker (the
+    same user, parsing customer data) cannot read its parent's secrets. Asked of the process itself
+    (PR_GET_DUMPABLE), since a test running as root would read its /proc files anyway."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("Linux only")
+    program = ("import ctypes, resource; from payverify.cli import no_core_dumps; no_core_dumps(); "
+               "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0), resource.getrlimit(resource.RLIMIT_CORE))")
+    out = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         preexec_fn=allow_core_dumps)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(None, 1) == ["0", "(0, 0)\n"]
