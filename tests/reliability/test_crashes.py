@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from payverify.mail.outbox import ALERT_RECONNECT
 from tests.conftest import ROOT
 from tests.helpers import log_has, rows, scalar, status_of, tickets_of
 from tests.invariants import assert_invariants, check_invariants
+from tests.processes import compose_workers, wait_held
 
 FAULT_POINTS = ["after_claim", "after_sumup_answer", "before_settle_commit", "after_settle_commit",
                 "after_smtp_accept", "before_mark_sent", "after_token_response"]
@@ -248,27 +250,13 @@ def test_random_sigkills_during_a_long_run_then_a_clean_run_converges(seed, db, 
     assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE status <> 'sent'") == 0
 
 
-def _proc(pid: int, name: str) -> bytes:
-    try:
-        with open(f"/proc/{pid}/{name}", "rb") as fh:
-            return fh.read()
-    except OSError:  # gone meanwhile
-        return b""
-
-
-def _children(pid: int) -> list[int]:
-    return [int(e.name) for e in os.scandir("/proc")
-            if e.name.isdigit() and _proc(int(e.name), "stat").rpartition(b")")[2].split()[1:2] == [str(pid).encode()]]
-
-
-def compose_workers(run: int) -> list[int]:
-    """The compose worker processes (multiprocessing spawn) of a payverify run. (Found by their
-    parent: they start without any of payverify's settings in their environment.)"""
-    return [child for child in _children(run) if b"--multiprocessing-fork" in _proc(child, "cmdline")]
-
-
 def alive(worker: int) -> bool:
-    return b"--multiprocessing-fork" in _proc(worker, "cmdline")  # not reaped, nor its pid reused
+    """Not reaped, nor its pid reused. (The workers are found by their parent, tests/processes.py:
+    they start without any of payverify's settings in their environment.)"""
+    try:
+        return b"spawn_main" in Path(f"/proc/{worker}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def test_sigkill_while_workers_compose_leaves_no_worker_behind_and_a_clean_run_converges(seed, db, env, smtp,
@@ -290,10 +278,7 @@ def test_sigkill_while_workers_compose_leaves_no_worker_behind_and_a_clean_run_c
     run = subprocess.Popen([sys.executable, "-m", "payverify", "sweep"], cwd=ROOT, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env={**env, "PAYVERIFY_FAULT": "after_worker_composed:stop"})
     try:
-        give_up = time.monotonic() + 120
-        while _proc(run.pid, "stat").rpartition(b")")[2].split()[:1] != [b"T"]:
-            assert run.poll() is None and time.monotonic() < give_up, "the run never reached after_worker_composed"
-            time.sleep(0.05)
+        wait_held(run, within=120)
         workers = compose_workers(run.pid)
     finally:
         run.kill()
