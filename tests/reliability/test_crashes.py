@@ -274,9 +274,12 @@ def test_sigkill_while_workers_compose_leaves_no_worker_behind_and_a_clean_run_c
     with db.transaction() as tx:
         tx.fetch_sql("UPDATE payverify_outbox SET next_attempt_at = now() RETURNING id")
     smtp.hold(BUSY_STREAK, lambda: log_has(env["PAYVERIFY_LOG_FILE"], "mail.compose_pool_ready"))
-    # Held where a worker has composed a message not sent yet, then killed outright.
+    # Held where a worker has composed a message not sent yet, then killed outright. One SMTP session:
+    # a second sender's message held at DATA would be accepted while the run is stopped (its socket
+    # still open), and sent again by the next run, as documented for a crash after the 250.
     run = subprocess.Popen([sys.executable, "-m", "payverify", "sweep"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, env={**env, "PAYVERIFY_FAULT": "after_worker_composed:stop"})
+                           stderr=subprocess.DEVNULL, env={**env, "PAYVERIFY_FAULT": "after_worker_composed:stop",
+                                                           "PAYVERIFY_SMTP_CONNECTIONS": "1"})
     try:
         wait_held(run, within=120)
         workers = compose_workers(run.pid)
