@@ -18,6 +18,7 @@ from payverify.mail.sender import missing_mail_settings
 from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
 from payverify.modes.doctor.database import (
     check_database,
+    check_pooler,
     check_rights,
     check_schema,
     check_site_indexes,
@@ -99,6 +100,7 @@ def checks(config_file: str | None, environ: Mapping[str, str] | None = None) ->
     return (
         _configuration(config_file, environ),
         Check("database", ExitStatus.DATABASE_UNAVAILABLE, check_database, (CONFIGURATION, database_url)),
+        Check("database pooler", ExitStatus.DATABASE_UNAVAILABLE, check_pooler, (CONFIGURATION, DATABASE)),
         Check("site tables", schema, check_site_tables, (CONFIGURATION, DATABASE)),
         Check("site indexes", schema, check_site_indexes, (CONFIGURATION, SITE_TABLES)),
         Check("payverify schema", schema, check_schema, (CONFIGURATION, SITE_TABLES)),
