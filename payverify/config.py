@@ -37,6 +37,7 @@ class Policy:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     database_url: Secret | None = None
+    listen_database_url: Secret | None = None  # watch's LISTEN, when database_url goes through a pooler
     # The Postgres schema holding the site's tables (or views standing for them); None: search_path.
     site_schema: str | None = None
     sumup_api_base_url: str = DEFAULT_SUMUP_API_BASE_URL
@@ -84,9 +85,9 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor (defence in depth: they should never be logged)."""
-        values = [s.reveal() for s in (self.database_url, self.sumup_api_key, self.sumup_client_secret,
-                                        self.smtp_url, self.heartbeat_url) if s]
-        for url in (self.database_url, self.smtp_url):
+        values = [s.reveal() for s in (self.database_url, self.listen_database_url, self.sumup_api_key,
+                                        self.sumup_client_secret, self.smtp_url, self.heartbeat_url) if s]
+        for url in (self.database_url, self.listen_database_url, self.smtp_url):
             password = _url_password(url.reveal()) if url else None
             if password:
                 values.append(password)
@@ -237,6 +238,7 @@ def _log_level(value: str) -> str:
 # variable name -> (settings field, parser). Policy fields are prefixed "policy.".
 VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_DATABASE_URL": ("database_url", _secret),
+    "PAYVERIFY_LISTEN_DATABASE_URL": ("listen_database_url", _secret),
     "PAYVERIFY_SITE_SCHEMA": ("site_schema", _schema_name),
     "SUMUP_API_BASE_URL": ("sumup_api_base_url", _api_url),
     "SUMUP_API_KEY": ("sumup_api_key", _secret),

@@ -24,7 +24,9 @@ def doctor(config_file) -> int:
     """Check everything payverify needs, one line per check: ok, warn, FAIL or skip, and why.
 
     In order: configuration complete (database URL; SUMUP_API_KEY or the OAuth client; SMTP URL and
-    sender, since without them mail waits forever); database reachable; the site's tables match the
+    sender, since without them mail waits forever); database reachable; whether a pooler (PgBouncer)
+    stands in front of it, that the per-transaction timeouts and time zone hold, and whether watch
+    hears NOTIFY or polls; the site's tables match the
     contract; the site's indexes payverify's queries need (warn, with the CREATE INDEX statement for
     the site's team, when orders_order.status has none); payverify's schema current; the database
     user's rights (FAIL when it lacks one that `payverify db grants` gives; warn when it could do far

@@ -55,16 +55,28 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Tx:
-    """A cursor inside one transaction; rows come back as dicts."""
+    """A cursor inside one transaction; rows come back as dicts.
 
-    def __init__(self, cursor: Any, conn: Any, named: dict[str, str] | None = None) -> None:
+    `prelude`: the connection's settings for this transaction (SET LOCAL ...), sent with its first
+    statement in one round trip, so they hold on whichever server session a pooler gives it.
+    """
+
+    def __init__(self, cursor: Any, conn: Any, named: dict[str, str] | None = None, prelude: str = "") -> None:
         self._cursor = cursor
         self._conn = conn
         self._named = named if named is not None else queries()
+        self._prelude = prelude
+
+    def _send(self, text: str, params: dict[str, Any] | None) -> None:
+        """Execute `text`, the transaction's settings first if nothing was sent yet."""
+        prelude, self._prelude = self._prelude, ""
+        if prelude and params is not None:
+            prelude = prelude.replace("%", "%%")  # the statement's parameters are interpolated after it
+        with wrap_exceptions(self._conn):
+            self._cursor.execute(prelude + text, params) if params is not None else self._cursor.execute(prelude + text)
 
     def _execute(self, name: str, params: dict[str, Any]) -> None:
-        with wrap_exceptions(self._conn):
-            self._cursor.execute(self._named[name], params)
+        self._send(self._named[name], params)
 
     def one(self, name: str, /, **params: Any) -> dict[str, Any] | None:
         self._execute(name, params)
@@ -88,24 +100,26 @@ class Tx:
         return self._cursor.rowcount
 
     def run_many(self, name: str, rows: list[dict[str, Any]]) -> None:
+        if self._prelude:
+            self._send("", None)
         with wrap_exceptions(self._conn):
             psycopg2.extras.execute_batch(self._cursor, self._named[name], rows, page_size=200)
 
     def fetch_sql(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Ad-hoc parameterised SQL, for tests and tools; payverify's own code uses named queries."""
+        self._send(sql, params or None)
         with wrap_exceptions(self._conn):
-            self._cursor.execute(sql, params) if params else self._cursor.execute(sql)
             return [dict(row) for row in self._cursor.fetchall()]
 
     def script(self, text: str) -> None:
         """Run literal SQL (migrations only: never with data in it)."""
-        with wrap_exceptions(self._conn):
-            self._cursor.execute(text)
+        self._send(text, None)
 
     def only_schema(self, schema: str) -> None:
         """For the rest of this transaction, create and find objects in `schema` alone."""
         with wrap_exceptions(self._conn):
-            self._cursor.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+            statement = sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)).as_string(self._conn)
+        self._send(statement, None)
 
 
 class Database:
@@ -117,16 +131,15 @@ class Database:
     its own tables, and migrations create those in the own schema only (`Tx.only_schema`).
     """
 
-    def __init__(self, conn: Any, own_schema: str | None = None) -> None:
+    def __init__(self, conn: Any, own_schema: str | None = None, settings: str = "") -> None:
         self._conn = conn
         self.own_schema = own_schema
+        self._settings = settings  # SET LOCAL statements every transaction starts with
 
     @classmethod
     def connect(cls, url: Secret, *, application_name: str = "payverify",
                 statement_timeout_ms: int = 30_000, lock_timeout_ms: int = 10_000,
                 connect_timeout: int = 10, site_schema: str | None = None) -> Database:
-        options = (f"-c statement_timeout={int(statement_timeout_ms)} -c lock_timeout={int(lock_timeout_ms)} "
-                   "-c TimeZone=UTC")
         try:
             password = psycopg2.extensions.parse_dsn(url.reveal()).get("password")
         except psycopg2.ProgrammingError:
@@ -134,19 +147,23 @@ class Database:
             raise ConfigError("PAYVERIFY_DATABASE_URL is not a valid libpq URL or DSN") from None
         try:
             with wrap_exceptions():
+                # No startup `options`: a pooler (PgBouncer) refuses them. Settings go per transaction.
                 conn = psycopg2.connect(url.reveal(), application_name=application_name,
-                                        connect_timeout=connect_timeout, options=options,
+                                        connect_timeout=connect_timeout,
                                         cursor_factory=psycopg2.extras.RealDictCursor)
         except (DatabaseUnavailable, DatabaseError) as exc:
             if password and password in str(exc):
                 raise type(exc)(str(exc).replace(password, "***")) from None
             raise
         try:
-            own = _use_site_schema(conn, site_schema)
+            own, search_path = _schemas(conn, site_schema)
         except BaseException:
             conn.close()
             raise
-        return cls(conn, own)
+        settings = (f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}; "
+                    f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}; SET LOCAL TimeZone = 'UTC'; "
+                    + (f"SET LOCAL search_path TO {search_path}; " if search_path else ""))
+        return cls(conn, own, settings)
 
     @contextlib.contextmanager
     def transaction(self, named: dict[str, str] | None = None) -> Iterator[Tx]:
@@ -155,7 +172,7 @@ class Database:
         try:
             with wrap_exceptions(conn):
                 cursor = conn.cursor()
-            yield Tx(cursor, conn, named)
+            yield Tx(cursor, conn, named, self._settings)
             with wrap_exceptions(conn):
                 conn.commit()
         except BaseException:
@@ -182,6 +199,13 @@ class Database:
             arrived = bool(self._conn.notifies)
             self._conn.notifies.clear()
         return arrived
+
+    def behind_pooler(self) -> bool:
+        """True when a pooler (PgBouncer, say) stands between this connection and Postgres: the
+        backend key the connection got at start-up is the pooler's own, not the server's pid."""
+        with self.transaction() as tx:
+            server_pid = tx.require_one("backend_pid")["pid"]
+        return server_pid != self._conn.get_backend_pid()
 
     def quote_identifier(self, name: str) -> str:
         """`name` as a quoted SQL identifier (for SQL payverify prints, such as `db grants`)."""
@@ -210,21 +234,23 @@ class Database:
         self.close()
 
 
-def _use_site_schema(conn: Any, site_schema: str | None) -> str | None:
-    """Put the site schema first on the search_path; return payverify's own schema."""
+def _schemas(conn: Any, site_schema: str | None) -> tuple[str | None, str | None]:
+    """payverify's own schema, and the search_path every transaction sets (quoted; None: the
+    connection's own): the site schema first, then payverify's, when PAYVERIFY_SITE_SCHEMA is set."""
     with wrap_exceptions(conn), conn.cursor() as cur:
         cur.execute("SELECT current_schema()::text AS own, "
                     "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s) AS site_exists", (site_schema,))
         row = cur.fetchone()
-        own = row["own"]
-        if site_schema and site_schema != own:
-            if not row["site_exists"]:
-                raise SchemaMismatch(f"PAYVERIFY_SITE_SCHEMA names schema {site_schema!r}, "
-                                     "which does not exist in the database")
-            if own is None:
-                raise SchemaMismatch("the connection's search_path names no existing schema for payverify's "
-                                     "own tables (PAYVERIFY_SITE_SCHEMA is only where the site's are)")
-            cur.execute(sql.SQL("SET search_path TO {}, {}").format(sql.Identifier(site_schema),
-                                                                    sql.Identifier(own)))
         conn.commit()
-    return own
+    own = row["own"]
+    if not site_schema or site_schema == own:
+        return own, None
+    if not row["site_exists"]:
+        raise SchemaMismatch(f"PAYVERIFY_SITE_SCHEMA names schema {site_schema!r}, "
+                             "which does not exist in the database")
+    if own is None:
+        raise SchemaMismatch("the connection's search_path names no existing schema for payverify's "
+                             "own tables (PAYVERIFY_SITE_SCHEMA is only where the site's are)")
+    with wrap_exceptions(conn):
+        path = sql.SQL("{}, {}").format(sql.Identifier(site_schema), sql.Identifier(own)).as_string(conn)
+    return own, path

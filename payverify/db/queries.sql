@@ -65,6 +65,15 @@ LEFT JOIN pg_attrdef d ON d.adrelid = b.oid AND d.adnum = a.attnum
 WHERE v.relkind = 'v' AND v.relname = %(view)s
   AND v.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
 
+-- name: backend_pid
+-- The server process this transaction runs on (behind a pooler: not the one the connection was told).
+SELECT pg_backend_pid() AS pid
+
+-- name: session_settings
+-- What this transaction runs with (doctor: the per-transaction settings hold behind a pooler too).
+SELECT current_setting('statement_timeout') AS statement_timeout,
+       current_setting('lock_timeout') AS lock_timeout, current_setting('TimeZone') AS timezone
+
 -- name: now
 SELECT now() AS now
 

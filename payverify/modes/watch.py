@@ -40,6 +40,7 @@ from payverify.exitcodes import ExitStatus
 from payverify.liveness import STALL_SECONDS, Liveness
 from payverify.mail.pipeline import MailPipeline
 from payverify.modes.attempt import ERROR, VERIFIED, Outcome, Worker, Workers, attempt_order, describe
+from payverify.modes.listening import Listening
 from payverify.modes.retention import hourly_prune
 from payverify.modes.runtime import Runtime
 from payverify.modes.shutdown import Shutdown
@@ -119,7 +120,7 @@ class Watch:
         watchdog = Watchdog(self._notifier, self._liveness)
         watchdog.start()
         pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="watch")
-        listener: Database | None = None
+        listener: Listening | None = None
         try:
             with MailPipeline(self.settings, self._connect, deadline=float("inf"), keep_going=True,
                               owner=self.attempt.lease_owner, liveness=self._liveness) as mail:
@@ -144,11 +145,11 @@ class Watch:
         shutdown.leave()
         return ExitStatus.OK
 
-    def _loop(self, pool: ThreadPoolExecutor, settled: Callable[[], None]) -> Database | None:
+    def _loop(self, pool: ThreadPoolExecutor, settled: Callable[[], None]) -> Listening | None:
         """The notice loop, until SIGTERM: it survives any exception (logged with its traceback,
         counted, then a backoff), so neither a lost database nor a lock nor a bug ends the service.
-        Returns the listening connection, for the caller to close."""
-        listener: Database | None = None
+        Returns the listening connections, for the caller to close."""
+        listener: Listening | None = None
         housekeeping: Future[None] | None = None
         next_housekeeping = next_poll = time.monotonic()
         backoff = failure_backoff = 1.0
@@ -162,7 +163,7 @@ class Watch:
                         log.warning("watch.database_back", run_id=self.rt.run_id)
                     backoff = 1.0
                 if time.monotonic() >= next_poll:
-                    self._notice(listener)
+                    self._notice(listener.db)
                     next_poll = time.monotonic() + self.settings.watch_interval
                 self._submit_due(pool)
                 self._collect(settled)
@@ -192,19 +193,17 @@ class Watch:
             housekeeping.cancel()  # not started yet: skipped; started: its sweep starts no new order
         return listener
 
-    def _listen(self) -> Database:
-        db = self._connect()
-        try:
-            db.listen("payverify")
-        except BaseException:
-            db.close()
-            raise
-        return db
+    def _listen(self) -> Listening:
+        direct = self.settings.listen_database_url
+        # A direct connection for LISTEN only (nothing else runs on it): no site schema, no settings.
+        return Listening.open(self._connect,
+                              (lambda: Database.connect(direct, application_name="payverify-listen")) if direct
+                              else None, self.stop, interval=self.settings.watch_interval)
 
     def _at_capacity(self) -> bool:
         return len(self._in_flight) >= 2 * self.settings.concurrency
 
-    def _idle(self, listener: Database, *, until: float) -> bool:
+    def _idle(self, listener: Listening, *, until: float) -> bool:
         """Wait for whatever comes first: the next poll, an ask falling due (when there is room for it),
         an ask finishing, a NOTIFY. True when a NOTIFY came."""
         now = time.monotonic()

@@ -94,9 +94,10 @@ def test_healthy_setup_is_all_ok(seed, run_payverify):
     result = run_payverify("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     found = statuses(result)
-    for check in ("configuration", "database", "site tables", "payverify schema", "database rights", "SumUp API",
-                  "SumUp platform key", "SMTP"):
+    for check in ("configuration", "database", "database pooler", "site tables", "payverify schema",
+                  "database rights", "SumUp API", "SumUp platform key", "SMTP"):
         assert found.get(check) == "ok", result.stdout
+    assert "a direct connection to Postgres (no pooler)" in result.stdout
     assert artist_line(result, "Oauth Olive", olive.id) == ("ok", "valid")
     assert set(found.values()) == {"ok"}, result.stdout
     assert "Platform Pat" not in result.stdout  # only artists with OAuth tokens have a token to check

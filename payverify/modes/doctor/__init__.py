@@ -19,6 +19,7 @@ from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
 from payverify.modes.doctor.database import (
     check_database,
     check_database_transport,
+    check_pooler,
     check_rights,
     check_schema,
     check_site_indexes,
@@ -102,6 +103,7 @@ def checks(config_file: str | None, environ: Mapping[str, str] | None = None) ->
         Check("database", ExitStatus.DATABASE_UNAVAILABLE, check_database, (CONFIGURATION, database_url)),
         Check("database transport", ExitStatus.DATABASE_UNAVAILABLE, check_database_transport,
               (CONFIGURATION, DATABASE)),
+        Check("database pooler", ExitStatus.DATABASE_UNAVAILABLE, check_pooler, (CONFIGURATION, DATABASE)),
         Check("site tables", schema, check_site_tables, (CONFIGURATION, DATABASE)),
         Check("site indexes", schema, check_site_indexes, (CONFIGURATION, SITE_TABLES)),
         Check("payverify schema", schema, check_schema, (CONFIGURATION, SITE_TABLES)),

@@ -124,3 +124,41 @@ def check_rights(found: Found, check: Check) -> Result:
                                         "role with `payverify db grants ROLE`")
     return check.ok(f"{user} has every right payverify needs, and is not a superuser, the owner of the "
                     "site's tables or able to DELETE from them")
+
+
+def check_pooler(found: Found, check: Check) -> Result:
+    """Whether a pooler (PgBouncer) stands in front of Postgres, and what that means for payverify:
+    its per-transaction settings must hold, and watch hears NOTIFY only on a direct connection."""
+    settings = found.config
+    try:
+        pooled = found.database.behind_pooler()
+        with found.database.transaction() as tx:
+            held = needed(tx.one("session_settings"))
+    except PayverifyError as exc:
+        return check.fail(str(exc))
+    wanted = {"statement_timeout": f"{settings.db_statement_timeout_ms}ms",
+              "lock_timeout": f"{settings.db_lock_timeout_ms}ms", "timezone": "UTC"}
+    wrong = [f"{name} is {held[name]}, not {value}" for name, value in wanted.items()
+             if _ms(held[name]) != _ms(value)]
+    if wrong:
+        return check.fail("a transaction does not get payverify's settings: " + "; ".join(wrong))
+    if not pooled:
+        return check.ok("a direct connection to Postgres (no pooler): timeouts and time zone hold, watch "
+                        "hears the site's NOTIFY")
+    pool = settings.concurrency + settings.smtp_connections + 4
+    listen = ("watch hears the site's NOTIFY through PAYVERIFY_LISTEN_DATABASE_URL" if settings.listen_database_url
+              else f"LISTEN cannot work through it, so watch polls every {settings.watch_interval:g} s (set "
+                   "PAYVERIFY_LISTEN_DATABASE_URL to a direct connection to hear the site's NOTIFY)")
+    return check.ok(f"behind a connection pooler (PgBouncer or alike): timeouts, time zone and search_path are "
+                    f"set in every transaction and hold; {listen}; a watch needs {pool} server connections "
+                    "of the pool (PAYVERIFY_CONCURRENCY + PAYVERIFY_SMTP_CONNECTIONS + 4), a sweep beside it as many")
+
+
+def _ms(value: str) -> str:
+    """Postgres shows 30000 ms as "30s": compare durations in one unit."""
+    units = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
+    for unit in sorted(units, key=len, reverse=True):
+        number = value[:-len(unit)]
+        if value.endswith(unit) and number.isdigit():
+            return str(int(number) * units[unit])
+    return value
