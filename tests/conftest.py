@@ -22,6 +22,7 @@ from payverify.db.migrate import upgrade
 from payverify.secret import Secret
 from payverify_dev.seed import PLATFORM_KEY, Seeder, load_site_schema
 from payverify_dev.sumup_server import FakeSumUp
+from tests import pgbouncer as pgbouncer_
 from tests.processes import Processes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,10 +184,37 @@ def smtp():
         yield server
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(pg_url, run_role) -> Iterator[pgbouncer_.PgBouncer]:
+    """A real PgBouncer in transaction pooling before the test server (one per test process, started on
+    first use). Without pgbouncer the tests through it skip, loudly; with PAYVERIFY_REQUIRE_PGBOUNCER
+    (CI) they fail."""
+    if pgbouncer_.binary() is None:
+        if os.environ.get(pgbouncer_.REQUIRE):
+            pytest.fail(f"{pgbouncer_.NOT_INSTALLED} ({pgbouncer_.REQUIRE} is set)")
+        pytest.skip(pgbouncer_.NOT_INSTALLED)
+    with pgbouncer_.running(pg_url, {run_role.name: run_role.password}) as running:
+        yield running
+
+
 @pytest.fixture
-def run_database_url(database_url, run_role) -> str:
-    """The test database as payverify's run-time role sees it (only what `db grants` gives)."""
-    return run_role.url(database_url)
+def pooled(request) -> bool:
+    """Whether payverify's processes reach the database through PgBouncer: `@THROUGH_PGBOUNCER` or
+    `@DIRECT_AND_THROUGH_PGBOUNCER` on a test that uses `env` (or `run_database_url`)."""
+    return getattr(request, "param", False)
+
+
+THROUGH_PGBOUNCER = pytest.mark.parametrize("pooled", [True], ids=["pgbouncer"], indirect=True)
+DIRECT_AND_THROUGH_PGBOUNCER = pytest.mark.parametrize("pooled", [False, True], ids=["direct", "pgbouncer"],
+                                                       indirect=True)
+
+
+@pytest.fixture
+def run_database_url(database_url, run_role, pooled, request) -> str:
+    """The test database as payverify's run-time role sees it (only what `db grants` gives); through
+    PgBouncer where the test is `pooled`."""
+    url = run_role.url(database_url)
+    return request.getfixturevalue("pgbouncer").url(url) if pooled else url
 
 
 @pytest.fixture
@@ -267,6 +295,14 @@ TIERS = {
     "integration": (),  # real Postgres, the SumUp simulator, a real SMTP server, payverify processes
     "reliability": ("slow",),  # crashes, overlap, concurrency, throughput: minutes
 }
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say it at the end, not only in a skip reason: the tests through PgBouncer did not run here."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    missed = sum(1 for report in skipped if pgbouncer_.NOT_INSTALLED in str(report.longrepr))
+    if missed:
+        terminalreporter.write_sep("!", f"{missed} skipped: {pgbouncer_.NOT_INSTALLED}", red=True, bold=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
