@@ -21,7 +21,7 @@ from payverify.db import Database
 from payverify.db.contract import SITE_COLUMNS
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
-from tests.conftest import ROOT, scratch_database
+from tests.conftest import DIRECT_AND_THROUGH_PGBOUNCER, ROOT, scratch_database
 from tests.django_site.harness import FLAVOURS, configure_orm, migrate, orm_database
 from tests.helpers import normalised_columns, rows
 from tests.invariants import assert_invariants, check_invariants
@@ -166,6 +166,7 @@ def test_django_makes_the_shared_site_schema(pg_url, django_templates):
 
 # ---- payverify on Django's tables ----------------------------------------------------------------
 
+@DIRECT_AND_THROUGH_PGBOUNCER
 def test_sweep_settles_every_row_of_the_decision_table(site, db, smtp, run_payverify):
     """One sweep over every row of the decision table: each order ends as expected, only changed ones
     have a new updated_at, paid ones have exactly their tickets and mail, and every row written is valid."""

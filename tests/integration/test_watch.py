@@ -9,10 +9,12 @@ import time
 from payverify.db import Database
 from payverify.secret import Secret
 from payverify_dev.sumup_server import checkout_body
+from tests.conftest import DIRECT_AND_THROUGH_PGBOUNCER
 from tests.helpers import scalar, status_of
 from tests.processes import eventually, stop
 
 
+@DIRECT_AND_THROUGH_PGBOUNCER
 def test_watch_settles_and_mails_a_returning_order_then_stops_on_sigterm(start_watch, seed, shop, db, smtp):
     proc = start_watch()
     event, ticket_type = shop

@@ -1,6 +1,7 @@
 """Overlap: four `payverify sweep` processes at once over a burst of mixed outcomes.
 
-The full size, 1,000 orders, runs in CI (about 25 s here); PAYVERIFY_RELIABILITY_SIZE changes it.
+The full size, 1,000 orders, runs in CI (about 25 s here); PAYVERIFY_RELIABILITY_SIZE changes it. A
+smaller burst runs again through PgBouncer in transaction pooling (the same invariants, in less time).
 """
 
 from __future__ import annotations
@@ -11,20 +12,25 @@ import sys
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.helpers import rows, scalar
 
 SIZE = int(os.environ.get("PAYVERIFY_RELIABILITY_SIZE", "1000"))
+POOLED_SIZE = max(10, SIZE // 4)
 
 
-def test_four_overlapping_sweeps_keep_every_invariant(seed, db, env, sumup, smtp):
+@pytest.mark.parametrize(("pooled", "size"), [(False, SIZE), (True, POOLED_SIZE)], ids=["direct", "pgbouncer"],
+                         indirect=["pooled"])
+def test_four_overlapping_sweeps_keep_every_invariant(size, seed, db, env, sumup, smtp):
     """4 sweeps at once: 0 duplicate tickets, 0 tickets for unpaid orders, every paid order completed with
     exactly its tickets, 0 duplicate mails, at most 1.05 SumUp GETs per order."""
     artist = seed.artist()
     event = seed.event(artist)
     tt = seed.ticket_type(event, "Standing", "12.50")
     expected = {}
-    for i in range(SIZE):
+    for i in range(size):
         kind = ("paid", "paid", "paid", "paid", "paid", "paid", "mismatch", "failed", "pending", "expired")[i % 10]
         how = {
             "paid": {"tickets": 1 + i % 3},
@@ -59,4 +65,4 @@ def test_four_overlapping_sweeps_keep_every_invariant(seed, db, env, sumup, smtp
     for order_id, (kind, _) in expected.items():
         if kind == "paid":
             assert paid_mail[rows(db, "SELECT email FROM orders_order WHERE id = %(i)s", i=order_id)[0]["email"]] == 1
-    assert sumup.get_count() <= SIZE * 1.05
+    assert sumup.get_count() <= size * 1.05
