@@ -48,6 +48,9 @@ def test_doctor_through_pgbouncer(seed, run_payverify):
     result = run_payverify("doctor")
     assert result.returncode == ExitStatus.OK, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+    pooler = [line for line in result.stdout.splitlines() if "database pooler" in line]
+    assert len(pooler) == 1 and pooler[0].split()[0] == "ok", result.stdout
+    assert "behind a connection pooler" in pooler[0], pooler
 
 
 @THROUGH_PGBOUNCER
