@@ -102,6 +102,36 @@ def _accepts(pgbouncer: PgBouncer, server: str) -> bool:
         conn.close()
 
 
+def _start(program: str, run_as: list[str], directory: Path, server: str, within: float
+           ) -> tuple[subprocess.Popen, PgBouncer]:
+    """pgbouncer on a free port, once it answers. Its stderr goes to a file: a pipe nobody reads would
+    fill with its log and block it."""
+    attempts = 3  # another process may take the free port before pgbouncer binds it
+    for attempt in range(1, attempts + 1):
+        pgbouncer = PgBouncer(_free_port(), directory)
+        (directory / "pgbouncer.ini").write_text(_ini(directory, pgbouncer.port, server))
+        os.chmod(directory / "pgbouncer.ini", 0o644)
+        with open(directory / "stderr.txt", "w") as stderr:
+            proc = subprocess.Popen([program, *run_as, str(directory / "pgbouncer.ini")],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + within
+        # Without its TCP port pgbouncer carries on (on its Unix socket alone): its log says so.
+        while proc.poll() is None and "cannot listen on 127.0.0.1" not in pgbouncer.log():
+            if _accepts(pgbouncer, server):
+                return proc, pgbouncer
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        said = (directory / "stderr.txt").read_text(errors="replace") + pgbouncer.log()
+        if "Address already in use" not in said or attempt == attempts:
+            raise AssertionError(f"pgbouncer did not start on 127.0.0.1:{pgbouncer.port}: {said}")
+        (directory / "pgbouncer.log").unlink(missing_ok=True)
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def running(server: str, roles: dict[str, str], within: float = 30.0) -> Iterator[PgBouncer]:
     """A pgbouncer in front of `server` (a maintenance URL), for the owner and `roles` (name: password),
@@ -115,29 +145,18 @@ def running(server: str, roles: dict[str, str], within: float = 30.0) -> Iterato
         user = pwd.getpwnam("postgres")
         os.chown(directory, user.pw_uid, user.pw_gid)
         run_as = ["-u", user.pw_name]
-    port = _free_port()
-    (directory / "pgbouncer.ini").write_text(_ini(directory, port, server))
     (directory / "userlist.txt").write_text(_userlist(server, roles))
-    for name in ("pgbouncer.ini", "userlist.txt"):
-        os.chmod(directory / name, 0o644)
-    proc = subprocess.Popen([program, *run_as, str(directory / "pgbouncer.ini")], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    pgbouncer = PgBouncer(port, directory)
+    os.chmod(directory / "userlist.txt", 0o644)
+    proc = None
     try:
-        deadline = time.monotonic() + within
-        while not _accepts(pgbouncer, server):
-            if proc.poll() is not None:
-                raise AssertionError(f"pgbouncer exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
-                                     f"{pgbouncer.log()}")
-            assert time.monotonic() < deadline, f"pgbouncer not accepting within {within} s: {pgbouncer.log()}"
-            time.sleep(0.1)
+        proc, pgbouncer = _start(program, run_as, directory, server, within)
         yield pgbouncer
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)  # immediate shutdown
             try:
-                proc.communicate(timeout=15)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.communicate(timeout=15)
+                proc.wait(timeout=15)
         shutil.rmtree(directory, ignore_errors=True)
