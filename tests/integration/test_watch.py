@@ -19,7 +19,12 @@ def test_watch_settles_and_mails_a_returning_order_then_stops_on_sigterm(start_w
     proc = start_watch()
     event, ticket_type = shop
     order = seed.order([(ticket_type, 2)], event_id=event, email="quick@example.com")
-    eventually(lambda: status_of(db, order.id) == "completed")
+
+    def settled() -> bool:
+        assert proc.poll() is None, f"watch exited {proc.returncode}: {proc.communicate()[1]}"
+        return status_of(db, order.id) == "completed"
+
+    eventually(settled)
     eventually(lambda: any("quick@example.com" in m.rcpt_tos for m in smtp.messages))
     assert scalar(db, "SELECT count(*) FROM tickets_ticket WHERE order_id = %(id)s", id=order.id) == 2
     code, err = stop(proc)
