@@ -137,14 +137,14 @@ def reconcile_act(db: Database, sumup: FakeSumUp, env: dict[str, str], order_id:
     click.echo("\n== 3. payverify reconcile: SumUp's books against the orders\n")
     sumup.update_transaction(PLATFORM_MERCHANT, code, status="REFUNDED", refunded_amount=total)
     click.echo(f"  Someone refunded {number} ({total} GBP, completed by the sweep above) in SumUp's dashboard.\n"
-               "  No order changes for that; `payverify reconcile` (cron, hourly) reads every merchant\n"
+               "  No order changes for that; `payverify reconcile` (daily, from a timer) reads every merchant\n"
                "  account's transactions and reports what disagrees:\n")
     result = _run(env, "reconcile")
     for line in result.stdout.splitlines():
         click.echo(f"    {line}" if line else "")
     click.echo(f"\n  exit {result.returncode}" + ("" if result.returncode == 0 else
-               ": one account could not be read (Marrow & Pine must reconnect SumUp, as the sweep's alert "
-               "said); the others were"))
+               ": one account could not be read (Marrow & Pine must reconnect SumUp, as the sweep's\n"
+               "  alert said); the others were."))
     click.echo(f"  Besides the refund of {number}: the payments of two orders the sweep left for manual review "
                "(the wrong\n  amount, paid after the event), seen from SumUp's side: no tickets were issued "
                "for that money.")
