@@ -22,6 +22,7 @@ from payverify.cli import main
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.db.migrate import upgrade
+from payverify.db.queries import load
 from payverify.errors import ConfigError, NotAllowed
 from payverify.exitcodes import ExitStatus
 from payverify.mail.sender import deliver
@@ -146,7 +147,7 @@ def _run(db: Database, url: str, sumup: FakeSumUp, smtp: SmtpCapture, output_dir
         result = reasons.get(order_id)
         reason = result.decision.reason if result else "not due"
         click.echo(f"{number:<12} {label:<36} {was:<21} {after[order_id][1]:<23} {reason}")
-    with db.transaction() as tx:
+    with db.transaction(load("payverify_dev", "demo.sql")) as tx:
         queued = tx.all("outbox_summary")
         tickets = tx.require_one("ticket_count")["n"]
     click.echo(f"\n{tickets} tickets issued; mail: "

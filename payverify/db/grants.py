@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from payverify.db.connection import Database
 from payverify.db.contract import SITE_COLUMNS, TICKET_COLUMNS_WRITTEN, TICKETS
+from payverify.db.queries import catalog
 from payverify.errors import SchemaMismatch
 
 # What the run-time queries read of each site table (queries.sql; the contract check itself reads
@@ -56,48 +57,6 @@ OWN_RIGHTS: dict[str, tuple[str, ...]] = {
 
 _MAX_ROLE_BYTES = 63  # Postgres would silently cut a longer name to 63 bytes: another role's name
 
-_CATALOG = {
-    "grants_context": """
-        SELECT current_database()::text AS database, current_schema()::text AS site_schema,
-               EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %(role)s) AS role_exists""",
-    "grants_own_tables": r"""
-        SELECT c.relname::text AS name FROM pg_class c
-        WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s)
-          AND c.relkind IN ('r', 'p') AND c.relname LIKE 'payverify\_%%'
-        ORDER BY c.relname""",
-    # The sequences a default's nextval() takes ids from (serial columns, and hand-made defaults),
-    # on the given tables and, for views, on the relations behind them at any depth: nextval() is
-    # checked against the inserting role. Identity columns need no right on their sequence.
-    "grants_sequences": """
-        WITH RECURSIVE behind(oid) AS (
-            SELECT c.oid FROM pg_class c
-            WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s)
-              AND c.relname = ANY(%(tables)s)
-            UNION
-            SELECT dep.refobjid FROM behind
-            JOIN pg_rewrite r ON r.ev_class = behind.oid AND r.rulename = '_RETURN'
-            JOIN pg_depend dep ON dep.classid = 'pg_rewrite'::regclass AND dep.objid = r.oid
-                              AND dep.refclassid = 'pg_class'::regclass AND dep.refobjid <> behind.oid)
-        SELECT DISTINCT n.nspname::text AS schema, s.relname::text AS name, s.oid::bigint AS oid
-        FROM behind
-        JOIN pg_attrdef ad ON ad.adrelid = behind.oid
-        JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
-                        AND d.refclassid = 'pg_class'::regclass
-        JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
-        JOIN pg_namespace n ON n.oid = s.relnamespace
-        ORDER BY 1, 2""",
-    # Site views that check their base tables' rights against the caller (PG 15 security_invoker):
-    # the role would need rights on those base tables, which `db grants` does not name.
-    "grants_invoker_views": """
-        SELECT c.relname::text AS name FROM pg_class c
-        WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s)
-          AND c.relname = ANY(%(tables)s) AND c.relkind = 'v'
-          AND EXISTS (SELECT 1 FROM unnest(c.reloptions) AS o(opt)
-                      WHERE lower(split_part(opt, '=', 1)) = 'security_invoker'
-                        AND lower(split_part(opt, '=', 2)) IN ('true', 'on', '1', 'yes'))
-        ORDER BY 1""",
-}
-
 
 def role_name_problem(role: str) -> str | None:
     """Why GRANT could not name `role` exactly (None when it can). Control characters are refused
@@ -133,7 +92,7 @@ class Plan:
 
 def plan(db: Database, role: str) -> Plan:
     """Read the catalog: the site's schema, payverify's tables and the sequences behind their ids."""
-    with db.transaction(_CATALOG) as tx:
+    with db.transaction(catalog()) as tx:
         context = tx.require_one("grants_context", role=role)
         site_schema = context["site_schema"]
         own_schema = db.own_schema or site_schema

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from payverify.db.connection import Database
+from payverify.db.queries import catalog
 
 
 @dataclass(frozen=True)
@@ -32,28 +33,6 @@ NEEDED = (
            "every reconcile run reads all of each account's completed orders", reconcile_only=True),
 )
 
-_CATALOG = {
-    # A valid btree index on the table with the column first (partial or not); for a view, the
-    # answer is the view owner's to give, so it is reported as a view.
-    "site_index_on": """
-        SELECT current_schema()::text AS schema, c.relkind::text AS relkind,
-               (SELECT i.relname::text FROM pg_index x
-                JOIN pg_class i ON i.oid = x.indexrelid
-                JOIN pg_am am ON am.oid = i.relam AND am.amname = 'btree'
-                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = x.indkey[0]
-                WHERE x.indrelid = c.oid AND x.indisvalid AND x.indisready AND a.attname = %(column)s
-                ORDER BY x.indpred IS NOT NULL, i.relname LIMIT 1) AS index_name
-        FROM pg_class c
-        WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
-          AND c.relname = %(table)s""",
-    # Before `db upgrade` there is no payverify_run_counts: then reconcile has not run either. A user
-    # who may not read it cannot tell (the rights check says so); its indexes count as needed then.
-    "run_counts_table": """
-        SELECT t.oid IS NOT NULL AS present, coalesce(has_table_privilege(t.oid, 'SELECT'), false) AS readable
-        FROM to_regclass('payverify_run_counts') AS t(oid)""",
-    "reconcile_has_run": "SELECT EXISTS (SELECT 1 FROM payverify_run_counts WHERE command = 'reconcile') AS ran",
-}
-
 
 @dataclass(frozen=True)
 class IndexState:
@@ -70,7 +49,7 @@ class IndexState:
 
 def site_indexes(db: Database) -> list[IndexState]:
     found = []
-    with db.transaction(_CATALOG) as tx:
+    with db.transaction(catalog()) as tx:
         counts = tx.require_one("run_counts_table")
         reconciles = counts["present"] and (not counts["readable"] or tx.require_one("reconcile_has_run")["ran"])
         for needed in NEEDED:

@@ -57,11 +57,7 @@ def upgrade(db: Database) -> list[Migration]:
             pending = [m for m in migrations() if m.version > current_version(tx)]
             if not pending:
                 return []
-            tx.script(
-                "CREATE TABLE IF NOT EXISTS payverify_schema_version ("
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
+            tx.run("create_schema_version_table")
             for migration in pending:
                 tx.script(migration.sql)
                 tx.run("record_migration", version=migration.version, name=migration.name)

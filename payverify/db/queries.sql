@@ -1,16 +1,171 @@
--- Every SQL statement payverify runs, by name. Parameters are %(name)s only.
+-- The SQL payverify's modes run on the site's tables and its own, by name: each query under a
+-- `-- name: NAME` header with one line saying what it does; longer notes are in "Notes" below. Loaded by
+-- db/queries.py. Parameters are %(name)s only, so a literal % is %%.
+--
+-- The rest of payverify's SQL: catalog.sql (what doctor's rights and index checks and `db grants` read
+-- of pg_catalog), migrations/ (payverify's own tables, applied by `db upgrade`), db/grants.py (the GRANT
+-- statements `db grants` prints, made from names), db/connection.py (the driver's own few statements:
+-- the transaction's SET LOCAL settings, LISTEN, the search_path lookup). The demo's queries live in
+-- payverify_dev/ (seed.sql, history.sql, demo.sql).
+--
+-- `{awaiting}` in a query is the fragment of that name below, put in at load time: whether an order
+-- `o` of orders_order awaits payment (models.AWAITING_PAYMENT: pending once it has a checkout, or
+-- pending_verification). Written once here; tests/integration/test_awaiting_fragment.py holds it to
+-- models.py.
+--
+-- Notes:
+-- - site_columns: The columns of the site's tables (or the views standing for them), to check the
+--   contract first. From pg_catalog, not information_schema: information_schema shows a role only the
+--   columns it has rights on, so under least privilege a NOT NULL ticket column payverify cannot fill
+--   would be hidden. The columns are named and spelled as information_schema.columns has them.
+-- - view_base_columns: When a site table is a view: the columns of the table(s) behind it, and whether
+--   the view uses each. (A view reports every column nullable; an INSERT through it still fails on its
+--   base's NOT NULL.) From the view rule's dependencies in pg_catalog: information_schema lists them
+--   only to the owner.
+-- - select_due_orders: The next batch of orders a sweep should verify, longest-waiting first. No lock
+--   is taken here. Fresh orders are due every run; awaiting orders over 30 min old are checked less
+--   often as they age (every age/8, at most every 30 min) unless replaying; failed/expired ones in the
+--   rescue window at most every rescue_checked_before; with recheck_seconds (watch's housekeeping),
+--   awaiting orders at most that often, never-checked ones once that old. Orders checked since this run
+--   started, leased by another live process, or in flight (exclude) are left out: a lease of this
+--   process (owner) not in flight was left by a lost connection, and a dead process's lease is free
+--   (claim_order says why). due_total counts them all (before the LIMIT). The candidates are found
+--   without reading history: awaiting orders through the site's status index; failed/expired ones in
+--   the rescue window as the orders payverify checked within it (its own index on last_checked_at: a
+--   settle is a check) and, for any it never saw, the orders newer than the newest one created before
+--   the window (the primary key, walked back from the newest: ids grow with created_at). Going through
+--   every failed or expired order there ever was is what this avoids (MATERIALIZED and looked up by id,
+--   so the planner cannot fold it back into one scan).
+-- - watch_new_orders: For `payverify watch`: orders that came back from SumUp (the site sets
+--   pending_verification and updated_at then) that payverify has not read since, or that came back
+--   within fast_seconds and whose last check (someone else's) got PENDING or no answer: either way the
+--   return's fast schedule is due. Bounded by the status index and the last hour, so a poll every
+--   second costs next to nothing.
+-- - claim_unleased_order: Take the lease unless another live process holds it (watch's asks: the order
+--   was noticed, not selected). The lease is free as for claim_order.
+-- - claim_order: Take the lease unless another live process holds it or checked the order after we
+--   selected it. Free: no lease, a lapsed one, one whose owner was not seen alive lately
+--   (payverify_processes: killed, crashed, stopped), or one of this very process (owner):
+--   orders/lease.py lets a claim through only while no other thread of the process has the order, so
+--   such a lease was left by a lost connection.
+-- - record_check: After an attempt that reached a decision: release our lease (never another run's),
+--   remember what SumUp said, and end any error streak. The check counts from when the order was read
+--   (checked_at), so a customer's return while SumUp was being asked is still a return not asked about
+--   (watch).
+-- - insert_ticket: Every NOT NULL column is written here, as Django would (auto_now_add): the site's
+--   tables have no database defaults. created_at is the database's clock, like every other time
+--   payverify writes.
+-- - insert_outbox: De-duplicated by key: an alert or mail already queued for this key is not queued
+--   again. ticket_clock_started_at: set on the confirmation a settle queues (time to ticket starts
+--   there).
+-- - claim_outbox_row: Take the next due message; pushing next_attempt_at ahead is its lease while we
+--   send it, claimed_by says whose it is. First a row this process claimed and could not give back
+--   (left_behind: its connection was lost), then one whose claimant was not seen alive lately
+--   (payverify_processes: killed, crashed, stopped; through payverify_outbox_claimed_idx, the few rows
+--   being sent), then the next due one (through payverify_outbox_due_idx); each is looked at only when
+--   those before it find none. While a sweep still verifies, only what it queued itself (created since
+--   fresh_since): an older row may be for an order the sweep is about to settle otherwise (a late
+--   payment cancels its "payment failed"). With order_id (check, resend): only that order's mail.
+-- - mark_outbox_sent: The SMTP server has just accepted it: time to ticket ends now (NULL when its
+--   start is unknown). Never negative: the start was at most the settle transaction's now(), and this
+--   is a later one on the same clock. The rendering context (customer's name, items, amounts, an
+--   alert's lists) is never read again: check reads the columns, resend renders from the order. Only
+--   what names the message is kept.
+-- - outbox_claim_held: Just before a message goes to the SMTP server: is the row still ours? A process
+--   stopped for a while (SIGSTOP, a stall) may have lost it to another that sent it meanwhile; it must
+--   not send it again.
+-- - release_outbox_row: Not this message's failure (the run stopped before its turn, or the SMTP server
+--   as a whole failed): due again at once, the attempt not counted.
+-- - give_back_outbox_row: The SMTP server as a whole failed (refused, dropped, 421): due again at once,
+--   the attempt not counted, and why it waits recorded for `check` and `pending`.
+-- - pending_orders: The on-call view: orders awaiting verification or a person, with what payverify
+--   last saw; plus failed/expired orders in the rescue window whose verification keeps erroring. Those
+--   are found from the partial index on payverify_order_state (MATERIALIZED: a few rows, each looked up
+--   by id), never by going through every failed or expired order there ever was.
+-- - metrics_runs_by_exit_status: exit_status NULL: started and not (yet) finished, a run that is going
+--   or was killed. order_errors: orders whose verification errored in those runs. From the counts a
+--   trigger keeps (migration 0007): a few rows however many runs there were, and never fewer after
+--   retention.
+-- - metrics_time_to_ticket: Order confirmations the SMTP server accepted in the last window_minutes,
+--   with their time to ticket: how many, their sum, and per upper bound (ascending) how many took at
+--   most that long, so cumulative. Read from payverify_outbox_time_to_ticket_idx only (a time is set
+--   only as a row is marked sent, so no status test is needed): the window bounds what is read, however
+--   long the outbox's history.
+-- - metrics_payment_to_mail: Payment verified -> confirmation accepted by the SMTP server, for
+--   confirmations sent in the last hour. Only the confirmation queued by the settle (it has a dedup
+--   key): a resend has none. The hour's rows come from payverify_outbox_sent_idx, their orders by id:
+--   never the whole outbox.
+-- - reconcile_orders_by_code: Orders naming any of these transaction codes, of an artist whose merchant
+--   account this is. The codes are looked up first, on their own (MATERIALIZED, then by id): left to
+--   itself the planner goes through the account's events and reads every order the account ever had.
+--   With the site's index on sumup_transaction_code (doctor asks a reconciling site for it) that is a
+--   page's worth of rows.
+-- - reconcile_completed_since: The completed orders of one merchant account paid since then: the
+--   orders' side of the totals, and the orders whose payment the history must have. Found by paid_at
+--   first, as above (the site's index on paid_at, which doctor asks a reconciling site for, makes that
+--   the window's orders).
+-- - reconcile_open_orders_near: Whose payment might this be: not completed orders of the merchant with
+--   that amount and currency, created in the hours before the payment (or just after: clocks differ),
+--   with a checkout to ask. The site has no index on created_at, but ids grow with it: the window's
+--   ends are found as ids by bisecting the primary key (for each end, the newest order created before
+--   it: some 20 index probes a million orders, however old the payment), and only the orders between
+--   them are read.
+-- - reconcile_settleable_orders: The orders of one merchant account a sweep may still settle, with a
+--   checkout to ask: awaiting payment (through the site's status index), or failed/expired and created
+--   since the rescue window began (the orders newer than the newest one created before it: ids grow
+--   with created_at). A young payment no completed order names waits only if one of these is its owner.
+--   Read once per account and run: the sweep's own candidates, not a day's orders per payment.
+-- - retention (prune_*_batch): A prune batch: the next `batch` rows older than the cutoff after
+--   (after_at, after_id), walked through an index in order; of those, the ones retention may delete;
+--   deleted unless dry_run. It returns how many it read, how many may go (a dry run's count), how many
+--   went, and where the next batch starts. Kept however old, in every batch query: anything of an order
+--   still awaiting verification or a person (`held`: the orders `payverify pending` lists: pending with
+--   a checkout, pending_verification, requires_manual_review, or an open error streak). Every other
+--   table is looked up only by key, for the batch's ids as an array (`= ANY(ARRAY(...))`), never
+--   joined: a join may be planned as a scan of the whole table, once per batch.
+-- - claim_housekeeping: The task's pass is ours unless one began less than every_seconds ago, on any
+--   host. One statement: of two hosts claiming at once, the second waits for the first's row and then
+--   finds it too recent.
+-- - prune_outbox_batch: Only mail that is done (sent or cancelled; failed and pending rows stay),
+--   through the partial index payverify_outbox_done_idx (hence the literal statuses). Also kept: an
+--   alert of a held_kinds kind whose de-duplication key still holds back the next one (a reconnect
+--   alert until the artist's credentials work again), so deleting it never sends that alert again.
+-- - prune_runs_batch: Runs by when they started. Kept per host and command (`keepers`, found for the
+--   batch's few hosts and commands through payverify_runs_host_idx): the latest finished run and the
+--   latest successful one, which the metrics read (the last run, the last success, the last
+--   reconciliation). An old unfinished run (killed) goes. The runs counted (payverify_run_counts) stay
+--   counted.
+-- - prune_silent_processes: Process rows not seen for a day: processes that were killed or crashed (a
+--   clean exit deletes its own row). Until then `SELECT * FROM payverify_processes` shows what died,
+--   and when. A handful of rows.
+-- - process_seen: This process is alive: written when it starts and every few seconds after (a row
+--   pruned or deleted while the process was stopped comes back).
+-- - processes_on_machine: The other processes of this machine (same boot, same pid namespace) that
+--   still count as alive: the kernel can say whether each still runs.
+
+-- fragment: awaiting
+-- Awaiting payment: a pending order once it has a checkout to ask about, or one back from SumUp.
+((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL) OR o.status = 'pending_verification')
 
 -- name: take_migration_lock
 -- Serialises `db upgrade` across hosts for the length of its transaction.
 SELECT pg_advisory_xact_lock(726931001)
 
 -- name: schema_version_table_exists
+-- Whether payverify's tables were ever made (`db upgrade` has run).
 SELECT to_regclass('payverify_schema_version') IS NOT NULL AS present
 
 -- name: schema_version
+-- The newest migration applied.
 SELECT coalesce(max(version), 0) AS version FROM payverify_schema_version
 
+-- name: create_schema_version_table
+-- The table of applied migrations, made before the first one (`db upgrade`).
+CREATE TABLE IF NOT EXISTS payverify_schema_version (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
+
 -- name: record_migration
+-- A migration was applied.
 INSERT INTO payverify_schema_version (version, name) VALUES (%(version)s, %(name)s)
 
 -- name: current_schema
@@ -18,10 +173,7 @@ INSERT INTO payverify_schema_version (version, name) VALUES (%(version)s, %(name
 SELECT current_schema()::text AS schema
 
 -- name: site_columns
--- The columns of the site's tables (or the views standing for them), to check the contract first.
--- From pg_catalog, not information_schema: information_schema shows a role only the columns it has
--- rights on, so under least privilege a NOT NULL ticket column payverify cannot fill would be hidden.
--- The columns are named and spelled as information_schema.columns has them.
+-- The columns of the site's tables (or the views standing for them), as information_schema names them.
 SELECT c.relname::text AS table_name, a.attname::text AS column_name,
        format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL) AS data_type,
        CASE WHEN (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END)
@@ -41,8 +193,6 @@ WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_sch
 
 -- name: view_base_columns
 -- When a site table is a view: the columns of the table(s) behind it, and whether the view uses each.
--- (A view reports every column nullable; an INSERT through it still fails on its base's NOT NULL.)
--- From the view rule's dependencies in pg_catalog: information_schema lists them only to the owner.
 SELECT n.nspname::text || '.' || b.relname::text AS table_name, a.attname::text AS column_name,
        CASE WHEN a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) THEN 'NO' ELSE 'YES' END AS is_nullable,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS column_default,
@@ -75,6 +225,7 @@ SELECT current_setting('statement_timeout') AS statement_timeout,
        current_setting('lock_timeout') AS lock_timeout, current_setting('TimeZone') AS timezone
 
 -- name: now
+-- The database's clock, which every time payverify writes comes from.
 SELECT now() AS now
 
 -- name: own_ssl
@@ -82,23 +233,10 @@ SELECT now() AS now
 SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()
 
 -- name: select_due_orders
--- The next batch of orders a sweep should verify, longest-waiting first. No lock is taken here.
--- Fresh orders are due every run; awaiting orders over 30 min old are checked less often as they
--- age (every age/8, at most every 30 min) unless replaying; failed/expired ones in the rescue
--- window at most every rescue_checked_before; with recheck_seconds (watch's housekeeping), awaiting
--- orders at most that often, never-checked ones once that old. Orders checked since this run started,
--- leased by another live process, or in flight (exclude) are left out: a lease of this process (owner)
--- not in flight was left by a lost connection, and a dead process's lease is free (claim_order says
--- why). due_total counts them all (before the LIMIT).
--- The candidates are found without reading history: awaiting orders through the site's status
--- index; failed/expired ones in the rescue window as the orders payverify checked within it (its
--- own index on last_checked_at: a settle is a check) and, for any it never saw, the orders newer
--- than the newest one created before the window (the primary key, walked back from the newest:
--- ids grow with created_at). Going through every failed or expired order there ever was is what
--- this avoids (MATERIALIZED and looked up by id, so the planner cannot fold it back into one scan).
+-- The next batch of orders a sweep should verify, longest-waiting first, with how many are due.
 WITH candidates AS MATERIALIZED (
     SELECT o.id FROM orders_order o
-    WHERE (o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL) OR o.status = 'pending_verification'
+    WHERE {awaiting}
     UNION
     SELECT s.order_id FROM payverify_order_state s WHERE s.last_checked_at >= %(rescue_since)s
     UNION
@@ -111,7 +249,7 @@ SELECT o.id, s.last_checked_at, count(*) OVER () AS due_total
 FROM orders_order o
 LEFT JOIN payverify_order_state s ON s.order_id = o.id
 WHERE (
-        (((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL) OR o.status = 'pending_verification')
+        ({awaiting}
          AND (NOT %(aging)s OR s.last_checked_at IS NULL OR o.created_at > now() - interval '30 minutes'
               OR s.last_checked_at <= now() - least(interval '30 minutes', (now() - o.created_at) / 8))
          AND (%(recheck_seconds)s = 0
@@ -131,10 +269,7 @@ ORDER BY coalesce(s.last_checked_at, o.created_at), o.id
 LIMIT %(limit)s
 
 -- name: watch_new_orders
--- For `payverify watch`: orders that came back from SumUp (the site sets pending_verification and
--- updated_at then) that payverify has not read since, or that came back within fast_seconds and whose
--- last check (someone else's) got PENDING or no answer: either way the return's fast schedule is due.
--- Bounded by the status index and the last hour, so a poll every second costs next to nothing.
+-- For watch: orders back from SumUp whose return's fast schedule is due.
 SELECT o.id, extract(epoch FROM now() - o.updated_at)::float8 AS since_return
 FROM orders_order o
 LEFT JOIN payverify_order_state s ON s.order_id = o.id
@@ -151,8 +286,7 @@ ORDER BY o.updated_at, o.id
 LIMIT %(limit)s
 
 -- name: claim_unleased_order
--- Take the lease unless another live process holds it (watch's asks: the order was noticed, not
--- selected). The lease is free as for claim_order.
+-- Take the lease unless another live process holds it (watch: the order was noticed, not selected).
 UPDATE payverify_order_state
 SET lease_owner = %(owner)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
@@ -166,13 +300,11 @@ WHERE order_id = (
 RETURNING order_id
 
 -- name: ensure_order_state
+-- Give the order its payverify_order_state row, so it can be leased.
 INSERT INTO payverify_order_state (order_id) VALUES (%(order_id)s) ON CONFLICT (order_id) DO NOTHING
 
 -- name: claim_order
 -- Take the lease unless another live process holds it or checked the order after we selected it.
--- Free: no lease, a lapsed one, one whose owner was not seen alive lately (payverify_processes: killed,
--- crashed, stopped), or one of this very process (owner): orders/lease.py lets a claim through only
--- while no other thread of the process has the order, so such a lease was left by a lost connection.
 UPDATE payverify_order_state
 SET lease_owner = %(owner)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
@@ -187,9 +319,7 @@ WHERE order_id = (
 RETURNING order_id
 
 -- name: record_check
--- After an attempt that reached a decision: release our lease (never another run's), remember what
--- SumUp said, and end any error streak. The check counts from when the order was read (checked_at),
--- so a customer's return while SumUp was being asked is still a return not asked about (watch).
+-- After an attempt that reached a decision: release our lease, keep SumUp's answer, end any error streak.
 INSERT INTO payverify_order_state AS s
     (order_id, last_checked_at, checks, last_http_status, last_sumup_status, last_outcome, last_reason)
 VALUES (%(order_id)s, coalesce(%(checked_at)s, now()), 1, %(http_status)s, %(sumup_status)s, %(outcome)s,
@@ -218,7 +348,7 @@ SET lease_owner = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_own
 RETURNING consecutive_errors, first_error_at
 
 -- name: load_order
--- read_at: when the order was read, which its check's record keeps (see record_check).
+-- The order with what the decision needs of its event and artist; read_at: when it was read.
 SELECT now() AS read_at, o.id, o.order_number, o.status, o.email, o.first_name, o.last_name, o.total, o.currency,
        o.sumup_checkout_id, o.created_at, o.updated_at, o.event_id,
        e.title AS event_title, e.venue AS event_venue, e.starts_at AS event_starts_at,
@@ -231,9 +361,11 @@ JOIN artists_artist a ON a.id = e.artist_id
 WHERE o.id = %(order_id)s
 
 -- name: find_order_id_by_number
+-- An order by its number (check, resend).
 SELECT id FROM orders_order WHERE order_number = %(order_number)s
 
 -- name: find_order_id_by_id
+-- An order by its id (check, resend).
 SELECT id FROM orders_order WHERE id = %(order_id)s
 
 -- name: order_number_by_id
@@ -241,6 +373,7 @@ SELECT id FROM orders_order WHERE id = %(order_id)s
 SELECT order_number FROM orders_order WHERE id = %(order_id)s
 
 -- name: load_order_items
+-- The order's items with their ticket types' names.
 SELECT i.id, i.ticket_type_id, t.name AS ticket_type_name, i.quantity, i.unit_price
 FROM orders_orderitem i JOIN events_tickettype t ON t.id = i.ticket_type_id
 WHERE i.order_id = %(order_id)s
@@ -256,20 +389,19 @@ SET status = %(new_status)s,
 WHERE id = %(order_id)s AND status = %(seen_status)s AND sumup_checkout_id = %(seen_checkout_id)s
 
 -- name: insert_fulfilment
+-- The order's fulfilment: the database's backstop against issuing its tickets twice.
 INSERT INTO payverify_fulfilment (order_id, checkout_id, transaction_code, tickets_issued, run_id)
 VALUES (%(order_id)s, %(checkout_id)s, %(transaction_code)s, %(tickets_issued)s, %(run_id)s)
 
 -- name: insert_ticket
--- Every NOT NULL column is written here, as Django would (auto_now_add): the site's tables have no
--- database defaults. created_at is the database's clock, like every other time payverify writes.
+-- One ticket, every NOT NULL column written as Django would (the site's tables have no defaults).
 INSERT INTO tickets_ticket (order_id, order_item_id, event_id, ticket_type_id, code, holder_name, status,
                             created_at, checked_in_at)
 VALUES (%(order_id)s, %(order_item_id)s, %(event_id)s, %(ticket_type_id)s, %(code)s, %(holder_name)s, 'valid',
         now(), NULL)
 
 -- name: insert_outbox
--- De-duplicated by key: an alert or mail already queued for this key is not queued again.
--- ticket_clock_started_at: set on the confirmation a settle queues (time to ticket starts there).
+-- Queue a mail or alert, unless one with this de-duplication key is already queued.
 INSERT INTO payverify_outbox (kind, dedup_key, order_id, recipients, context, message_id, ticket_clock_started_at)
 VALUES (%(kind)s, %(dedup_key)s, %(order_id)s, %(recipients)s, %(context)s::jsonb, %(message_id)s,
         %(ticket_clock_started_at)s)
@@ -281,6 +413,7 @@ RETURNING id
 UPDATE payverify_outbox SET dedup_key = NULL WHERE dedup_key = %(dedup_key)s
 
 -- name: insert_audit
+-- One line of the audit trail: what was asked about an order, and what came of it.
 INSERT INTO payverify_audit (run_id, host, command, order_id, order_number, checkout_id, http_status,
                              sumup_status, outcome, reason, duration_ms)
 VALUES (%(run_id)s, %(host)s, %(command)s, %(order_id)s, %(order_number)s, %(checkout_id)s,
@@ -292,36 +425,30 @@ SELECT id, name, sumup_access_token, sumup_refresh_token, sumup_token_expires_at
 FROM artists_artist WHERE id = %(artist_id)s FOR UPDATE
 
 -- name: read_artist_tokens
+-- An artist's SumUp tokens, without a lock.
 SELECT id, name, sumup_access_token, sumup_refresh_token, sumup_token_expires_at
 FROM artists_artist WHERE id = %(artist_id)s
 
 -- name: store_artist_tokens
+-- Store an artist's rotated token pair after a refresh.
 UPDATE artists_artist
 SET sumup_access_token = %(access_token)s, sumup_refresh_token = %(refresh_token)s,
     sumup_token_expires_at = %(expires_at)s
 WHERE id = %(artist_id)s
 
 -- name: recent_audit
+-- An order's latest audit lines, newest first (check).
 SELECT run_id, host, command, checkout_id, http_status, sumup_status, outcome, reason, duration_ms, created_at
 FROM payverify_audit WHERE order_id = %(order_id)s ORDER BY created_at DESC, id DESC LIMIT %(limit)s
 
 -- name: order_outbox
+-- An order's mail, oldest first (check).
 SELECT kind, recipients, status, attempts, created_at, sent_at, last_error, ticket_clock_started_at,
        time_to_ticket_seconds
 FROM payverify_outbox WHERE order_id = %(order_id)s ORDER BY id
 
--- name: ticket_count
-SELECT count(*) AS n FROM tickets_ticket
-
 -- name: claim_outbox_row
--- Take the next due message; pushing next_attempt_at ahead is its lease while we send it, claimed_by
--- says whose it is. First a row this process claimed and could not give back (left_behind: its
--- connection was lost), then one whose claimant was not seen alive lately (payverify_processes: killed,
--- crashed, stopped; through payverify_outbox_claimed_idx, the few rows being sent), then the next due
--- one (through payverify_outbox_due_idx); each is looked at only when those before it find none. While
--- a sweep still verifies, only what it queued itself (created since fresh_since): an older row may be
--- for an order the sweep is about to settle otherwise (a late payment cancels its "payment failed").
--- With order_id (check, resend): only that order's mail.
+-- Take the next due message: ours left behind first, then one a dead claimant held, then the next due.
 UPDATE payverify_outbox
 SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease_seconds)s),
     claimed_by = %(owner)s
@@ -352,7 +479,7 @@ RETURNING id, kind, order_id, recipients, context, message_id, attempts, created
           created_at < now() - %(give_up_hours)s * interval '1 hour' AS too_old
 
 -- name: cancel_pending_mail
--- Done with: the context slimmed as for a sent row (mark_outbox_sent).
+-- No longer true (the order was paid): cancel its pending mail of this kind, context slimmed.
 UPDATE payverify_outbox SET status = 'cancelled', last_error = 'no longer true: the order was paid',
     context = jsonb_strip_nulls(jsonb_build_object('order_id', context->'order_id',
                                                    'order_number', context->'order_number',
@@ -360,10 +487,7 @@ UPDATE payverify_outbox SET status = 'cancelled', last_error = 'no longer true: 
 WHERE order_id = %(order_id)s AND kind = %(kind)s AND status = 'pending'
 
 -- name: mark_outbox_sent
--- The SMTP server has just accepted it: time to ticket ends now (NULL when its start is unknown). Never
--- negative: the start was at most the settle transaction's now(), and this is a later one on the same clock.
--- The rendering context (customer's name, items, amounts, an alert's lists) is never read again: check
--- reads the columns, resend renders from the order. Only what names the message is kept.
+-- The SMTP server has just accepted it: time to ticket ends now; only what names the message is kept.
 UPDATE payverify_outbox
 SET status = 'sent', sent_at = now(), last_error = %(note)s, claimed_by = NULL,
     time_to_ticket_seconds = extract(epoch FROM now() - ticket_clock_started_at),
@@ -373,49 +497,47 @@ SET status = 'sent', sent_at = now(), last_error = %(note)s, claimed_by = NULL,
 WHERE id = %(id)s
 
 -- name: outbox_claim_held
--- Just before a message goes to the SMTP server: is the row still ours? A process stopped for a while
--- (SIGSTOP, a stall) may have lost it to another that sent it meanwhile; it must not send it again.
+-- Just before a message goes to the SMTP server: is the row still ours?
 SELECT 1 AS held FROM payverify_outbox WHERE id = %(id)s AND status = 'pending' AND claimed_by = %(owner)s
 
 -- name: mark_outbox_retry
+-- This message failed: due again after the delay, with why.
 UPDATE payverify_outbox
 SET next_attempt_at = now() + make_interval(secs => %(delay_seconds)s), last_error = %(error)s, claimed_by = NULL
 WHERE id = %(id)s
 
 -- name: release_outbox_row
--- Not this message's failure (the run stopped before its turn, or the SMTP server as a whole failed):
--- due again at once, the attempt not counted.
+-- Not this message's failure (the run stopped before its turn): due again at once, the attempt not counted.
 UPDATE payverify_outbox SET next_attempt_at = now(), attempts = attempts - 1, claimed_by = NULL WHERE id = %(id)s
 
 -- name: give_back_outbox_row
--- The SMTP server as a whole failed (refused, dropped, 421): due again at once, the attempt not
--- counted, and why it waits recorded for `check` and `pending`.
+-- The SMTP server as a whole failed: due again at once, the attempt not counted, why recorded.
 UPDATE payverify_outbox SET next_attempt_at = now(), attempts = attempts - 1, last_error = %(error)s,
     claimed_by = NULL
 WHERE id = %(id)s
 
 -- name: mark_outbox_failed
+-- This message will not be sent: given up, with why.
 UPDATE payverify_outbox SET status = 'failed', last_error = %(error)s, claimed_by = NULL WHERE id = %(id)s
 
 -- name: order_tickets
+-- An order's tickets, for its confirmation.
 SELECT t.code, tt.name AS ticket_type, t.holder_name
 FROM tickets_ticket t JOIN events_tickettype tt ON tt.id = t.ticket_type_id
 WHERE t.order_id = %(order_id)s
 ORDER BY t.id
 
--- name: outbox_summary
--- For `make demo`'s closing summary only (a whole-outbox count, fine on a demo's few rows).
-SELECT kind, status, count(*) AS n FROM payverify_outbox GROUP BY kind, status ORDER BY kind, status
-
 -- name: outbox_backlog
--- Each count through its own partial index: never a pass over every mail ever sent.
+-- How many messages wait and how many failed, each count through its own partial index.
 SELECT (SELECT count(*) FROM payverify_outbox WHERE status = 'pending') AS pending,
        (SELECT count(*) FROM payverify_outbox WHERE status = 'failed') AS failed
 
 -- name: take_digest_lock
+-- Serialises the stuck-orders digest across hosts for the length of its transaction.
 SELECT pg_advisory_xact_lock(726931002)
 
 -- name: recent_alert_of_kind
+-- Whether an alert of this kind was queued in the last minutes.
 SELECT 1 AS found FROM payverify_outbox
 WHERE kind = %(kind)s AND created_at > now() - %(minutes)s * interval '1 minute'
 LIMIT 1
@@ -431,19 +553,16 @@ ORDER BY o.updated_at
 LIMIT %(limit)s
 
 -- name: outbox_row_state
+-- One message's status, last error and attempts.
 SELECT status, last_error, attempts FROM payverify_outbox WHERE id = %(id)s
 
 -- name: pending_orders
--- The on-call view: orders awaiting verification or a person, with what payverify last saw; plus
--- failed/expired orders in the rescue window whose verification keeps erroring. Those are found
--- from the partial index on payverify_order_state (MATERIALIZED: a few rows, each looked up by id),
--- never by going through every failed or expired order there ever was.
+-- The on-call view: orders awaiting verification or a person, or erroring in the rescue window.
 WITH erroring AS MATERIALIZED (
     SELECT order_id FROM payverify_order_state WHERE consecutive_errors > 0 AND NOT %(stuck)s
 ), listed AS (
     SELECT o.id FROM orders_order o
-    WHERE ((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL)
-           OR o.status IN ('pending_verification', 'requires_manual_review'))
+    WHERE ({awaiting} OR o.status = 'requires_manual_review')
       AND (NOT %(stuck)s
            OR (o.status = 'pending_verification' AND o.updated_at < now() - %(stuck_minutes)s * interval '1 minute'))
     UNION ALL
@@ -471,6 +590,7 @@ INSERT INTO payverify_runs (run_id, host, command) VALUES (%(run_id)s, %(host)s,
 ON CONFLICT (run_id) DO NOTHING
 
 -- name: finish_run
+-- A run ends: its exit status and what it did.
 UPDATE payverify_runs
 SET finished_at = now(), exit_status = %(exit_status)s, verified = %(verified)s,
     outcomes = %(outcomes)s::jsonb, sumup_errors = %(sumup_errors)s::jsonb,
@@ -478,14 +598,13 @@ SET finished_at = now(), exit_status = %(exit_status)s, verified = %(verified)s,
 WHERE run_id = %(run_id)s
 
 -- name: metrics_runs_by_exit_status
--- exit_status NULL: started and not (yet) finished, a run that is going or was killed.
--- order_errors: orders whose verification errored in those runs. From the counts a trigger keeps
--- (migration 0007): a few rows however many runs there were, and never fewer after retention.
+-- Runs of this host and command by exit status (NULL: going or killed), from payverify_run_counts.
 SELECT exit_status, runs AS n, order_errors
 FROM payverify_run_counts WHERE host = %(host)s AND command = %(command)s AND runs > 0
 ORDER BY exit_status NULLS LAST
 
 -- name: metrics_last_run
+-- The last finished run of this host and command.
 SELECT run_id, started_at, finished_at, exit_status, verified, outcomes, sumup_errors,
        extract(epoch FROM finished_at) AS finished_epoch
 FROM payverify_runs
@@ -494,21 +613,19 @@ ORDER BY finished_at DESC, id DESC
 LIMIT 1
 
 -- name: metrics_last_success
+-- When the last successful run of this host and command finished.
 SELECT extract(epoch FROM max(finished_at)) AS finished_epoch
 FROM payverify_runs
 WHERE host = %(host)s AND command = %(command)s AND finished_at IS NOT NULL AND exit_status = 0
 
 -- name: metrics_oldest_due_order
 -- Age of the oldest order a sweep should settle (0 when there is none).
-SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age_seconds
-FROM orders_order
-WHERE status = 'pending_verification' OR (status = 'pending' AND sumup_checkout_id IS NOT NULL)
+SELECT coalesce(extract(epoch FROM now() - min(o.created_at)), 0) AS age_seconds
+FROM orders_order o
+WHERE {awaiting}
 
 -- name: metrics_time_to_ticket
--- Order confirmations the SMTP server accepted in the last window_minutes, with their time to ticket:
--- how many, their sum, and per upper bound (ascending) how many took at most that long, so cumulative.
--- Read from payverify_outbox_time_to_ticket_idx only (a time is set only as a row is marked sent, so
--- no status test is needed): the window bounds what is read, however long the outbox's history.
+-- Confirmations accepted in the last window_minutes: count, sum and cumulative counts per bound.
 WITH recent AS MATERIALIZED (
     SELECT time_to_ticket_seconds AS seconds FROM payverify_outbox
     WHERE kind = %(kind)s AND time_to_ticket_seconds IS NOT NULL
@@ -522,9 +639,7 @@ SELECT (SELECT count(*) FROM recent) AS n,
              GROUP BY b.i ORDER BY b.i) AS at_most
 
 -- name: metrics_payment_to_mail
--- Payment verified -> confirmation accepted by the SMTP server, for confirmations sent in the last
--- hour. Only the confirmation queued by the settle (it has a dedup key): a resend has none. The
--- hour's rows come from payverify_outbox_sent_idx, their orders by id: never the whole outbox.
+-- Payment verified to confirmation accepted, for settle confirmations sent in the last hour.
 WITH recent AS MATERIALIZED (
     SELECT order_id, sent_at FROM payverify_outbox
     WHERE kind = %(kind)s AND status = 'sent' AND dedup_key IS NOT NULL AND sent_at > now() - interval '1 hour'
@@ -535,6 +650,12 @@ SELECT count(*) AS n,
 FROM recent r
 JOIN orders_order o ON o.id = r.order_id
 WHERE o.paid_at IS NOT NULL
+
+-- name: doctor_oauth_artists
+-- The artists connected with OAuth, for doctor's check that each one's token works.
+SELECT id, name, sumup_access_token, sumup_refresh_token IS NOT NULL AS refreshable
+FROM artists_artist
+WHERE sumup_access_token IS NOT NULL OR sumup_refresh_token IS NOT NULL ORDER BY id
 
 -- ---- reconciliation (payverify reconcile) ----------------------------------------------------------
 
@@ -547,10 +668,7 @@ WHERE (sumup_access_token IS NOT NULL OR sumup_refresh_token IS NOT NULL)
 ORDER BY id
 
 -- name: reconcile_orders_by_code
--- Orders naming any of these transaction codes, of an artist whose merchant account this is. The
--- codes are looked up first, on their own (MATERIALIZED, then by id): left to itself the planner goes
--- through the account's events and reads every order the account ever had. With the site's index on
--- sumup_transaction_code (doctor asks a reconciling site for it) that is a page's worth of rows.
+-- Orders naming any of these transaction codes, of an artist whose merchant account this is.
 WITH named AS MATERIALIZED (
     SELECT o.id FROM orders_order o WHERE o.sumup_transaction_code = ANY(%(codes)s)
 )
@@ -562,9 +680,7 @@ JOIN artists_artist a ON a.id = e.artist_id
 WHERE o.id = ANY(ARRAY(SELECT id FROM named)) AND a.sumup_merchant_code = %(merchant_code)s
 
 -- name: reconcile_completed_since
--- The completed orders of one merchant account paid since then: the orders' side of the totals, and
--- the orders whose payment the history must have. Found by paid_at first, as above (the site's index
--- on paid_at, which doctor asks a reconciling site for, makes that the window's orders).
+-- The completed orders of one merchant account paid since then.
 WITH paid AS MATERIALIZED (
     SELECT o.id FROM orders_order o WHERE o.paid_at >= %(since)s AND o.status = 'completed'
 )
@@ -577,11 +693,7 @@ WHERE o.id = ANY(ARRAY(SELECT id FROM paid)) AND a.sumup_merchant_code = %(merch
 ORDER BY o.paid_at, o.id
 
 -- name: reconcile_open_orders_near
--- Whose payment might this be: not completed orders of the merchant with that amount and currency,
--- created in the hours before the payment (or just after: clocks differ), with a checkout to ask.
--- The site has no index on created_at, but ids grow with it: the window's ends are found as ids by
--- bisecting the primary key (for each end, the newest order created before it: some 20 index probes
--- a million orders, however old the payment), and only the orders between them are read.
+-- Whose payment might this be: open orders of the merchant with that amount, created near it.
 WITH RECURSIVE bisect(target, lo, hi) AS (
     -- lo: an order created before target (0: none); no order from hi on was.
     SELECT t, 0::bigint, (SELECT coalesce(max(id), 0) FROM orders_order)::bigint + 1
@@ -617,13 +729,9 @@ ORDER BY abs(extract(epoch FROM o.created_at - %(paid_at)s)), o.id
 LIMIT %(limit)s
 
 -- name: reconcile_settleable_orders
--- The orders of one merchant account a sweep may still settle, with a checkout to ask: awaiting payment
--- (through the site's status index), or failed/expired and created since the rescue window began (the
--- orders newer than the newest one created before it: ids grow with created_at). A young payment no
--- completed order names waits only if one of these is its owner. Read once per account and run: the
--- sweep's own candidates, not a day's orders per payment.
+-- The orders of one merchant account a sweep may still settle, with a checkout to ask.
 WITH candidates AS MATERIALIZED (
-    SELECT o.id FROM orders_order o WHERE o.status IN ('pending', 'pending_verification')
+    SELECT o.id FROM orders_order o WHERE {awaiting}
     UNION
     SELECT o.id FROM orders_order o
     WHERE o.id > coalesce((SELECT b.id FROM orders_order b WHERE b.created_at < %(rescue_since)s
@@ -638,20 +746,22 @@ FROM orders_order o
 JOIN events_event e ON e.id = o.event_id
 JOIN artists_artist a ON a.id = e.artist_id
 WHERE o.id = ANY(ARRAY(SELECT id FROM candidates))
-  AND (o.status IN ('pending', 'pending_verification') OR o.created_at >= %(rescue_since)s)
+  AND ({awaiting} OR o.created_at >= %(rescue_since)s)
   AND a.sumup_merchant_code = %(merchant_code)s AND NULLIF(btrim(o.sumup_checkout_id), '') IS NOT NULL
 ORDER BY o.id
 
 -- name: reconcile_cursor
+-- Where the merchant account's history was read up to.
 SELECT changes_since FROM payverify_reconcile_cursor WHERE merchant_code = %(merchant_code)s
 
 -- name: reconcile_store_cursor
+-- Remember where the merchant account's history was read up to.
 INSERT INTO payverify_reconcile_cursor (merchant_code, changes_since, updated_at)
 VALUES (%(merchant_code)s, %(changes_since)s, now())
 ON CONFLICT (merchant_code) DO UPDATE SET changes_since = EXCLUDED.changes_since, updated_at = now()
 
 -- name: reconcile_report
--- Returns the key only when it is new: what the run's alert lists.
+-- Record a finding; returns the key only when it is new: what the run's alert lists.
 INSERT INTO payverify_reconcile_reported (key, kind, merchant_code, transaction_code, order_number, amount,
                                           currency, detail, run_id)
 VALUES (%(key)s, %(kind)s, %(merchant_code)s, %(transaction_code)s, %(order_number)s, %(amount)s,
@@ -660,6 +770,7 @@ ON CONFLICT (key) DO NOTHING
 RETURNING key
 
 -- name: reconcile_reported_by_kind
+-- Findings ever reported, by kind (metrics).
 SELECT kind, count(*) AS n FROM payverify_reconcile_reported GROUP BY kind
 
 -- name: metrics_last_reconcile
@@ -669,24 +780,17 @@ FROM payverify_runs
 WHERE command = 'reconcile' AND finished_at IS NOT NULL AND exit_status = 0
 
 -- name: reconcile_known_keys
+-- Of these findings' keys, the ones already reported.
 SELECT key FROM payverify_reconcile_reported WHERE key = ANY(%(keys)s)
 
 -- ---- retention (modes/retention.py) ------------------------------------------------------------------
--- A prune batch: the next `batch` rows older than the cutoff after (after_at, after_id), walked through
--- an index in order; of those, the ones retention may delete; deleted unless dry_run. It returns how
--- many it read, how many may go (a dry run's count), how many went, and where the next batch starts.
--- Kept however old, in every batch query: anything of an order still awaiting verification or a person
--- (`held`: the orders `payverify pending` lists: pending with a checkout, pending_verification,
--- requires_manual_review, or an open error streak). Every other table is looked up only by key, for the
--- batch's ids as an array (`= ANY(ARRAY(...))`), never joined: a join may be planned as a scan of the
--- whole table, once per batch.
 
 -- name: retention_cutoff
+-- The time before which retention deletes.
 SELECT now() - make_interval(days => %(days)s) AS cutoff
 
 -- name: claim_housekeeping
--- The task's pass is ours unless one began less than every_seconds ago, on any host. One statement: of
--- two hosts claiming at once, the second waits for the first's row and then finds it too recent.
+-- The task's pass is ours unless one began less than every_seconds ago, on any host.
 INSERT INTO payverify_housekeeping AS h (task, last_run_at, host, run_id)
 VALUES (%(task)s, now(), %(host)s, %(run_id)s)
 ON CONFLICT (task) DO UPDATE SET last_run_at = now(), host = EXCLUDED.host, run_id = EXCLUDED.run_id
@@ -694,6 +798,7 @@ WHERE h.last_run_at <= now() - make_interval(secs => %(every_seconds)s)
 RETURNING task
 
 -- name: prune_audit_batch
+-- A prune batch of audit lines; lines of a held order stay.
 WITH candidates AS MATERIALIZED (
     SELECT id, order_id, created_at FROM payverify_audit
     WHERE created_at < %(cutoff)s AND (created_at, id) > (%(after_at)s, %(after_id)s)
@@ -702,8 +807,7 @@ WITH candidates AS MATERIALIZED (
 ), held AS MATERIALIZED (
     SELECT o.id AS order_id FROM orders_order o
     WHERE o.id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates))
-      AND (o.status IN ('pending_verification', 'requires_manual_review')
-           OR (o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL))
+      AND ({awaiting} OR o.status = 'requires_manual_review')
     UNION
     SELECT s.order_id FROM payverify_order_state s
     WHERE s.order_id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates)) AND s.consecutive_errors > 0
@@ -718,10 +822,7 @@ SELECT (SELECT count(*) FROM candidates) AS examined, (SELECT count(*) FROM doom
        (SELECT id FROM candidates ORDER BY created_at DESC, id DESC LIMIT 1) AS last_id
 
 -- name: prune_outbox_batch
--- Only mail that is done (sent or cancelled; failed and pending rows stay), through the partial index
--- payverify_outbox_done_idx (hence the literal statuses). Also kept: an alert of a held_kinds kind whose
--- de-duplication key still holds back the next one (a reconnect alert until the artist's credentials
--- work again), so deleting it never sends that alert again.
+-- A prune batch of done mail (sent or cancelled); mail of a held order, and live alert keys, stay.
 WITH candidates AS MATERIALIZED (
     SELECT id, order_id, kind, dedup_key, created_at FROM payverify_outbox
     WHERE status IN ('sent', 'cancelled') AND created_at < %(cutoff)s AND (created_at, id) > (%(after_at)s, %(after_id)s)
@@ -730,8 +831,7 @@ WITH candidates AS MATERIALIZED (
 ), held AS MATERIALIZED (
     SELECT o.id AS order_id FROM orders_order o
     WHERE o.id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates WHERE order_id IS NOT NULL))
-      AND (o.status IN ('pending_verification', 'requires_manual_review')
-           OR (o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL))
+      AND ({awaiting} OR o.status = 'requires_manual_review')
     UNION
     SELECT s.order_id FROM payverify_order_state s
     WHERE s.order_id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates WHERE order_id IS NOT NULL))
@@ -751,10 +851,7 @@ SELECT (SELECT count(*) FROM candidates) AS examined, (SELECT count(*) FROM doom
        (SELECT id FROM candidates ORDER BY created_at DESC, id DESC LIMIT 1) AS last_id
 
 -- name: prune_runs_batch
--- Runs by when they started. Kept per host and command (`keepers`, found for the batch's few hosts and
--- commands through payverify_runs_host_idx): the latest finished run and the latest successful one,
--- which the metrics read (the last run, the last success, the last reconciliation). An old unfinished
--- run (killed) goes. The runs counted (payverify_run_counts) stay counted.
+-- A prune batch of runs; the latest finished and latest successful run per host and command stay.
 WITH candidates AS MATERIALIZED (
     SELECT id, host, command, started_at FROM payverify_runs
     WHERE started_at < %(cutoff)s AND (started_at, id) > (%(after_at)s, %(after_id)s)
@@ -782,15 +879,13 @@ SELECT (SELECT count(*) FROM candidates) AS examined, (SELECT count(*) FROM doom
        (SELECT id FROM candidates ORDER BY started_at DESC, id DESC LIMIT 1) AS last_id
 
 -- name: prune_silent_processes
--- Process rows not seen for a day: processes that were killed or crashed (a clean exit deletes its own
--- row). Until then `SELECT * FROM payverify_processes` shows what died, and when. A handful of rows.
+-- Process rows not seen for a day: processes that were killed or crashed.
 DELETE FROM payverify_processes WHERE seen_at < now() - make_interval(hours => %(hours)s) AND NOT %(dry_run)s
 
 -- ---- live processes (db/presence.py) ---------------------------------------------------------------
 
 -- name: process_seen
--- This process is alive: written when it starts and every few seconds after (a row pruned or deleted
--- while the process was stopped comes back).
+-- This process is alive: written when it starts and every few seconds after.
 INSERT INTO payverify_processes AS p (owner, host, command, machine, pid, pid_started, started_at, seen_at)
 VALUES (%(owner)s, %(host)s, %(command)s, %(machine)s, %(pid)s, %(pid_started)s, now(), now())
 ON CONFLICT (owner) DO UPDATE SET seen_at = now()
@@ -800,8 +895,7 @@ ON CONFLICT (owner) DO UPDATE SET seen_at = now()
 DELETE FROM payverify_processes WHERE owner = %(owner)s
 
 -- name: processes_on_machine
--- The other processes of this machine (same boot, same pid namespace) that still count as alive: the
--- kernel can say whether each still runs.
+-- The other processes of this machine that still count as alive: the kernel can say whether each runs.
 SELECT owner, command, pid, pid_started, started_at, seen_at FROM payverify_processes
 WHERE machine = %(machine)s AND owner <> %(owner)s
   AND seen_at > now() - make_interval(secs => %(alive_seconds)s)

@@ -12,38 +12,7 @@ from dataclasses import dataclass
 from payverify.db.connection import Database
 from payverify.db.contract import SITE_COLUMNS, TICKETS
 from payverify.db.grants import OWN_RIGHTS, SITE_INSERT, SITE_SELECT, SITE_UPDATE, plan
-
-_CATALOG = {
-    "rights_columns": """
-        SELECT x.tbl AS table_name, x.col AS column_name, x.priv AS privilege
-        FROM unnest(%(tables)s::text[], %(columns)s::text[], %(privileges)s::text[]) AS x(tbl, col, priv)
-        WHERE NOT has_column_privilege(format('%%I.%%I', %(schema)s::text, x.tbl), x.col, x.priv)""",
-    "rights_tables": """
-        SELECT x.tbl AS table_name, x.priv AS privilege
-        FROM unnest(%(tables)s::text[], %(privileges)s::text[]) AS x(tbl, priv)
-        WHERE NOT has_table_privilege(format('%%I.%%I', %(schema)s::text, x.tbl), x.priv)""",
-    # By oid: by name would need USAGE on the sequence's schema, which nextval() does not.
-    "rights_sequences": """
-        SELECT x.seq::regclass::text AS sequence_name
-        FROM unnest(%(sequences)s::bigint[]) AS x(seq)
-        WHERE NOT has_sequence_privilege(x.seq::oid, 'USAGE')""",
-    # Rights on the site's tables beyond payverify's: a superuser, an owner (or a member of the
-    # owner's role, even NOINHERIT: SET ROLE gets there), and table-wide rights.
-    "rights_excess": """
-        SELECT current_user::text AS username,
-               (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-               array(SELECT c.relname::text FROM pg_class c
-                     WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s)
-                       AND c.relname = ANY(%(tables)s) AND pg_has_role(c.relowner, 'MEMBER')
-                     ORDER BY 1) AS owned,
-               array(SELECT p.privilege || ' ' || c.relname::text FROM pg_class c
-                     CROSS JOIN unnest(ARRAY['DELETE', 'TRUNCATE', 'UPDATE', 'INSERT', 'TRIGGER']) AS p(privilege)
-                     WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s)
-                       AND c.relname = ANY(%(tables)s) AND has_table_privilege(c.oid, p.privilege)
-                       AND NOT (p.privilege = 'INSERT' AND c.relname = %(inserted)s)
-                     ORDER BY array_position(ARRAY['DELETE', 'TRUNCATE', 'UPDATE', 'INSERT', 'TRIGGER'],
-                                             p.privilege), c.relname) AS table_wide""",
-}
+from payverify.db.queries import catalog
 
 
 @dataclass(frozen=True)
@@ -61,7 +30,7 @@ def audit(db: Database) -> Rights:
     columns += [(table, column, "INSERT") for table, names in SITE_INSERT.items() for column in names]
     own = [(table, right) for table in needs.own_tables for right in OWN_RIGHTS[table]]
     sequences = [seq.oid for seq in needs.site_sequences + needs.own_sequences]
-    with db.transaction(_CATALOG) as tx:
+    with db.transaction(catalog()) as tx:
         missing = [f"{r['privilege']} on {r['table_name']}.{r['column_name']}" for r in tx.all(
             "rights_columns", schema=needs.site_schema, tables=[c[0] for c in columns],
             columns=[c[1] for c in columns], privileges=[c[2] for c in columns])]

@@ -20,13 +20,6 @@ PROBE_REFERENCE = "payverify-doctor"
 # Sent when no platform key is set, only to see whether SumUp answers at all (it answers 401).
 _NO_KEY = Secret("payverify-doctor-no-key")
 
-_OAUTH_ARTISTS = {
-    "doctor_oauth_artists": (
-        "SELECT id, name, sumup_access_token, sumup_refresh_token IS NOT NULL AS refreshable "
-        "FROM artists_artist "
-        "WHERE sumup_access_token IS NOT NULL OR sumup_refresh_token IS NOT NULL ORDER BY id"),
-}
-
 
 def check_sumup_api(found: Found, check: Check) -> Result:
     base, key = found.config.sumup_api_base_url, found.config.sumup_api_key
@@ -54,7 +47,7 @@ def check_platform_key(found: Found, check: Check) -> Result:
 
 def check_artists(found: Found, check: Check) -> Iterator[Result]:
     try:
-        with found.database.transaction(_OAUTH_ARTISTS) as tx:
+        with found.database.transaction() as tx:
             artists = tx.all("doctor_oauth_artists")
     except PayverifyError as exc:
         yield check.fail(str(exc))
