@@ -29,7 +29,7 @@ class Run:
 
     db: Database
     run_id: str
-    status: ExitStatus = ExitStatus.ERROR
+    status: ExitStatus = ExitStatus.ERROR  # until the run says otherwise (end)
     report: RunTally | None = None
     mail: MailTally | None = None
     sumup_errors: Mapping[str, int] | None = None
