@@ -16,7 +16,6 @@ import click
 
 from payverify.cli.commands import cli
 from payverify.cli.params import Since
-from payverify.exitcodes import ExitStatus
 from payverify.printable import printable
 
 CSV_COLUMNS = ("merchant_code", "transaction_code", "timestamp", "payment_type", "type", "status", "amount",
@@ -48,29 +47,13 @@ def reconcile(config_file, since, as_json, csv_file, dry_run) -> int:
       payverify reconcile
       payverify reconcile --since 7d --csv takings.csv
     """
-    from payverify.mail.sender import deliver
-    from payverify.modes.reconcile import reconcile as run_reconcile
-    from payverify.monitoring.runs import record_run_end, record_run_start
+    from payverify.modes.reconcile_run import reconcile_run
 
     if csv_file is not None:
         _refuse_link(csv_file)
     rt = start_runtime(config_file)
-    with rt.database() as db, _csv(csv_file) as sink:
-        client = rt.sumup_client()
-        try:
-            if not dry_run:
-                record_run_start(db, rt.run_id, rt.host, "reconcile")
-            result = run_reconcile(rt.settings, db, client, rt.run_id, since=since, dry_run=dry_run, row_sink=sink)
-        finally:
-            client.close()
-        status = ExitStatus.OK if result.all_read else ExitStatus.SUMUP_UNAVAILABLE
-        if not dry_run:
-            with rt.presence("reconcile"):  # its outbox claims die with it
-                deliver(rt.settings, db, owner=rt.lease_owner)
-            record_run_end(db, rt.run_id, int(status), None, None, {})
-            from payverify.monitoring.metrics import publish_metrics
-
-            publish_metrics(db, rt.host, rt.settings.metrics_file)
+    with _csv(csv_file) as sink:
+        result, status = reconcile_run(rt, since=since, dry_run=dry_run, row_sink=sink)
     if as_json:
         click.echo(json.dumps(as_json_object(result), indent=2))
     elif sys.stdout.isatty() or dry_run or result.new or not result.all_read or any(a.skipped for a in result.accounts):

@@ -41,11 +41,11 @@ from payverify.liveness import STALL_SECONDS, Liveness
 from payverify.mail.pipeline import MailPipeline
 from payverify.modes.attempt import ERROR, VERIFIED, Outcome, Worker, Workers, attempt_order, describe
 from payverify.modes.listening import Listening
+from payverify.modes.recorded import Bookkeeping, recorded_run
 from payverify.modes.retention import hourly_prune
 from payverify.modes.runtime import Runtime
 from payverify.modes.shutdown import Shutdown
 from payverify.modes.sweep import sweep
-from payverify.monitoring import Heartbeat, publish_metrics, record_run_end, record_run_start
 from payverify.monitoring.metrics import thread_errors
 from payverify.monitoring.systemd import Notifier, Watchdog
 from payverify.orders.settle import Attempt
@@ -273,33 +273,32 @@ class Watch:
         (hourly), the heartbeat, the run row, the metrics file. Never raises: a failed pass is logged
         and tried a minute later."""
         run_id = f"{self.rt.run_id}-{next(self._passes)}"
-        beat = Heartbeat(self.settings.heartbeat_url)
+        # No /start: the pass is a minute's part of a service, not a job systemd or cron started.
+        books = Bookkeeping(host=self.rt.host, command="watch", heartbeat_url=self.settings.heartbeat_url,
+                            metrics_file=self.settings.metrics_file, metrics_command="watch",
+                            extra_metrics=lambda: [thread_errors(self._liveness.errors())], ping_start=False,
+                            failed="watch {run_id}: housekeeping failed ({error})")
         # Its sweep may take the whole time budget (and the asks in flight their grace) before it ticks again.
         self._liveness.tick("housekeeping", quiet=self.settings.time_budget_seconds + STOP_GRACE_SECONDS)
         try:
-            with self._connect() as db:
-                record_run_start(db, run_id, self.rt.host, "watch")
+            with recorded_run(self._connect, run_id, books) as run:
                 attempt = Attempt(run_id=run_id, host=self.rt.host, command="watch",
                                   lease_owner=self.attempt.lease_owner)
                 report = sweep(self.settings, self._connect, self.rt.sumup_client, attempt, settled=settled,
                                stop=self.stop, recheck_seconds=RECHECK_SECONDS)
-                queue_stuck_digest(self.settings, db)
+                run.report, run.sumup_errors = report, dict(report.sumup_errors)
+                queue_stuck_digest(self.settings, run.db)
                 settled()
                 if not self.stop.is_set():  # stopping: it can wait for the next start
-                    hourly_prune(self.settings, db, host=self.rt.host, run_id=run_id)
+                    hourly_prune(self.settings, run.db, host=self.rt.host, run_id=run_id)
                 status = ExitStatus.SUMUP_UNAVAILABLE if report.sumup_down else ExitStatus.OK
-                record_run_end(db, run_id, int(status), report, None, dict(report.sumup_errors))
-                publish_metrics(db, self.rt.host, self.settings.metrics_file, command="watch",
-                                extra=[thread_errors(self._liveness.errors())])
-            if status == ExitStatus.OK and not report.errors:
-                beat.success(f"watch {run_id}: {report.verified} of {report.due} due verified")
-            else:
-                beat.fail(f"watch {run_id}: {report.errors} error(s), exit {int(status)}")
+                healthy = status == ExitStatus.OK and not report.errors
+                run.end(status, f"watch {run_id}: {report.verified} of {report.due} due verified" if healthy
+                        else f"watch {run_id}: {report.errors} error(s), exit {int(status)}", healthy=healthy)
         except Exception as exc:  # logged, counted; the service goes on and tries again in a minute
             log.warning("watch.housekeeping_failed", run_id=run_id, loop="housekeeping", error=describe(exc),
                         exc_info=True)
             self._liveness.failed("housekeeping")
-            beat.fail(f"watch {run_id}: housekeeping failed ({type(exc).__name__})")
         finally:
             self._liveness.done("housekeeping")
 
