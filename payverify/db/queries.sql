@@ -147,6 +147,16 @@
 -- Awaiting payment: a pending order once it has a checkout to ask about, or one back from SumUp.
 ((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL) OR o.status = 'pending_verification')
 
+-- fragment: possible_owner
+-- An order that may own a payment (reconcile), with its artist: what reconcile asks its checkout with.
+o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
+       o.sumup_transaction_code AS transaction_code, o.paid_at, o.created_at, o.sumup_checkout_id AS checkout_id,
+       (a.sumup_access_token IS NOT NULL OR a.sumup_refresh_token IS NOT NULL) AS artist_uses_oauth,
+       a.id AS artist_id, a.name AS artist_name
+FROM orders_order o
+JOIN events_event e ON e.id = o.event_id
+JOIN artists_artist a ON a.id = e.artist_id
+
 -- name: take_migration_lock
 -- Serialises `db upgrade` across hosts for the length of its transaction.
 SELECT pg_advisory_xact_lock(726931001)
@@ -715,13 +725,7 @@ near AS MATERIALIZED (
     WHERE o.id > w.after AND o.id <= w.through
       AND o.created_at BETWEEN %(paid_at)s - interval '26 hours' AND %(paid_at)s + interval '1 hour'
 )
-SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
-       o.sumup_transaction_code AS transaction_code, o.paid_at, o.created_at, o.sumup_checkout_id AS checkout_id,
-       (a.sumup_access_token IS NOT NULL OR a.sumup_refresh_token IS NOT NULL) AS artist_uses_oauth,
-       a.id AS artist_id, a.name AS artist_name
-FROM orders_order o
-JOIN events_event e ON e.id = o.event_id
-JOIN artists_artist a ON a.id = e.artist_id
+SELECT {possible_owner}
 WHERE o.id = ANY(ARRAY(SELECT id FROM near))
   AND o.status <> 'completed' AND o.total = %(amount)s AND upper(o.currency) = upper(%(currency)s)
   AND a.sumup_merchant_code = %(merchant_code)s AND NULLIF(btrim(o.sumup_checkout_id), '') IS NOT NULL
@@ -738,13 +742,7 @@ WITH candidates AS MATERIALIZED (
                            ORDER BY b.id DESC LIMIT 1), 0)
       AND o.status IN ('failed', 'expired')
 )
-SELECT o.id, o.order_number, o.status, o.total, o.currency, a.sumup_merchant_code AS merchant_code,
-       o.sumup_transaction_code AS transaction_code, o.paid_at, o.created_at, o.sumup_checkout_id AS checkout_id,
-       (a.sumup_access_token IS NOT NULL OR a.sumup_refresh_token IS NOT NULL) AS artist_uses_oauth,
-       a.id AS artist_id, a.name AS artist_name
-FROM orders_order o
-JOIN events_event e ON e.id = o.event_id
-JOIN artists_artist a ON a.id = e.artist_id
+SELECT {possible_owner}
 WHERE o.id = ANY(ARRAY(SELECT id FROM candidates))
   AND ({awaiting} OR o.created_at >= %(rescue_since)s)
   AND a.sumup_merchant_code = %(merchant_code)s AND NULLIF(btrim(o.sumup_checkout_id), '') IS NOT NULL
