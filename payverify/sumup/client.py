@@ -14,12 +14,10 @@ exception (their `.request` carries the Authorization header).
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -32,15 +30,12 @@ from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponen
 from payverify import __version__, http_deadline
 from payverify.errors import InvalidGrant, SumUpUnavailable, TokenRefreshFailed
 from payverify.secret import Secret
-from payverify.sumup import body
 from payverify.sumup.answer import CONNECTION, NOT_SENT, NOT_UNDERSTOOD, TIMEOUT, http_error_kind
 from payverify.sumup.checkout import plausible_checkout_id
+from payverify.sumup.grant import TokenGrant, oauth_error, parse_grant
 from payverify.sumup.ratelimit import RateLimiter, over_cap
 
 MAX_BODY_BYTES = 1024 * 1024
-DEFAULT_EXPIRES_IN = 3600
-MAX_EXPIRES_IN = 366 * 86400
-_OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,40}")  # only a short code like "invalid_client" is echoed
 
 
 @dataclass(frozen=True)
@@ -49,14 +44,6 @@ class Reply:
 
     status: int
     text: str
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    access_token: Secret
-    refresh_token: Secret | None  # None: the response omitted it, keep the old one
-    expires_in: int
-    scope: str | None
 
 
 class RetryableReply(Exception):
@@ -194,8 +181,8 @@ class SumUpClient:
         reply = self._send("POST", f"{self._base}/token", headers={}, data=form, after_reply_retry=False,
                            attempts=1, slot_within=self._timeout[0])
         if reply.status == 200:
-            return _parse_grant(reply.text)
-        error = _oauth_error(reply.text)
+            return parse_grant(reply.text)
+        error = oauth_error(reply.text)
         if reply.status in (400, 401) and error == "invalid_grant":
             raise InvalidGrant("SumUp refused the refresh token (invalid_grant): the artist must reconnect")
         detail = f" ({error})" if error else ""
@@ -364,43 +351,3 @@ def _failure(exc: BaseException, attempts: int) -> SumUpUnavailable:
     if isinstance(exc, requests.exceptions.ConnectionError):
         return SumUpUnavailable(f"connection failed {after}", kind=CONNECTION)
     return SumUpUnavailable(f"request could not be sent ({type(exc).__name__})", kind=CONNECTION)
-
-
-def _json(text: str) -> Any:
-    try:
-        return body.loads(text)
-    except body.NotJSON:  # HTML, empty, truncated, absurdly nested
-        return None
-
-
-def _oauth_error(text: str) -> str | None:
-    data = _json(text)
-    error = data.get("error") if isinstance(data, dict) else None
-    return error if isinstance(error, str) and _OAUTH_ERROR_CODE.fullmatch(error) else None
-
-
-def _parse_grant(text: str) -> TokenGrant:
-    data = _json(text)
-    not_understood = TokenRefreshFailed("token endpoint answered 200 with a body that is not understood",
-                                        http_status=200)
-    if not isinstance(data, dict):
-        raise not_understood
-    access, refresh = data.get("access_token"), data.get("refresh_token")
-    if not isinstance(access, str) or not access or not (refresh is None or isinstance(refresh, str)):
-        raise not_understood
-    scope = data.get("scope")
-    return TokenGrant(Secret(access), Secret(refresh) if refresh else None,
-                      _expires_in(data.get("expires_in")), scope if isinstance(scope, str) else None)
-
-
-def _expires_in(value: Any) -> int:
-    # int-ish: 3600, 3600.0 (a Decimal from body.loads) or "3600". Anything else, or not within
-    # (0, 1 year], falls back to an hour.
-    text = value.strip() if isinstance(value, str) else ""
-    if text.isascii() and text.isdigit() and len(text) <= 9:  # int() refuses 4,300 digits and more
-        value = int(text)
-    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value() \
-            and abs(value) <= MAX_EXPIRES_IN:
-        value = int(value)
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_EXPIRES_IN
-    return value if ok else DEFAULT_EXPIRES_IN
