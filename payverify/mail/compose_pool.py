@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields, replace
@@ -73,13 +74,15 @@ def without_secrets(settings: Settings) -> Settings:
 class ComposePool:
     """Shared by a run's mail threads; `compose` returns None when the caller should compose itself."""
 
-    def __init__(self, settings: Settings, processes: int, *, retire_after: float = RETIRE_AFTER_SECONDS) -> None:
+    def __init__(self, settings: Settings, processes: int, *, retire_after: float = RETIRE_AFTER_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = without_secrets(settings)
         self._processes = processes
         self._retire_after = retire_after
+        self._clock = clock  # for how long the workers have been idle; injectable so tests never wait
         self._lock = threading.Lock()
         self._streak = 0
-        self._last_busy = time.monotonic()
+        self._last_busy = clock()
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future[None] | None = None
         self._broken = False  # until the senders next find the outbox empty: no new workers
@@ -88,7 +91,7 @@ class ComposePool:
         """A sender claimed a row: one more in a busy streak; at BUSY_STREAK, start the workers."""
         with self._lock:
             self._streak += 1
-            self._last_busy = time.monotonic()
+            self._last_busy = self._clock()
             if self._streak < BUSY_STREAK or self._pool is not None or self._broken:
                 return
             pool = ProcessPoolExecutor(self._processes, mp_context=SecretlessSpawnContext(),
@@ -111,7 +114,7 @@ class ComposePool:
         with self._lock:
             self._streak = 0
             self._broken = False
-            idle_for = time.monotonic() - self._last_busy
+            idle_for = self._clock() - self._last_busy
             if self._pool is None or idle_for < self._retire_after:
                 return
             pool, self._pool, self._ready = self._pool, None, None

@@ -286,15 +286,17 @@ def test_a_killed_worker_leaves_the_composing_to_the_senders_until_the_next_burs
 def test_idle_workers_are_shut_down_and_the_next_burst_starts_them_again(uncached_structlog):
     """A watch runs for weeks: between bursts its compose workers' memory is given back."""
     row, tickets = confirmation_row(10)
-    pool = ComposePool(SETTINGS, 1, retire_after=1.0)
+    now = [0.0]  # the pool's idle clock, moved by hand: however long the workers take to start
+    pool = ComposePool(SETTINGS, 1, retire_after=1.0, clock=lambda: now[0])
     try:
         for _ in range(BUSY_STREAK):
             pool.busy()
         wait_ready(pool, row, tickets)
         assert len(multiprocessing.active_children()) == 1
+        now[0] += 0.9
         pool.idle()  # the outbox just went empty: too soon
         assert len(multiprocessing.active_children()) == 1
-        time.sleep(1.1)
+        now[0] += 0.2
         with structlog.testing.capture_logs() as logs:
             pool.idle()  # the workers are shut down in the background: the sender does not wait
         deadline = time.monotonic() + 15
