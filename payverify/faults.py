@@ -53,4 +53,9 @@ def point(name: str) -> None:
 
         structlog.get_logger("payverify.faults").warning("fault.hang", point=name)
         threading.Event().wait()
-    os.kill(os.getpid(), signal.SIGSTOP if _mode == "stop" else signal.SIGKILL)
+    if _mode == "stop":
+        # To this thread, not the process: a process-directed SIGSTOP may be taken by another thread
+        # that is not running yet, while this one goes on past the point (a message sent, say).
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
