@@ -31,6 +31,13 @@ def stop(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
     return proc.returncode, err
 
 
+def timed_stop(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, float]:
+    """SIGTERM, then the exit status, stderr and the seconds it took to exit."""
+    signalled = time.monotonic()
+    code, err = stop(proc, timeout)
+    return code, err, time.monotonic() - signalled
+
+
 def state(pid: int) -> str:
     """A process's state letter from /proc/PID/stat (T: stopped, Z: a zombie); "gone" once reaped."""
     try:

@@ -5,26 +5,15 @@ deadline, and SIGTERM wakes a run paused by a 429. Real `payverify` processes ag
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 
 from payverify_dev.sumup_server import FakeSumUp, Scripted
-from tests.conftest import ROOT
 from tests.helpers import rows, scalar, status_of, tickets_of
+from tests.processes import eventually, timed_stop
 
 
 def served_429(sumup: FakeSumUp) -> bool:
     return any(r.status == 429 for r in sumup.requests)
-
-
-def eventually(check: Callable[[], bool], within: float = 60.0) -> None:
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < within, f"not within {within} s"
-        time.sleep(0.05)
 
 
 def make_due_again(db) -> None:
@@ -123,7 +112,7 @@ def test_check_against_a_trickling_sumup_exits_7_within_its_timeouts(seed, db, s
     assert status_of(db, order.id) == "pending_verification" and tickets_of(db, order.id) == 0
 
 
-def test_sigterm_wakes_a_sweep_paused_by_a_429(seed, db, sumup, env):
+def test_sigterm_wakes_a_sweep_paused_by_a_429(seed, db, sumup, payverify_processes):
     """A cron or systemd sweep paused by a 429 (Retry-After: 60) gets SIGTERM: it stops waiting, finishes
     what is in flight, records the run and exits 0 within seconds; no order changes."""
     event = seed.event(seed.artist())
@@ -131,20 +120,10 @@ def test_sigterm_wakes_a_sweep_paused_by_a_429(seed, db, sumup, env):
     orders = [seed.order([(ticket_type, 1)], event_id=event) for _ in range(3)]
     for order in orders:
         sumup.script(order.checkout_id, *[Scripted(status=429, headers={"Retry-After": "60"})] * 3)
-    proc = subprocess.Popen([sys.executable, "-m", "payverify", "sweep"], cwd=ROOT, text=True,
-                            env={**env, "PAYVERIFY_CONCURRENCY": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        eventually(lambda: served_429(sumup))  # the run is pausing (or about to): the premise holds
-        signalled = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-        took = time.monotonic() - signalled
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+    proc = payverify_processes.start("sweep", PAYVERIFY_CONCURRENCY="1")
+    eventually(lambda: served_429(sumup), within=60)  # the run is pausing (or about to): the premise holds
+    code, err, took = timed_stop(proc)
+    assert code == 0, err
     assert "Traceback" not in err
     assert took < 15, f"the sweep took {took:.0f} s to stop"
     assert all(status_of(db, o.id) == "pending_verification" for o in orders)
@@ -153,7 +132,7 @@ def test_sigterm_wakes_a_sweep_paused_by_a_429(seed, db, sumup, env):
     assert run["exit_status"] == 0 and json.dumps(run["sumup_errors"])
 
 
-def test_sigterm_wakes_a_watch_paused_by_a_429(seed, db, sumup, env):
+def test_sigterm_wakes_a_watch_paused_by_a_429(seed, db, sumup, start_watch):
     """`payverify watch` whose asks (or housekeeping sweep) are paused by a 429 with Retry-After: 60:
     SIGTERM ends the pause, and it exits 0 within seconds, not when the minute is up."""
     event = seed.event(seed.artist())
@@ -161,19 +140,9 @@ def test_sigterm_wakes_a_watch_paused_by_a_429(seed, db, sumup, env):
     orders = [seed.order([(ticket_type, 1)], event_id=event) for _ in range(2)]
     for order in orders:
         sumup.script(order.checkout_id, *[Scripted(status=429, headers={"Retry-After": "60"})] * 3)
-    proc = subprocess.Popen([sys.executable, "-m", "payverify", "watch"], cwd=ROOT, text=True,
-                            env={**env, "PAYVERIFY_CONCURRENCY": "1", "PAYVERIFY_WATCH_INTERVAL": "0.2"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        eventually(lambda: served_429(sumup))
-        signalled = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-        took = time.monotonic() - signalled
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+    proc = start_watch(PAYVERIFY_CONCURRENCY="1")
+    eventually(lambda: served_429(sumup), within=60)
+    code, err, took = timed_stop(proc)
+    assert code == 0, err
     assert took < 15, f"watch took {took:.0f} s to stop"
     assert all(status_of(db, o.id) == "pending_verification" for o in orders)
