@@ -31,7 +31,7 @@ def test_a_request_done_in_time_leaves_its_kept_alive_connection_alone():
     request reuses the same connection."""
     KeepAlive.connections = set()
     server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     try:
         with http_deadline.session() as session:

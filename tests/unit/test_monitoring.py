@@ -94,25 +94,25 @@ def test_dead_heartbeat_url_neither_raises_nor_stalls():
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # the kernel completes handshakes; nobody ever reads or answers
     try:
-        beat = Heartbeat(Secret(f"http://127.0.0.1:{silent.getsockname()[1]}/{PING_TOKEN}"), timeout=1.0)
+        beat = Heartbeat(Secret(f"http://127.0.0.1:{silent.getsockname()[1]}/{PING_TOKEN}"), timeout=0.5)
         started = time.monotonic()
         assert beat.start() is False
         assert beat.success("x") is False
         elapsed = time.monotonic() - started
     finally:
         silent.close()
-    assert elapsed < 2 * 1.0 + 0.6, f"two pings took {elapsed:.2f}s with a 1s timeout"
+    assert elapsed < 2 * 0.5 + 0.6, f"two pings took {elapsed:.2f}s with a 0.5s timeout"
 
 
 def test_trickling_heartbeat_endpoint_is_cut_at_the_timeout():
-    """An endpoint (or a proxy) sending its reply a byte every 0.3 s, each read within the per-read
-    timeout: the ping gives up at its timeout, not when the reply would have ended (about 25 s)."""
-    with TricklingServer(0.3) as server:
+    """An endpoint (or a proxy) sending its reply a byte every 0.1 s, each read within the per-read
+    timeout: the ping gives up at its timeout, not when the reply would have ended (about 8 s)."""
+    with TricklingServer(0.1) as server:
         started = time.monotonic()
         with structlog.testing.capture_logs() as logs:
-            assert Heartbeat(Secret(f"{server.url}/{PING_TOKEN}"), timeout=2.0).success("x") is False
+            assert Heartbeat(Secret(f"{server.url}/{PING_TOKEN}"), timeout=0.8).success("x") is False
         elapsed = time.monotonic() - started
-    assert elapsed < 2.0 + 1.0, f"the ping took {elapsed:.1f} s with a 2 s timeout"
+    assert elapsed < 0.8 + 1.0, f"the ping took {elapsed:.1f} s with a 0.8 s timeout"
     assert logs[-1]["problem"] == "timed out"
 
 

@@ -331,7 +331,7 @@ def test_trickling_body_is_cut_at_the_deadline():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         client = SumUpClient(f"http://127.0.0.1:{server.server_address[1]}", connect_timeout=0.3,
                              read_timeout=0.3, max_attempts=1)
@@ -544,14 +544,14 @@ def test_get_checkout_never_sends_an_implausible_id(client, mock, checkout_id):
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_trickling_status_line_and_headers_are_cut_at_the_deadline(tls, request, monkeypatch):
-    """A server sending even its status line a byte every 0.2 s (each read well within the 0.5 s read
+    """A server sending even its status line a byte every 0.1 s (each read well within the 0.3 s read
     timeout): the request ends at connect + read timeout, as a timeout, and is not retried. Under TLS
     too (the socket is shut below the TLS layer)."""
     tls_ctx = request.getfixturevalue("tls_server") if tls else None
     if tls:  # verified against the test CA
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", request.getfixturevalue("ca_file"))
-    with TricklingServer(0.2, tls=tls_ctx) as server:
-        client = SumUpClient(server.url, connect_timeout=0.5, read_timeout=0.5)
+    with TricklingServer(0.1, tls=tls_ctx) as server:
+        client = SumUpClient(server.url, connect_timeout=0.3, read_timeout=0.3)
         started = time.monotonic()
         with pytest.raises(SumUpUnavailable, match=r"timed out after 1 attempt$") as raised:
             client.get_checkout(CHECKOUT_ID, Secret(CANARY))
@@ -559,21 +559,21 @@ def test_trickling_status_line_and_headers_are_cut_at_the_deadline(tls, request,
         client.close()
     assert raised.value.kind == "timeout"
     assert server.served == 1
-    assert elapsed < 1.0 + 1.0, f"took {elapsed:.1f} s with a 1 s allowance"
+    assert elapsed < 0.6 + 1.0, f"took {elapsed:.1f} s with a 0.6 s allowance"
     assert_no_secrets(raised.value)
 
 
 def test_a_trickling_token_endpoint_is_cut_at_the_deadline_and_not_resent():
     """The OAuth token request has the same deadline: a /token reply trickling in ends at connect + read
     timeout, as a timeout, sent once (its reply may have carried a rotated token)."""
-    with TricklingServer(0.2) as server:
-        client = SumUpClient(server.url, connect_timeout=0.5, read_timeout=0.5)
+    with TricklingServer(0.1) as server:
+        client = SumUpClient(server.url, connect_timeout=0.3, read_timeout=0.3)
         started = time.monotonic()
         with pytest.raises(SumUpUnavailable, match=r"timed out after 1 attempt$") as raised:
             refresh(client)
         elapsed = time.monotonic() - started
         client.close()
-    assert server.served == 1 and elapsed < 2.0
+    assert server.served == 1 and elapsed < 0.6 + 1.0
     assert_no_secrets(raised.value)
 
 
