@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from payverify.db import Database
+from payverify.secret import Secret
 
 
 def rows(db: Database, sql: str, **params: Any) -> list[dict[str, Any]]:
@@ -52,3 +54,17 @@ def log_has(log_file: str | Path, event: str) -> bool:
     except FileNotFoundError:
         return False
     return f'"event": "{event}"' in text or f'"event":"{event}"' in text
+
+
+@contextlib.contextmanager
+def row_locked(database_url: str, order_id: int) -> Iterator[None]:
+    """An order's row held FOR UPDATE by another session (as a slow site request would) until the block ends."""
+    holder = Database.connect(Secret(database_url), application_name="test-lock-holder")
+    try:
+        holder._conn.autocommit = False
+        with holder._conn.cursor() as cur:
+            cur.execute("SELECT id FROM orders_order WHERE id = %s FOR UPDATE", (order_id,))
+        yield
+    finally:
+        holder._conn.rollback()
+        holder.close()

@@ -9,9 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from payverify.db import Database
-from payverify.secret import Secret
-from tests.helpers import rows, scalar, status_of
+from tests.helpers import row_locked, rows, scalar, status_of
 from tests.observers import PING_TOKEN, PingServer, parse_prometheus, value
 
 FAULT = {"PAYVERIFY_FAULT": "after_sumup_answer:raise"}
@@ -142,15 +140,8 @@ def test_a_database_error_is_named_in_one_line(seed, event, db, database_url, ru
     one line starting "database error:", with the order's number in the audit row."""
     event_id, tt = event
     order = seed.order([(tt, 1)], event_id=event_id)
-    holder = Database.connect(Secret(database_url), application_name="test-lock-holder")
-    try:
-        holder._conn.autocommit = False
-        with holder._conn.cursor() as cur:
-            cur.execute("SELECT id FROM orders_order WHERE id = %s FOR UPDATE", (order.id,))
+    with row_locked(database_url, order.id):
         result = run_payverify("sweep", extra_env={"PAYVERIFY_DB_LOCK_TIMEOUT_MS": "300"})
-    finally:
-        holder._conn.rollback()
-        holder.close()
     assert result.returncode == 0, result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"payverify: order {order.order_number} (id {order.id}) could not be verified: "

@@ -18,7 +18,7 @@ from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
 from payverify_dev.seed import PLATFORM_MERCHANT, load_site_schema
 from tests.conftest import ROOT, THROUGH_PGBOUNCER
-from tests.helpers import rows, scalar, status_of, tickets_of
+from tests.helpers import row_locked, rows, scalar, status_of, tickets_of
 
 # The lock timeout under test, and a statement timeout far above it: an order still waiting for its
 # row after the lock timeout means the setting never reached the server connection.
@@ -86,19 +86,12 @@ def test_lock_timeout_fires_through_pgbouncer(seed, shop, db, database_url, run_
     0 long before its statement timeout."""
     event, ticket_type = shop
     locked, other = (seed.order([(ticket_type, 1)], event_id=event) for _ in range(2))
-    holder = Database.connect(Secret(database_url), application_name="test-lock-holder")
-    try:
-        holder._conn.autocommit = False
-        with holder._conn.cursor() as cur:
-            cur.execute("SELECT id FROM orders_order WHERE id = %s FOR UPDATE", (locked.id,))
+    with row_locked(database_url, locked.id):
         started = time.monotonic()
         result = run_payverify("sweep", timeout=STATEMENT_TIMEOUT_MS / 1000 + 60, extra_env={
             "PAYVERIFY_DB_LOCK_TIMEOUT_MS": str(LOCK_TIMEOUT_MS),
             "PAYVERIFY_DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_MS)})
         elapsed = time.monotonic() - started
-    finally:
-        holder._conn.rollback()
-        holder.close()
     assert result.returncode == ExitStatus.OK, result.stderr
     assert "Traceback" not in result.stderr
     # Generous for a loaded machine, and still far below the statement timeout.

@@ -31,6 +31,17 @@ def after_a_pass(db, *, at_least: int) -> tuple[int, str]:
     return passes_ended(db), run_id.rsplit("-", 1)[0]
 
 
+def watched_oauth_artist(start_watch, seed, db, name: str):
+    """An OAuth artist with an event on sale, and a watch right after its first housekeeping pass: the
+    artist, their ticket type, the watch's process, the passes ended and the watch's own run id."""
+    artist = seed.artist(name, oauth=True, token_expires_in=timedelta(hours=1))
+    event = seed.event(artist)
+    standing = seed.ticket_type(event)
+    proc = start_watch()
+    passes, watch_run = after_a_pass(db, at_least=1)
+    return artist, event, standing, proc, passes, watch_run
+
+
 def settled_by(db, order_id: int) -> list[tuple[str, str]]:
     """(run id, outcome) of each attempt on the order, oldest first."""
     return [(r["run_id"], r["outcome"]) for r in rows(
@@ -51,11 +62,7 @@ def test_an_artist_who_reconnects_is_verified_again_by_the_same_watch(start_watc
     token has expired: their returning order waits and staff get one "reconnect SumUp" alert. The
     artist reconnects (the site stores the new pair); their next returning order is verified and
     completed by the same watch at once, not by a restart nor the next housekeeping pass."""
-    artist = seed.artist("Reconnecting Artist", oauth=True, token_expires_in=timedelta(hours=1))
-    event = seed.event(artist)
-    standing = seed.ticket_type(event)
-    proc = start_watch()
-    _, watch_run = after_a_pass(db, at_least=1)
+    artist, event, standing, proc, _, watch_run = watched_oauth_artist(start_watch, seed, db, "Reconnecting Artist")
 
     sumup.revoke_refresh_token(artist.refresh_token)
     with db.transaction() as tx:  # the hour is up
@@ -97,11 +104,7 @@ def test_a_401_later_in_the_watch_s_life_refreshes_again(start_watch, seed, db, 
     """SumUp stops accepting the artist's access token (it expired early): the watch refreshes and
     completes the order. A minute and more later it happens again to the new token: the same watch
     refreshes again, instead of reporting the artist to staff and leaving the order waiting."""
-    artist = seed.artist("Expiring Artist", oauth=True, token_expires_in=timedelta(hours=1))
-    event = seed.event(artist)
-    standing = seed.ticket_type(event)
-    proc = start_watch()
-    passes, watch_run = after_a_pass(db, at_least=1)
+    artist, event, standing, proc, passes, watch_run = watched_oauth_artist(start_watch, seed, db, "Expiring Artist")
 
     sumup.expire_access_token(artist.access_token)
     first = seed.order([(standing, 1)], event_id=event)

@@ -8,9 +8,8 @@ import sys
 import time
 
 from payverify.db import Database
-from payverify.secret import Secret
 from tests.conftest import ROOT
-from tests.helpers import rows, scalar, status_of, tickets_of
+from tests.helpers import row_locked, rows, scalar, status_of, tickets_of
 
 
 def _seed_orders(seed, n: int, quantity: int = 2):
@@ -97,18 +96,11 @@ def test_row_lock_past_lock_timeout(seed, db, database_url, run_payverify):
     error and left as it was; the other orders are settled and the run exits 0; once the lock is
     released a clean run settles it."""
     locked, *others = _seed_orders(seed, 3)
-    holder = Database.connect(Secret(database_url), application_name="test-lock-holder")
-    try:
-        holder._conn.autocommit = False
-        with holder._conn.cursor() as cur:
-            cur.execute("SELECT id FROM orders_order WHERE id = %s FOR UPDATE", (locked.id,))
+    with row_locked(database_url, locked.id):
         started = time.monotonic()
         result = run_payverify("sweep", extra_env={"PAYVERIFY_DB_LOCK_TIMEOUT_MS": "300",
                                                    "PAYVERIFY_CONCURRENCY": "2"})
         elapsed = time.monotonic() - started
-    finally:
-        holder._conn.rollback()
-        holder.close()
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert elapsed < 30
