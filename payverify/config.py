@@ -30,8 +30,6 @@ class Policy:
     failed_grace_minutes: float = 30.0
     rescue_hours: float = 24.0
     stuck_minutes: float = 30.0
-    # Failed/expired orders in the rescue window are re-checked at most this often.
-    rescue_recheck_minutes: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +56,6 @@ class Settings:
     smtp_connections: int = 2
     watch_interval: float = 1.0
     sumup_rate: float = 10.0
-    lease_seconds: int = 300
     sumup_connect_timeout: float = 5.0
     sumup_read_timeout: float = 15.0
     db_statement_timeout_ms: int = 30_000
@@ -255,14 +252,12 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_FAILED_GRACE_MINUTES": ("policy.failed_grace_minutes", _positive_float),
     "PAYVERIFY_RESCUE_HOURS": ("policy.rescue_hours", _positive_float),
     "PAYVERIFY_STUCK_MINUTES": ("policy.stuck_minutes", _positive_float),
-    "PAYVERIFY_RESCUE_RECHECK_MINUTES": ("policy.rescue_recheck_minutes", _positive_float),
     "PAYVERIFY_MAX_ORDERS_PER_RUN": ("max_orders_per_run", _positive_int),
     "PAYVERIFY_TIME_BUDGET": ("time_budget_seconds", _positive_float),
     "PAYVERIFY_CONCURRENCY": ("concurrency", _concurrency),
     "PAYVERIFY_SMTP_CONNECTIONS": ("smtp_connections", _smtp_connections),
     "PAYVERIFY_WATCH_INTERVAL": ("watch_interval", _positive_float),
     "PAYVERIFY_SUMUP_RATE": ("sumup_rate", _rate),
-    "PAYVERIFY_LEASE_SECONDS": ("lease_seconds", _positive_int),
     "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": ("sumup_connect_timeout", _positive_float),
     "PAYVERIFY_SUMUP_READ_TIMEOUT": ("sumup_read_timeout", _positive_float),
     "PAYVERIFY_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _positive_int),

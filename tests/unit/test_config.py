@@ -41,14 +41,14 @@ def test_defaults_do_not_read_the_process_environment(monkeypatch):
 
 def test_environment_values_are_parsed():
     """Environment variables set the matching fields, converted to numbers; blank means unset."""
-    s = load_settings(environ={"PAYVERIFY_MAX_AGE_HOURS": "3.5", "PAYVERIFY_LEASE_SECONDS": "60",
+    s = load_settings(environ={"PAYVERIFY_MAX_AGE_HOURS": "3.5", "PAYVERIFY_WATCH_INTERVAL": "0.5",
                                "PAYVERIFY_ALERT_EMAIL": "ops@example.com", "SUMUP_API_BASE_URL": "http://127.0.0.1:9/",
                                "PAYVERIFY_LOG_LEVEL": "debug", "PAYVERIFY_RESCUE_HOURS": "  ",
                                "PAYVERIFY_SMTP_CONNECTIONS": "3", "PAYVERIFY_RETENTION_DAYS": "30"})
     assert s.policy.max_age_hours == 3.5
     assert s.retention_days == 30
     assert s.smtp_connections == 3
-    assert s.lease_seconds == 60
+    assert s.watch_interval == 0.5
     assert s.alert_email == "ops@example.com"
     assert s.sumup_api_base_url == "http://127.0.0.1:9"  # trailing slash dropped
     assert s.log_level == "DEBUG"
