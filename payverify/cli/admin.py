@@ -54,7 +54,7 @@ def doctor(config_file) -> int:
     for result in run(config_file):
         click.echo(result.line())
         if result.failed and first_failure is None:
-            first_failure = result.kind
+            first_failure = result.exit_status
     return first_failure if first_failure is not None else ExitStatus.OK
 
 
