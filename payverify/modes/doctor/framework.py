@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -66,9 +66,6 @@ class Found:
     def sumup(self) -> SumUpClient:
         return needed(self.client)
 
-    def setting(self, name: str) -> Any:
-        return getattr(self.config, name)
-
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
@@ -97,7 +94,7 @@ SUMUP = Need(lambda f: f.sumup_answers, "needs SumUp to answer")
 
 
 def needs_setting(name: str, reason: str) -> Need:
-    return Need(lambda f: bool(f.setting(name)), reason)
+    return Need(lambda f: bool(getattr(f.config, name)), reason)
 
 
 @dataclass(frozen=True)
