@@ -26,6 +26,7 @@ from payverify.modes.reconcile import OWNER_CANDIDATES
 from payverify.modes.retention import BATCH_SIZE as PRUNE_BATCH
 from payverify.modes.retention import HELD_KINDS
 from payverify.modes.sweep import BATCH_SIZE as DUE_BATCH
+from payverify.modes.sweep import RESCUE_RECHECK_MINUTES
 from payverify.monitoring.metrics import TIME_TO_TICKET_BUCKETS, TIME_TO_TICKET_WINDOW_MINUTES
 from payverify.orders.stuck_digest import DIGEST_EVERY_MINUTES, MAX_LISTED
 from payverify.secret import Secret
@@ -49,7 +50,7 @@ Params = Callable[[Context], dict[str, Any]]
 SWEEP: dict[str, Params] = {
     "select_due_orders": lambda c: {
         "rescue_since": c.now - timedelta(hours=POLICY.rescue_hours),
-        "rescue_checked_before": c.now - timedelta(minutes=POLICY.rescue_recheck_minutes),
+        "rescue_checked_before": c.now - timedelta(minutes=RESCUE_RECHECK_MINUTES),
         "aging": True, "run_started": c.now, "recheck_seconds": 0, "exclude": [], "limit": DUE_BATCH,
         "owner": f"{c.host}:1:bench", "alive_seconds": ALIVE_SECONDS},
     "stuck_orders": lambda c: {"minutes": POLICY.stuck_minutes, "limit": MAX_LISTED},

@@ -30,8 +30,6 @@ class Policy:
     failed_grace_minutes: float = 30.0
     rescue_hours: float = 24.0
     stuck_minutes: float = 30.0
-    # Failed/expired orders in the rescue window are re-checked at most this often.
-    rescue_recheck_minutes: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +56,6 @@ class Settings:
     smtp_connections: int = 2
     watch_interval: float = 1.0
     sumup_rate: float = 10.0
-    lease_seconds: int = 300
     sumup_connect_timeout: float = 5.0
     sumup_read_timeout: float = 15.0
     db_statement_timeout_ms: int = 30_000
@@ -255,14 +252,12 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAYVERIFY_FAILED_GRACE_MINUTES": ("policy.failed_grace_minutes", _positive_float),
     "PAYVERIFY_RESCUE_HOURS": ("policy.rescue_hours", _positive_float),
     "PAYVERIFY_STUCK_MINUTES": ("policy.stuck_minutes", _positive_float),
-    "PAYVERIFY_RESCUE_RECHECK_MINUTES": ("policy.rescue_recheck_minutes", _positive_float),
     "PAYVERIFY_MAX_ORDERS_PER_RUN": ("max_orders_per_run", _positive_int),
     "PAYVERIFY_TIME_BUDGET": ("time_budget_seconds", _positive_float),
     "PAYVERIFY_CONCURRENCY": ("concurrency", _concurrency),
     "PAYVERIFY_SMTP_CONNECTIONS": ("smtp_connections", _smtp_connections),
     "PAYVERIFY_WATCH_INTERVAL": ("watch_interval", _positive_float),
     "PAYVERIFY_SUMUP_RATE": ("sumup_rate", _rate),
-    "PAYVERIFY_LEASE_SECONDS": ("lease_seconds", _positive_int),
     "PAYVERIFY_SUMUP_CONNECT_TIMEOUT": ("sumup_connect_timeout", _positive_float),
     "PAYVERIFY_SUMUP_READ_TIMEOUT": ("sumup_read_timeout", _positive_float),
     "PAYVERIFY_DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _positive_int),
@@ -277,18 +272,9 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
 
 def load_settings(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> Settings:
     """Build Settings from the TOML file (if any) overlaid by the environment."""
-    environ = os.environ if environ is None else environ
-    path = config_file or environ.get("PAYVERIFY_CONFIG")
-    raw: dict[str, str] = {}
-    if path:
-        raw.update(_read_toml(path))
-    for name in VARIABLES:
-        value = environ.get(name)
-        if value is not None and value.strip() != "":
-            raw[name] = value.strip()
     top: dict[str, Any] = {}
     policy: dict[str, Any] = {}
-    for name, value in raw.items():
+    for name, (value, _source) in _effective(environ, config_file).items():
         target, parse = VARIABLES[name]
         try:
             parsed = parse(value)
@@ -297,28 +283,40 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: str | N
             if detail.startswith(("could not convert", "invalid literal")):
                 detail = "is not a number"
             raise ConfigError(f"{name}: {detail}") from None
-        if target.startswith("policy."):
-            policy[target.removeprefix("policy.")] = parsed
-        else:
-            top[target] = parsed
+        in_policy, field_name = _field(target)
+        (policy if in_policy else top)[field_name] = parsed
     return Settings(policy=Policy(**policy), **top)
 
 
 def sources(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> dict[str, str]:
     """Where each variable's effective value comes from, in VARIABLES order: "environment",
     "file <path>" or "default" (the same precedence as load_settings: a blank variable is unset)."""
+    effective = _effective(environ, config_file)
+    return {name: effective[name][1] if name in effective else "default" for name in VARIABLES}
+
+
+def value_of(settings: Settings, name: str) -> Any:
+    """The value of variable `name` in `settings` (a Policy field for the policy's variables)."""
+    in_policy, field_name = _field(VARIABLES[name][0])
+    return getattr(settings.policy if in_policy else settings, field_name)
+
+
+def _field(target: str) -> tuple[bool, str]:
+    """A VARIABLES target: whether it is a Policy field (prefixed "policy."), and the field's name."""
+    field_name = target.removeprefix("policy.")
+    return field_name != target, field_name
+
+
+def _effective(environ: Mapping[str, str] | None, config_file: str | None) -> dict[str, tuple[str, str]]:
+    """Each variable that is set: its raw value and its source ("environment" or "file <path>").
+    The environment wins over the file; a blank environment variable is unset."""
     environ = os.environ if environ is None else environ
     path = config_file or environ.get("PAYVERIFY_CONFIG")
-    in_file = _read_toml(path) if path else {}
-    found: dict[str, str] = {}
+    found = {name: (value, f"file {path}") for name, value in (_read_toml(path) if path else {}).items()}
     for name in VARIABLES:
         value = environ.get(name)
         if value is not None and value.strip() != "":
-            found[name] = "environment"
-        elif name in in_file:
-            found[name] = f"file {path}"
-        else:
-            found[name] = "default"
+            found[name] = (value.strip(), "environment")
     return found
 
 

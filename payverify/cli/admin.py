@@ -54,7 +54,7 @@ def doctor(config_file) -> int:
     for result in run(config_file):
         click.echo(result.line())
         if result.failed and first_failure is None:
-            first_failure = result.kind
+            first_failure = result.exit_status
     return first_failure if first_failure is not None else ExitStatus.OK
 
 
@@ -73,14 +73,13 @@ def show_config(config_file, as_json) -> int:
       payverify config
       payverify --config /etc/payverify.toml config --json
     """
-    from payverify.config import VARIABLES, load_settings, sources
+    from payverify.config import VARIABLES, load_settings, sources, value_of
 
     settings = load_settings(config_file=config_file)
     origin = sources(config_file=config_file)
     shown: dict[str, dict[str, Any]] = {}
-    for name, (target, _) in VARIABLES.items():
-        holder = settings.policy if target.startswith("policy.") else settings
-        value = _display(getattr(holder, target.removeprefix("policy.")))
+    for name in VARIABLES:
+        value = _display(value_of(settings, name))
         source = origin[name]
         entry: dict[str, Any] = {"value": value, "source": source.split(" ", 1)[0]}
         if source.startswith("file "):

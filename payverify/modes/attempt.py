@@ -102,8 +102,7 @@ def attempt_order(workers: Workers, settings: Settings, attempt: Attempt, order_
     # The whole attempt holds the order in this process (orders/lease.py): watch's asks and its minute's
     # sweep share a lease owner, and a lease of ours that no thread holds was left by a lost connection.
     claim = contextlib.nullcontext(True) if dry_run else leased(
-        worker.db, attempt, order_id, lease_seconds=settings.lease_seconds,
-        seen_last_checked_at=seen_last_checked_at)
+        worker.db, attempt, order_id, seen_last_checked_at=seen_last_checked_at)
     try:
         with claim as ours:
             if not ours:

@@ -28,6 +28,10 @@ from payverify.sumup.client import SumUpClient
 from payverify.sumup.credentials import RunMemory
 from payverify.sumup.ratelimit import RateLimiter
 
+# Failed/expired orders in the rescue window are re-checked at most this often: a late payment is
+# rare, and an hour is soon enough to issue its tickets while keeping these re-checks a trickle.
+RESCUE_RECHECK_MINUTES = 60
+
 log = structlog.get_logger("payverify.modes.sweep")
 
 # Due orders fetched per query: memory stays flat however long the backlog.
@@ -86,7 +90,7 @@ def sweep(settings: Settings, connect: Callable[[], Database], make_client: Call
             now = tx.require_one("now")["now"]
         policy = widen_rescue(settings.policy, since, now)
         selection = {"rescue_since": now - timedelta(hours=policy.rescue_hours),
-                     "rescue_checked_before": now if since else now - timedelta(minutes=policy.rescue_recheck_minutes),
+                     "rescue_checked_before": now if since else now - timedelta(minutes=RESCUE_RECHECK_MINUTES),
                      "aging": since is None, "run_started": now, "recheck_seconds": recheck_seconds,
                      "owner": attempt.lease_owner, "alive_seconds": ALIVE_SECONDS}
 

@@ -24,10 +24,13 @@ from payverify.orders.settle import Attempt
 _lock = threading.Lock()
 _in_hand: set[tuple[str, int]] = set()  # (lease owner, order id): a thread of this process has it
 NOTICED = object()  # an order noticed (watch), not selected with its last check
+# A lease's length is only the backstop: a claim dies with its process sooner (db/presence.py). It
+# outlasts any one order's ask (timeouts, retries, a capped Retry-After), so a live asker keeps it.
+LEASE_SECONDS = 300
 
 
 @contextlib.contextmanager
-def leased(db: Database, attempt: Attempt, order_id: int, *, lease_seconds: int,
+def leased(db: Database, attempt: Attempt, order_id: int, *,
            seen_last_checked_at: datetime | object | None = NOTICED) -> Iterator[bool]:
     """Inside: whether the order's lease is this attempt's. With `seen_last_checked_at` (a sweep: the
     order as selected), not if another run checked it since. Any exit gives the order back to the
@@ -42,7 +45,7 @@ def leased(db: Database, attempt: Attempt, order_id: int, *, lease_seconds: int,
     try:
         with db.transaction() as tx:
             tx.run("ensure_order_state", order_id=order_id)
-            params = {"order_id": order_id, "owner": attempt.lease_owner, "lease_seconds": lease_seconds,
+            params = {"order_id": order_id, "owner": attempt.lease_owner, "lease_seconds": LEASE_SECONDS,
                       "alive_seconds": ALIVE_SECONDS}
             if seen_last_checked_at is NOTICED:
                 claimed = tx.one("claim_unleased_order", **params)

@@ -51,11 +51,7 @@ class RateLimiter:
         self._paused_until = 0.0
         self._throttled_until = 0.0  # a Retry-After over the cap: nothing is sent until then
 
-    @property
-    def throttled(self) -> bool:
-        return self._clock() < self._throttled_until
-
-    def over(self) -> bool:
+    def _over(self) -> bool:
         """The run is stopping or past its deadline: nothing more is sent."""
         return ((self._stop is not None and self._stop.is_set())
                 or (self._deadline is not None and self._clock() >= self._deadline))
@@ -63,15 +59,15 @@ class RateLimiter:
     def wait(self, seconds: float) -> bool:
         """Wait `seconds`, or less when the deadline or the stop comes first. True: the wait is over and
         the run goes on; False: it was cut short (or the run was already over), send nothing."""
-        if self.over():
+        if self._over():
             return False
         end = self._clock() + max(0.0, seconds)
         if self._deadline is not None and end > self._deadline:
             self._sleep(max(0.0, self._deadline - self._clock()))
             return False
-        while (left := end - self._clock()) > 0 and not self.over():
+        while (left := end - self._clock()) > 0 and not self._over():
             self._sleep(left)
-        return not self.over()
+        return not self._over()
 
     def acquire(self, within: float | None = None) -> None:
         """Wait for this request's slot (and any pause). Raises SumUpUnavailable when it must not be sent,

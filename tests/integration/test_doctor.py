@@ -317,7 +317,7 @@ def test_config_json(config_setup, run_payverify):
     assert list(data) == list(VARIABLES)
     assert data["PAYVERIFY_MAX_AGE_HOURS"] == {"value": 3, "source": "file", "file": path}
     assert data["PAYVERIFY_SITE_NAME"] == {"value": "Env Tickets", "source": "environment"}
-    assert data["PAYVERIFY_LEASE_SECONDS"] == {"value": 300, "source": "default"}
+    assert data["PAYVERIFY_CONCURRENCY"] == {"value": 8, "source": "default"}
     assert data["SUMUP_API_KEY"]["value"] == data["SUMUP_CLIENT_SECRET"]["value"] == "***"
     assert data["PAYVERIFY_SITE_URL"]["value"] is None
     for secret in (DSN_PASSWORD, CLIENT_SECRET_CANARY, API_KEY_CANARY, SMTP_PASSWORD):

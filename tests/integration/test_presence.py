@@ -87,7 +87,7 @@ def leased_order(db, seed):
 
 def claim(run_db, order_id: int, owner: str = ME) -> bool:
     attempt = Attempt(run_id="r", host="web1", command="sweep", lease_owner=owner)
-    with leased(run_db, attempt, order_id, lease_seconds=300) as ours:
+    with leased(run_db, attempt, order_id) as ours:
         return ours
 
 
@@ -106,9 +106,9 @@ def test_a_process_takes_back_its_own_lease_unless_one_of_its_threads_has_the_or
         tx.fetch_sql("UPDATE payverify_order_state SET lease_owner = %(me)s RETURNING order_id", {"me": ME})
     assert not claim(run_db, leased_order, owner="web2:7:other")
     attempt = Attempt(run_id="r", host="web1", command="watch", lease_owner=ME)
-    with leased(run_db, attempt, leased_order, lease_seconds=300) as first:
+    with leased(run_db, attempt, leased_order) as first:
         assert first
-        with leased(run_db, attempt, leased_order, lease_seconds=300) as second:  # another thread of it
+        with leased(run_db, attempt, leased_order) as second:  # another thread of it
             assert not second
     assert claim(run_db, leased_order)  # no thread has it any more: left behind, taken back
 

@@ -33,6 +33,7 @@ from payverify.modes.doctor.framework import (
     Check,
     Found,
     Result,
+    needed,
     needs_setting,
 )
 from payverify.modes.doctor.sumup import check_artists, check_platform_key, check_sumup_api
@@ -82,7 +83,7 @@ def _configuration(config_file: str | None, environ: Mapping[str, str] | None) -
 
 
 def _smtp(found: Found, check: Check) -> Result:
-    config = parse_smtp_url(found.setting("smtp_url"), timeout=10.0)
+    config = parse_smtp_url(needed(found.config.smtp_url), timeout=10.0)
     # host:port, not config.where: a URL without credentials is the secret itself, and redacted.
     where = f"{config.host}:{config.port}"
     try:

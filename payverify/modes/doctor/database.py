@@ -68,7 +68,7 @@ def check_site_tables(found: Found, check: Check) -> Result:
         # A few problems are all worth reading at once; a wrong database is one line.
         return check.fail("; ".join(found_problems) if len(found_problems) <= 3 else summary(found_problems))
     found.site_tables_ok = True
-    where = "PAYVERIFY_SITE_SCHEMA" if found.setting("site_schema") else "the connection's search_path"
+    where = "PAYVERIFY_SITE_SCHEMA" if found.config.site_schema else "the connection's search_path"
     return check.ok(f"match the contract ({len(SITE_COLUMNS)} tables in schema {schema}, from {where})")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -31,7 +31,7 @@ class Result:
     status: str  # "ok", "warn" (works, but worth changing), "FAIL" or "skip"
     check: str
     reason: str
-    kind: ExitStatus = ExitStatus.OK  # the command's exit status if this is the first failure
+    exit_status: ExitStatus = ExitStatus.OK  # the command's, if this is the first failure
 
     @property
     def failed(self) -> bool:
@@ -66,9 +66,6 @@ class Found:
     def sumup(self) -> SumUpClient:
         return needed(self.client)
 
-    def setting(self, name: str) -> Any:
-        return getattr(self.config, name)
-
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
@@ -97,7 +94,7 @@ SUMUP = Need(lambda f: f.sumup_answers, "needs SumUp to answer")
 
 
 def needs_setting(name: str, reason: str) -> Need:
-    return Need(lambda f: bool(f.setting(name)), reason)
+    return Need(lambda f: bool(getattr(f.config, name)), reason)
 
 
 @dataclass(frozen=True)
@@ -105,10 +102,10 @@ class Line:
     """A line of output: its name, and the exit status it gives the command when it is a failure."""
 
     name: str
-    kind: ExitStatus
+    exit_status: ExitStatus
 
-    def fail(self, reason: str, kind: ExitStatus | None = None) -> Result:
-        return Result(FAIL, self.name, reason, self.kind if kind is None else kind)
+    def fail(self, reason: str, exit_status: ExitStatus | None = None) -> Result:
+        return Result(FAIL, self.name, reason, self.exit_status if exit_status is None else exit_status)
 
     def ok(self, reason: str) -> Result:
         return Result(OK, self.name, reason)
@@ -130,10 +127,6 @@ class Check(Line):
         try:
             outcome = self.run(found, self)
             yield from [outcome] if isinstance(outcome, Result) else outcome
-        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
-            yield internal_error(self.name, self.kind, exc)
-
-
-def internal_error(check: str, kind: ExitStatus, exc: Exception) -> Result:
-    log.error("doctor.internal_error", check=check, exc_info=(type(exc), exc, exc.__traceback__))
-    return Result(FAIL, check, f"internal error ({type(exc).__name__}); details are in the log file", kind)
+        except Exception as exc:  # one broken check must not hide the others
+            log.error("doctor.internal_error", check=self.name, exc_info=(type(exc), exc, exc.__traceback__))
+            yield self.fail(f"internal error ({type(exc).__name__}); details are in the log file")

@@ -8,7 +8,7 @@ from typing import Any
 
 from payverify import logconfig
 from payverify.errors import PayverifyError, SumUpUnavailable, TokenRefreshFailed
-from payverify.modes.doctor.framework import SKIP, Check, Found, Line, Result, internal_error, needed
+from payverify.modes.doctor.framework import SKIP, Check, Found, Line, Result, needed
 from payverify.modes.runtime import sumup_client
 from payverify.printable import printable
 from payverify.secret import Secret
@@ -60,7 +60,7 @@ def check_artists(found: Found, check: Check) -> Iterator[Result]:
         logconfig.register_secret(row["sumup_access_token"])
         owner = TokenOwner(row["id"], row["name"] or "", oauth=True)
         label = f"SumUp token of artist '{printable(owner.artist_name, 60)}' (id {owner.artist_id})"
-        yield _guarded_artist(Line(label, check.kind), found.sumup, credentials, owner, row)
+        yield _guarded_artist(Line(label, check.exit_status), found.sumup, credentials, owner, row)
 
 
 def _guarded_artist(line: Line, client: SumUpClient, credentials: Credentials, owner: TokenOwner,
@@ -77,8 +77,6 @@ def _guarded_artist(line: Line, client: SumUpClient, credentials: Credentials, o
         return line.fail(f"SumUp unreachable: {exc}")
     except PayverifyError as exc:
         return line.fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - one artist's trouble must not hide the others'
-        return internal_error(line.name, line.kind, exc)
 
 
 def _artist(line: Line, client: SumUpClient, credentials: Credentials, owner: TokenOwner,
