@@ -33,7 +33,7 @@ def parse_queries(text: str) -> dict[str, str]:
     def expand(match: re.Match[str]) -> str:
         if match[1] not in fragments:
             raise ValueError(f"no fragment {match[1]}")
-        return fragments[match[1]]
+        return _PLACEHOLDER.sub(expand, fragments[match[1]])
 
     return {name: _PLACEHOLDER.sub(expand, sql) for name, sql in queries.items()}
 

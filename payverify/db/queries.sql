@@ -11,7 +11,7 @@
 -- `{awaiting}` in a query is the fragment of that name below, put in at load time: whether an order
 -- `o` of orders_order awaits payment (models.AWAITING_PAYMENT: pending once it has a checkout, or
 -- pending_verification). Written once here; tests/integration/test_awaiting_fragment.py holds it to
--- models.py.
+-- models.py. `{live_owners}`, `{held_orders}` and `{possible_owner}` are fragments too (a fragment may use another).
 --
 -- Notes:
 -- - site_columns: The columns of the site's tables (or the views standing for them), to check the
@@ -41,10 +41,8 @@
 --   within fast_seconds and whose last check (someone else's) got PENDING or no answer: either way the
 --   return's fast schedule is due. Bounded by the status index and the last hour, so a poll every
 --   second costs next to nothing.
--- - claim_unleased_order: Take the lease unless another live process holds it (watch's asks: the order
---   was noticed, not selected). The lease is free as for claim_order.
--- - claim_order: Take the lease unless another live process holds it or checked the order after we
---   selected it. Free: no lease, a lapsed one, one whose owner was not seen alive lately
+-- - claim_order: Take the lease unless another live process holds it or, with with_seen (a sweep: the
+--   order was selected, not noticed as watch's asks are), checked the order after we selected it. Free: no lease, a lapsed one, one whose owner was not seen alive lately
 --   (payverify_processes: killed, crashed, stopped), or one of this very process (owner):
 --   orders/lease.py lets a claim through only while no other thread of the process has the order, so
 --   such a lease was left by a lost connection.
@@ -146,6 +144,20 @@
 -- fragment: awaiting
 -- Awaiting payment: a pending order once it has a checkout to ask about, or one back from SumUp.
 ((o.status = 'pending' AND o.sumup_checkout_id IS NOT NULL) OR o.status = 'pending_verification')
+
+-- fragment: live_owners
+-- The owners of the processes still alive (seen within alive_seconds): a lease or claim of any other owner is free.
+ARRAY(SELECT p.owner FROM payverify_processes p WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s))
+
+-- fragment: held_orders
+-- Of a prune batch's `candidates`, the orders whose rows stay: awaiting payment or a person, or erroring.
+SELECT o.id AS order_id FROM orders_order o
+    WHERE o.id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates WHERE order_id IS NOT NULL))
+      AND ({awaiting} OR o.status = 'requires_manual_review')
+    UNION
+    SELECT s.order_id FROM payverify_order_state s
+    WHERE s.order_id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates WHERE order_id IS NOT NULL))
+      AND s.consecutive_errors > 0
 
 -- fragment: possible_owner
 -- An order that may own a payment (reconcile), with its artist: what reconcile asks its checkout with.
@@ -270,8 +282,7 @@ WHERE (
          AND (s.last_checked_at IS NULL OR s.last_checked_at < %(rescue_checked_before)s))
       )
   AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now() OR s.lease_owner = %(owner)s
-       OR s.lease_owner <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
-                                     WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s))))
+       OR s.lease_owner <> ALL({live_owners}))
   AND (s.last_checked_at IS NULL OR s.last_checked_at < %(run_started)s)
   AND o.id <> ALL(%(exclude)s::bigint[])
   AND o.id = ANY(ARRAY(SELECT id FROM candidates))
@@ -289,32 +300,17 @@ WHERE o.status = 'pending_verification'
        OR (o.updated_at > now() - make_interval(secs => %(fast_seconds)s)
            AND coalesce(s.last_sumup_status, 'PENDING') = 'PENDING'))
   AND (s.lease_expires_at IS NULL OR s.lease_expires_at < now()
-       OR s.lease_owner <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
-                                     WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s))))
+       OR s.lease_owner <> ALL({live_owners}))
   AND o.id <> ALL(%(exclude)s::bigint[])
 ORDER BY o.updated_at, o.id
 LIMIT %(limit)s
-
--- name: claim_unleased_order
--- Take the lease unless another live process holds it (watch: the order was noticed, not selected).
-UPDATE payverify_order_state
-SET lease_owner = %(owner)s,
-    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
-WHERE order_id = (
-    SELECT order_id FROM payverify_order_state
-    WHERE order_id = %(order_id)s
-      AND (lease_expires_at IS NULL OR lease_expires_at < now() OR lease_owner = %(owner)s
-           OR lease_owner <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
-                                       WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s))))
-    FOR UPDATE SKIP LOCKED)
-RETURNING order_id
 
 -- name: ensure_order_state
 -- Give the order its payverify_order_state row, so it can be leased.
 INSERT INTO payverify_order_state (order_id) VALUES (%(order_id)s) ON CONFLICT (order_id) DO NOTHING
 
 -- name: claim_order
--- Take the lease unless another live process holds it or checked the order after we selected it.
+-- Take the lease unless another live process holds it or (when selected: with_seen) checked the order since.
 UPDATE payverify_order_state
 SET lease_owner = %(owner)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
@@ -322,9 +318,8 @@ WHERE order_id = (
     SELECT order_id FROM payverify_order_state
     WHERE order_id = %(order_id)s
       AND (lease_expires_at IS NULL OR lease_expires_at < now() OR lease_owner = %(owner)s
-           OR lease_owner <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
-                                       WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s))))
-      AND last_checked_at IS NOT DISTINCT FROM %(seen_last_checked_at)s
+           OR lease_owner <> ALL({live_owners}))
+      AND (NOT %(with_seen)s OR last_checked_at IS NOT DISTINCT FROM %(seen_last_checked_at)s)
     FOR UPDATE SKIP LOCKED)
 RETURNING order_id
 
@@ -471,8 +466,7 @@ WHERE id = coalesce(
      FOR UPDATE SKIP LOCKED),
     (SELECT id FROM payverify_outbox
      WHERE status = 'pending' AND claimed_by IS NOT NULL
-       AND claimed_by <> ALL(ARRAY(SELECT p.owner FROM payverify_processes p
-                                   WHERE p.seen_at > now() - make_interval(secs => %(alive_seconds)s)))
+       AND claimed_by <> ALL({live_owners})
        AND (%(fresh_since)s::timestamptz IS NULL OR created_at >= %(fresh_since)s::timestamptz)
        AND (%(order_id)s::bigint IS NULL OR order_id = %(order_id)s::bigint)
      ORDER BY claimed_by, next_attempt_at, id
@@ -802,14 +796,7 @@ WITH candidates AS MATERIALIZED (
     WHERE created_at < %(cutoff)s AND (created_at, id) > (%(after_at)s, %(after_id)s)
     ORDER BY created_at, id
     LIMIT %(batch)s
-), held AS MATERIALIZED (
-    SELECT o.id AS order_id FROM orders_order o
-    WHERE o.id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates))
-      AND ({awaiting} OR o.status = 'requires_manual_review')
-    UNION
-    SELECT s.order_id FROM payverify_order_state s
-    WHERE s.order_id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates)) AND s.consecutive_errors > 0
-), doomed AS MATERIALIZED (
+), held AS MATERIALIZED ({held_orders}), doomed AS MATERIALIZED (
     SELECT c.id FROM candidates c WHERE c.order_id <> ALL(ARRAY(SELECT order_id FROM held))
 ), deleted AS (
     DELETE FROM payverify_audit WHERE id = ANY(ARRAY(SELECT id FROM doomed)) AND NOT %(dry_run)s RETURNING id
@@ -826,15 +813,7 @@ WITH candidates AS MATERIALIZED (
     WHERE status IN ('sent', 'cancelled') AND created_at < %(cutoff)s AND (created_at, id) > (%(after_at)s, %(after_id)s)
     ORDER BY created_at, id
     LIMIT %(batch)s
-), held AS MATERIALIZED (
-    SELECT o.id AS order_id FROM orders_order o
-    WHERE o.id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates WHERE order_id IS NOT NULL))
-      AND ({awaiting} OR o.status = 'requires_manual_review')
-    UNION
-    SELECT s.order_id FROM payverify_order_state s
-    WHERE s.order_id = ANY(ARRAY(SELECT DISTINCT order_id FROM candidates WHERE order_id IS NOT NULL))
-      AND s.consecutive_errors > 0
-), doomed AS MATERIALIZED (
+), held AS MATERIALIZED ({held_orders}), doomed AS MATERIALIZED (
     SELECT c.id FROM candidates c
     WHERE NOT (c.dedup_key IS NOT NULL AND c.kind = ANY(%(held_kinds)s::text[]))
       AND (c.order_id IS NULL OR c.order_id <> ALL(ARRAY(SELECT order_id FROM held)))

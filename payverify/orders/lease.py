@@ -1,6 +1,6 @@
 """An order's lease: one asker of an order at a time, across processes and within one.
 
-Across processes: the lease row (payverify_order_state; claim_order, claim_unleased_order), free when
+Across processes: the lease row (payverify_order_state; claim_order), free when
 it lapsed or when its owner process was not seen alive lately (db/presence.py: killed, crashed,
 stopped). Within a process every thread claims with the same owner (watch's asks and its minute's
 sweep alike), so the process also keeps the orders its threads have in hand: only the thread that put
@@ -45,12 +45,10 @@ def leased(db: Database, attempt: Attempt, order_id: int, *,
     try:
         with db.transaction() as tx:
             tx.run("ensure_order_state", order_id=order_id)
-            params = {"order_id": order_id, "owner": attempt.lease_owner, "lease_seconds": LEASE_SECONDS,
-                      "alive_seconds": ALIVE_SECONDS}
-            if seen_last_checked_at is NOTICED:
-                claimed = tx.one("claim_unleased_order", **params)
-            else:
-                claimed = tx.one("claim_order", **params, seen_last_checked_at=seen_last_checked_at)
+            noticed = seen_last_checked_at is NOTICED
+            claimed = tx.one("claim_order", order_id=order_id, owner=attempt.lease_owner,
+                             lease_seconds=LEASE_SECONDS, alive_seconds=ALIVE_SECONDS, with_seen=not noticed,
+                             seen_last_checked_at=None if noticed else seen_last_checked_at)
         if claimed is not None:
             faults.point("after_claim")
         yield claimed is not None
