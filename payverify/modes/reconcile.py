@@ -30,7 +30,7 @@ from payverify.errors import DatabaseUnavailable, PayverifyError
 from payverify.mail import outbox
 from payverify.modes.attempt import describe
 from payverify.orders import reconcile as judge
-from payverify.orders.reconcile import Discrepancy, OrderRef, Totals
+from payverify.orders.reconcile import Discrepancy, ReconciledOrder, Totals
 from payverify.secret import Secret
 from payverify.sumup.checkout import BodyNotUnderstood, parse_checkout
 from payverify.sumup.client import Reply, SumUpClient, SumUpUnavailable
@@ -85,7 +85,7 @@ class Reconciliation:
 
 
 # One SumUp transaction and the order it matched (None), for the accountant's CSV.
-RowSink = Callable[[str, HistoryItem, OrderRef | None], None]
+RowSink = Callable[[str, HistoryItem, ReconciledOrder | None], None]
 
 
 def reconcile(settings: Settings, db: Database, client: SumUpClient, run_id: str, *, since: datetime | None = None,
@@ -212,7 +212,7 @@ def _reconcile_account(db: Database, client: SumUpClient, credentials: Credentia
     for chunk in _chunks(walk(fetch, deadline=deadline, on_skipped=skipped), CHUNK):
         account.transactions += len(chunk)
         payments = [i for i in chunk if judge.is_ticket_payment(i) and i.transaction_code]
-        named: dict[str, OrderRef] = {}
+        named: dict[str, ReconciledOrder] = {}
         with db.transaction() as tx:
             for row in tx.all("reconcile_orders_by_code", codes=[i.transaction_code for i in payments],
                               merchant_code=code):
@@ -271,8 +271,8 @@ def _chunks(items: Iterator[HistoryItem], size: int) -> Iterator[list[HistoryIte
         yield chunk
 
 
-def _order(row: dict[str, Any]) -> OrderRef:
-    return OrderRef(id=row["id"], order_number=row["order_number"], status=row["status"], total=row["total"],
+def _order(row: dict[str, Any]) -> ReconciledOrder:
+    return ReconciledOrder(id=row["id"], order_number=row["order_number"], status=row["status"], total=row["total"],
                     currency=row["currency"], merchant_code=row["merchant_code"],
                     transaction_code=row["transaction_code"], paid_at=row["paid_at"], created_at=row["created_at"])
 
@@ -289,7 +289,7 @@ def _near(orders: list[dict[str, Any]], item: HistoryItem) -> list[dict[str, Any
 
 
 def _owner(db: Database, client: SumUpClient, credentials: Credentials, code: str, item: HistoryItem,
-           candidates: list[dict[str, Any]] | None = None) -> tuple[OrderRef | None, bool]:
+           candidates: list[dict[str, Any]] | None = None) -> tuple[ReconciledOrder | None, bool]:
     """The not-completed order whose checkout lists this payment, if one of the likely ones (or of
     `candidates`) does; and whether "none" is unsure: a likely checkout could not be read, or there
     were more likely ones than are asked about (an on-sale burst of orders of one amount)."""
@@ -326,7 +326,7 @@ def _owner(db: Database, client: SumUpClient, credentials: Credentials, code: st
 
 
 def _check_payment(client: SumUpClient, credentials: Credentials, account: Account,
-                   order: OrderRef) -> list[Discrepancy]:
+                   order: ReconciledOrder) -> list[Discrepancy]:
     code, transaction = account.merchant_code, order.transaction_code
     assert code is not None and transaction is not None
 
@@ -350,7 +350,7 @@ def _keep(settings: Settings, db: Database, result: Reconciliation, account: Acc
             known = {r["key"] for r in tx.all("reconcile_known_keys", keys=[d.key for d in found])}
             return [d for d in found if d.key not in known]
         new = [d for d in found
-               if tx.one("reconcile_report", key=d.key, kind=d.kind, merchant_code=d.merchant_code,
+               if tx.one("reconcile_report", key=d.key, kind=d.finding, merchant_code=d.merchant_code,
                          transaction_code=d.transaction_code, order_number=d.order_number, amount=d.amount,
                          currency=d.currency, detail=d.detail, run_id=result.run_id) is not None]
         if new:
@@ -365,7 +365,7 @@ def _keep(settings: Settings, db: Database, result: Reconciliation, account: Acc
 
 def as_dict(found: Discrepancy) -> dict[str, Any]:
     """A discrepancy as `--json` and the alert list it."""
-    return {"key": found.key, "kind": found.kind, "order_number": found.order_number,
+    return {"key": found.key, "kind": found.finding, "order_number": found.order_number,
             "order_status": found.order_status, "transaction_code": found.transaction_code,
             "amount": found.amount, "currency": found.currency, "merchant_code": found.merchant_code,
             "sumup_status": found.sumup_status, "detail": found.detail}

@@ -43,7 +43,8 @@ def test_the_failure_is_never_read_back_out_of_the_message():
     """The reason text is for people: a failure comes only from where the error was seen."""
     answer = Answer.unavailable(SumUpUnavailable("timed out after 3 attempts", failure="connection"))
     assert answer.failure == "connection"
-    too_large = Answer.unavailable(SumUpUnavailable("reply larger than 1 MiB", failure="not_understood", http_status=200))
+    too_large = Answer.unavailable(SumUpUnavailable("reply larger than 1 MiB", failure="not_understood",
+                                                    http_status=200))
     assert too_large.failure == "not_understood" and too_large.http_status == 200
 
 
