@@ -66,7 +66,6 @@ class Account:
     transactions: int = 0
     skipped: int = 0  # transactions whose fields could not be taken: logged, not judged
     since: datetime | None = None
-    incremental: bool = False
 
 
 @dataclass
@@ -182,7 +181,6 @@ def _reconcile_account(db: Database, client: SumUpClient, credentials: Credentia
         with db.transaction() as tx:
             cursor = tx.one("reconcile_cursor", merchant_code=code)
         account.since = cursor["changes_since"] if cursor else started - timedelta(days=FIRST_RUN_DAYS)
-        account.incremental = True
         window = {"changes_since": account.since.isoformat()}
     params: dict[str, str | list[str]] = {"order": "ascending", "limit": PAGE_LIMIT, **window}
 
