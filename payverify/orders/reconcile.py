@@ -23,7 +23,6 @@ CHARGEBACK = "chargeback_after_completion"
 PAID_WITHOUT_ORDER = "paid_without_completed_order"
 COMPLETED_WITHOUT_PAYMENT = "completed_without_payment"
 AMOUNT_DIFFERS = "amount_differs"
-FINDINGS = (REFUNDED, CHARGEBACK, PAID_WITHOUT_ORDER, COMPLETED_WITHOUT_PAYMENT, AMOUNT_DIFFERS)
 
 ONLINE = "ECOM"
 PAYMENT_TYPES = (None, "PAYMENT")  # a history item of type REFUND or CHARGE_BACK is the other side of one
@@ -52,7 +51,7 @@ class ReconciledOrder:
 @dataclass(frozen=True)
 class Discrepancy:
     key: str  # the same on every run for the same fact: what de-duplicates the alert
-    finding: str  # one of FINDINGS
+    finding: str  # what is wrong, one of the five above: `kind` in the JSON, the alert and the table
     merchant_code: str
     transaction_code: str | None
     amount: Decimal | None
