@@ -1,9 +1,9 @@
 """Reconciliation's judgement (pure): SumUp's transaction history against the completed orders.
 
-`payverify reconcile` (modes/reconcile.py) reads the history page by page and the orders it needs;
-this module says, for one payment and the completed order that names it (if any), what is wrong,
-keeps the day's totals on both sides, and gives each discrepancy a key that stays the same across
-runs, so staff are told about each once. Only ECOM payments can be ticket orders: card-reader and
+`payverify reconcile` (modes/reconcile_account.py) reads the history page by page and the orders
+it needs; this module says, for one payment and the completed order that names it (if any), what is
+wrong, keeps the day's totals on both sides, and gives each discrepancy a key that stays the same
+across runs, so staff are told about each once. Only ECOM payments can be ticket orders: card-reader and
 cash sales on the same merchant account are counted apart and never judged.
 """
 
