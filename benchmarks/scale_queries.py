@@ -22,7 +22,7 @@ from payverify.db import Database
 from payverify.db.presence import ALIVE_SECONDS
 from payverify.mail.kinds import ALERT_STUCK, CONFIRMATION
 from payverify.mail.sender import CLAIM_LEASE_SECONDS, GIVE_UP_HOURS
-from payverify.modes.reconcile import OWNER_CANDIDATES
+from payverify.modes.payment_owner import OWNER_CANDIDATES
 from payverify.modes.retention import BATCH_SIZE as PRUNE_BATCH
 from payverify.modes.retention import HELD_KINDS
 from payverify.modes.sweep import BATCH_SIZE as DUE_BATCH

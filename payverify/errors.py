@@ -55,15 +55,15 @@ class NotAllowed(PayverifyError):
 class SumUpUnavailable(PayverifyError):
     """SumUp gave no usable reply after retries (connection error, timeout, 5xx, 429).
 
-    `kind` is one of payverify.sumup.answer.ERROR_KINDS, set where the failure is seen: the
+    `failure` is one of payverify.sumup.answer.FAILURES, set where the failure is seen: the
     metrics count by it, so it is never guessed back out of the message."""
 
     exit_status = ExitStatus.SUMUP_UNAVAILABLE
 
-    def __init__(self, reason: str, *, kind: str, http_status: int | None = None) -> None:
+    def __init__(self, reason: str, *, failure: str, http_status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind
+        self.failure = failure
         self.http_status = http_status
 
 

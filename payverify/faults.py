@@ -20,7 +20,7 @@ comparison with an empty string.
   before_smtp_send       mail/sender.py       an outbox row claimed and composed, not handed to SMTP yet
   after_smtp_accept      mail/sender.py       the SMTP server accepted a message, not marked sent
   before_mark_sent       mail/sender.py       about to mark an outbox row sent
-  in_reconcile_account   modes/reconcile.py   an account's history being read (`:raise`: that account fails)
+  in_reconcile_account   modes/reconcile_account.py  an account's history being read (`:raise`: that account fails)
   after_reconcile_account modes/reconcile.py  an account's findings and cursor committed, the next not begun
 """
 

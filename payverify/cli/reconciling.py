@@ -185,7 +185,7 @@ def print_summary(result) -> None:
             echo(f"{printable(merchant):<12} {day.isoformat():<10} {printable(currency):<3} {sumup:>14} {orders:>14} "
                  f"{sumup - orders:>12}")
     if result.totals and result.totals.other:
-        others = ", ".join(f"{n} {kind}" for kind, n in sorted(result.totals.other.items()))
+        others = ", ".join(f"{n} {what}" for what, n in sorted(result.totals.other.items()))
         echo(f"not ticket payments (counted apart): {others}")
     echo("")
     if not result.discrepancies:
@@ -197,6 +197,6 @@ def print_summary(result) -> None:
     for d in result.discrepancies:
         mark = "NEW " if d in result.new else "    "
         order = printable(f"{d.order_number} ({d.order_status})") if d.order_number else "no order"
-        echo(f"{mark}{d.kind:<30} {order:<28} {printable(d.transaction_code or '-'):<12} "
+        echo(f"{mark}{d.finding:<30} {order:<28} {printable(d.transaction_code or '-'):<12} "
              f"{_decimal(d.amount) or '-':>10} {d.currency or ''}")
         echo(f"     {d.detail}")

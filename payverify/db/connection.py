@@ -212,10 +212,6 @@ class Database:
         with wrap_exceptions(self._conn):
             return sql.Identifier(name).as_string(self._conn)
 
-    @property
-    def backend_pid(self) -> int:
-        return self._conn.get_backend_pid()
-
     def connection_parameters(self) -> dict[str, str]:
         """The libpq parameters in use (sslmode, sslrootcert, hostaddr...; libpq never gives the
         password here), with `host` the one actually connected to."""

@@ -21,13 +21,13 @@ def _sql(body: str) -> str:
 
 def parse_queries(text: str) -> dict[str, str]:
     parts = _HEADER.split(text)
-    # parts = [preamble, kind1, name1, body1, kind2, name2, body2, ...]
+    # parts = [preamble, section1, name1, body1, section2, ...]; a section is "name" (a query) or "fragment"
     queries: dict[str, str] = {}
     fragments: dict[str, str] = {}
-    for kind, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):  # always triples
-        found = fragments if kind == "fragment" else queries
+    for section, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):  # always triples
+        found = fragments if section == "fragment" else queries
         if name in found:
-            raise ValueError(f"{kind} {name} is defined twice")
+            raise ValueError(f"{section} {name} is defined twice")
         found[name] = _sql(body)
 
     def expand(match: re.Match[str]) -> str:

@@ -4,9 +4,10 @@
 --
 -- The rest of payverify's SQL: catalog.sql (what doctor's rights and index checks and `db grants` read
 -- of pg_catalog), migrations/ (payverify's own tables, applied by `db upgrade`), db/grants.py (the GRANT
--- statements `db grants` prints, made from names), db/connection.py (the driver's own few statements:
--- the transaction's SET LOCAL settings, LISTEN, the search_path lookup). The demo's queries live in
--- payverify_dev/ (seed.sql, history.sql, demo.sql).
+-- statements `db grants` prints, made from names), db/indexes.py (the CREATE INDEX statements doctor
+-- suggests, made from names), db/connection.py (the driver's own few statements: the transaction's
+-- SET LOCAL settings, LISTEN, the search_path lookup). The demo's queries live in payverify_dev/
+-- (seed.sql, history.sql, demo.sql).
 --
 -- `{awaiting}` in a query is the fragment of that name below, put in at load time: whether an order
 -- `o` of orders_order awaits payment (models.AWAITING_PAYMENT: pending once it has a checkout, or

@@ -1,5 +1,5 @@
 """One reconciliation as cron starts it (`payverify reconcile`): the accounts read and judged
-(modes/reconcile.py), the alerts they queued delivered, the run recorded (modes/recorded.py).
+(modes/reconcile.py and the modules it names), the alerts they queued delivered, the run recorded (modes/recorded.py).
 
 A dry run records nothing and sends nothing. The metrics file it rewrites shows the sweeps' runs, as
 after a sweep (a reconciliation adds its discrepancies and its last successful run); it pings no
@@ -12,7 +12,8 @@ from datetime import datetime
 
 from payverify.exitcodes import ExitStatus
 from payverify.mail.sender import deliver
-from payverify.modes.reconcile import Reconciliation, RowSink, reconcile
+from payverify.modes.reconcile import Reconciliation, reconcile
+from payverify.modes.reconcile_account import RowSink
 from payverify.modes.recorded import Bookkeeping, recorded_run
 from payverify.modes.runtime import Runtime
 

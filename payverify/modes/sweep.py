@@ -57,7 +57,7 @@ class SweepReport:
     failures: list[OrderFailure] = field(default_factory=list)  # the first FAILURES_KEPT of them
     sumup_unreachable: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
-    sumup_errors: Counter[str] = field(default_factory=Counter)  # by kind, for the metrics
+    sumup_errors: Counter[str] = field(default_factory=Counter)  # by failure class, for the metrics
     stopped_early: str | None = None
     results: list[Result] = field(default_factory=list)
 
@@ -161,9 +161,9 @@ def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], TaskOutcome], db: Da
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in finished:
                 del in_flight[future]
-                kind, result = future.result()
-                _tally(report, kind, result, keep_results=keep_results)
-                if settled is not None and kind in ("verified", "error"):
+                ending, result = future.result()
+                _tally(report, ending, result, keep_results=keep_results)
+                if settled is not None and ending in ("verified", "error"):
                     settled()  # a settle, or an error streak's alert, may have queued mail
                 done += 1
                 if progress is not None:
@@ -179,15 +179,15 @@ def _drive(pool: ThreadPoolExecutor, task: Callable[[dict], TaskOutcome], db: Da
             report.stopped_early = "per-run limit reached"
 
 
-def _tally(report: SweepReport, kind: str, result: Result | OrderFailure | None, *, keep_results: bool) -> None:
-    if kind == "claimed":
+def _tally(report: SweepReport, ending: str, result: Result | OrderFailure | None, *, keep_results: bool) -> None:
+    if ending == "claimed":
         report.claimed_elsewhere += 1
-    elif kind == "error":
+    elif ending == "error":
         assert isinstance(result, OrderFailure)
         report.errors += 1
         if len(report.failures) < FAILURES_KEPT:
             report.failures.append(result)
-    elif kind == "budget":
+    elif ending == "budget":
         report.due -= 1
         report.stopped_early = "time budget spent"
     else:
@@ -195,7 +195,7 @@ def _tally(report: SweepReport, kind: str, result: Result | OrderFailure | None,
         report.verified += 1
         report.outcomes[result.outcome] += 1
         report.sumup_unreachable += result.answer.transport_failure
-        if error_kind := result.answer.error_kind:
-            report.sumup_errors[error_kind] += 1
+        if failure := result.answer.failure:
+            report.sumup_errors[failure] += 1
         if keep_results:
             report.results.append(result)

@@ -246,14 +246,14 @@ class Watch:
         for future in done:
             ask = self._in_flight.pop(future)
             try:
-                kind, result = future.result()
+                ending, result = future.result()
             except DatabaseUnavailable:
-                kind, result = "unavailable", None
-            if kind in (VERIFIED, ERROR):
+                ending, result = "unavailable", None
+            if ending in (VERIFIED, ERROR):
                 settled()
             # No answer yet: SumUp said PENDING or nothing, another run is asking it (its lease), an
             # error, or the database went away. Whatever was decided otherwise, the order is done here.
-            again = kind != VERIFIED or (isinstance(result, Result) and result.settled is not None
+            again = ending != VERIFIED or (isinstance(result, Result) and result.settled is not None
                                          and not result.settled.applied
                                          and result.answer.sumup_status in (None, "PENDING"))
             due = ask.next_due(time.monotonic()) if again else None

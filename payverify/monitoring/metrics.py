@@ -13,7 +13,7 @@ import structlog
 from payverify.db import Database
 from payverify.errors import PayverifyError
 from payverify.mail.kinds import CONFIRMATION
-from payverify.sumup.answer import ERROR_KINDS
+from payverify.sumup.answer import FAILURES
 
 log = structlog.get_logger("payverify.monitoring")
 
@@ -70,7 +70,7 @@ def collect_metrics(db: Database, host: str, *, command: str = "sweep") -> list[
         reconciled = tx.require_one("metrics_last_reconcile")["finished_epoch"]
     by_status = {"unfinished" if r["exit_status"] is None else str(r["exit_status"]): r["n"] for r in runs}
     order_errors = sum(r["order_errors"] for r in runs)
-    errors = _by("kind", dict.fromkeys(ERROR_KINDS, 0) | (last.get("sumup_errors") or {}))
+    errors = _by("kind", dict.fromkeys(FAILURES, 0) | (last.get("sumup_errors") or {}))
     return [
         Metric("payverify_runs_total", "counter", "Runs on this host by exit status (unfinished: running or killed).",
                _by("exit_status", by_status)),

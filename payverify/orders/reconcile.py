@@ -1,9 +1,9 @@
 """Reconciliation's judgement (pure): SumUp's transaction history against the completed orders.
 
-`payverify reconcile` (modes/reconcile.py) reads the history page by page and the orders it needs;
-this module says, for one payment and the completed order that names it (if any), what is wrong,
-keeps the day's totals on both sides, and gives each discrepancy a key that stays the same across
-runs, so staff are told about each once. Only ECOM payments can be ticket orders: card-reader and
+`payverify reconcile` (modes/reconcile_account.py) reads the history page by page and the orders
+it needs; this module says, for one payment and the completed order that names it (if any), what is
+wrong, keeps the day's totals on both sides, and gives each discrepancy a key that stays the same
+across runs, so staff are told about each once. Only ECOM payments can be ticket orders: card-reader and
 cash sales on the same merchant account are counted apart and never judged.
 """
 
@@ -23,7 +23,6 @@ CHARGEBACK = "chargeback_after_completion"
 PAID_WITHOUT_ORDER = "paid_without_completed_order"
 COMPLETED_WITHOUT_PAYMENT = "completed_without_payment"
 AMOUNT_DIFFERS = "amount_differs"
-KINDS = (REFUNDED, CHARGEBACK, PAID_WITHOUT_ORDER, COMPLETED_WITHOUT_PAYMENT, AMOUNT_DIFFERS)
 
 ONLINE = "ECOM"
 PAYMENT_TYPES = (None, "PAYMENT")  # a history item of type REFUND or CHARGE_BACK is the other side of one
@@ -34,8 +33,9 @@ RESCUED = ("failed", "expired")  # and at these while they are younger than the 
 
 
 @dataclass(frozen=True)
-class OrderRef:
-    """What reconciliation knows of an order."""
+class ReconciledOrder:
+    """An order as reconciliation knows it: one a payment's transaction code names, or one whose
+    checkout lists the payment."""
 
     id: int
     order_number: str
@@ -51,7 +51,7 @@ class OrderRef:
 @dataclass(frozen=True)
 class Discrepancy:
     key: str  # the same on every run for the same fact: what de-duplicates the alert
-    kind: str
+    finding: str  # what is wrong, one of the five above: `kind` in the JSON, the alert and the table
     merchant_code: str
     transaction_code: str | None
     amount: Decimal | None
@@ -77,25 +77,25 @@ def _money(amount: Decimal | None, currency: str | None) -> str:
     return format_amount(amount, currency) if currency else f"{amount} (no currency)"
 
 
-def _same_money(item: HistoryItem, order: OrderRef) -> bool:
+def _same_money(item: HistoryItem, order: ReconciledOrder) -> bool:
     if item.amount is None or item.currency is None or item.currency.upper() != order.currency.upper():
         return False
     return quantize(item.amount, order.currency) == quantize(order.total, order.currency)
 
 
-def judge_completed(item: HistoryItem, order: OrderRef, merchant_code: str) -> list[Discrepancy]:
+def judge_completed(item: HistoryItem, order: ReconciledOrder, merchant_code: str) -> list[Discrepancy]:
     """A payment named by a completed order: refunded, charged back or a different amount, or fine ([])."""
     code = item.transaction_code
     found: list[Discrepancy] = []
 
-    def report(kind: str, key_tail: str, detail: str) -> None:
-        found.append(Discrepancy(key=f"{kind}:{merchant_code}:{code}{key_tail}", kind=kind, merchant_code=merchant_code,
-                                 transaction_code=code, amount=item.amount, currency=item.currency,
-                                 sumup_status=item.status, detail=detail, order_number=order.order_number,
-                                 order_status=order.status))
+    def report(finding: str, key_tail: str, detail: str) -> None:
+        found.append(Discrepancy(key=f"{finding}:{merchant_code}:{code}{key_tail}", finding=finding,
+                                 merchant_code=merchant_code, transaction_code=code, amount=item.amount,
+                                 currency=item.currency, sumup_status=item.status, detail=detail,
+                                 order_number=order.order_number, order_status=order.status))
 
     if item.status in NOT_PAID:
-        return [Discrepancy(key=f"{COMPLETED_WITHOUT_PAYMENT}:order:{order.id}", kind=COMPLETED_WITHOUT_PAYMENT,
+        return [Discrepancy(key=f"{COMPLETED_WITHOUT_PAYMENT}:order:{order.id}", finding=COMPLETED_WITHOUT_PAYMENT,
                             merchant_code=merchant_code, transaction_code=code, amount=item.amount,
                             currency=item.currency, sumup_status=item.status, order_number=order.order_number,
                             order_status=order.status,
@@ -119,7 +119,7 @@ def judge_completed(item: HistoryItem, order: OrderRef, merchant_code: str) -> l
     return found
 
 
-def sweep_may_settle(order: OrderRef, rescue_since: datetime) -> bool:
+def sweep_may_settle(order: ReconciledOrder, rescue_since: datetime) -> bool:
     """Whether a sweep still looks at this order (DESIGN.md, "Which orders a sweep looks at"): awaiting
     payment, or failed/expired and created within the rescue window. Never a cancelled, refunded,
     completed or requires_manual_review one."""
@@ -128,7 +128,7 @@ def sweep_may_settle(order: OrderRef, rescue_since: datetime) -> bool:
     return order.status in RESCUED and order.created_at is not None and order.created_at >= rescue_since
 
 
-def waits_for_a_sweep(paid_at: datetime, owner: OrderRef | None, rescue_since: datetime, *,
+def waits_for_a_sweep(paid_at: datetime, owner: ReconciledOrder | None, rescue_since: datetime, *,
                       owner_unsure: bool) -> bool:
     """Whether a SUCCESSFUL payment no completed order names is left to a later run rather than reported
     now: only while it is younger than the rescue window and its owner is an order a sweep may still
@@ -139,7 +139,7 @@ def waits_for_a_sweep(paid_at: datetime, owner: OrderRef | None, rescue_since: d
     return sweep_may_settle(owner, rescue_since) if owner is not None else owner_unsure
 
 
-def paid_without_order(item: HistoryItem, merchant_code: str, owner: OrderRef | None) -> Discrepancy:
+def paid_without_order(item: HistoryItem, merchant_code: str, owner: ReconciledOrder | None) -> Discrepancy:
     """A SUCCESSFUL online payment no completed order names; `owner`: the order whose checkout lists it."""
     money = _money(item.amount, item.currency)
     if owner is not None:
@@ -147,13 +147,13 @@ def paid_without_order(item: HistoryItem, merchant_code: str, owner: OrderRef | 
                   f"is {owner.status}" + (": no tickets were issued for it." if owner.status in UNPAID else "."))
     else:
         detail = f"SumUp took {money} online and no order was found for it: no tickets were issued for it."
-    return Discrepancy(key=f"{PAID_WITHOUT_ORDER}:{merchant_code}:{item.transaction_code}", kind=PAID_WITHOUT_ORDER,
+    return Discrepancy(key=f"{PAID_WITHOUT_ORDER}:{merchant_code}:{item.transaction_code}", finding=PAID_WITHOUT_ORDER,
                        merchant_code=merchant_code, transaction_code=item.transaction_code, amount=item.amount,
                        currency=item.currency, sumup_status=item.status, detail=detail,
                        order_number=owner.order_number if owner else None, order_status=owner.status if owner else None)
 
 
-def completed_without_payment(order: OrderRef) -> Discrepancy:
+def completed_without_payment(order: ReconciledOrder) -> Discrepancy:
     """A completed order whose transaction code SumUp's history for its merchant does not have."""
     if order.transaction_code:
         detail = (f"Order {order.order_number} is completed ({format_amount(order.total, order.currency)}) but "
@@ -161,7 +161,7 @@ def completed_without_payment(order: OrderRef) -> Discrepancy:
     else:
         detail = (f"Order {order.order_number} is completed ({format_amount(order.total, order.currency)}) "
                   f"with no SumUp transaction code: no payment is recorded for it.")
-    return Discrepancy(key=f"{COMPLETED_WITHOUT_PAYMENT}:order:{order.id}", kind=COMPLETED_WITHOUT_PAYMENT,
+    return Discrepancy(key=f"{COMPLETED_WITHOUT_PAYMENT}:order:{order.id}", finding=COMPLETED_WITHOUT_PAYMENT,
                        merchant_code=order.merchant_code, transaction_code=order.transaction_code,
                        amount=order.total, currency=order.currency, sumup_status=None, detail=detail,
                        order_number=order.order_number, order_status=order.status)
@@ -183,7 +183,7 @@ class Totals:
         elif item.status == "SUCCESSFUL" and item.amount is not None and item.currency and item.timestamp:
             self.sumup[(merchant_code, self._day(item.timestamp), item.currency.upper())] += item.amount
 
-    def order(self, order: OrderRef, *, on: datetime | None) -> None:
+    def order(self, order: ReconciledOrder, *, on: datetime | None) -> None:
         """A completed order's total, on the day of `on` (its payment's timestamp where SumUp has it)."""
         if on is not None:
             self.orders[(order.merchant_code, self._day(on), order.currency.upper())] += order.total

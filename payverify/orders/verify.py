@@ -75,10 +75,10 @@ class Verifier:
     def ask(self, order: Order) -> Answer:
         """SumUp's answer about the order's checkout. Never raises for SumUp or token trouble."""
         if not order.sumup_checkout_id:
-            return Answer.unknown("not asked: the order has no SumUp checkout", error_kind=None)
+            return Answer.unknown("not asked: the order has no SumUp checkout", failure=None)
         if not plausible_checkout_id(order.sumup_checkout_id):
             return Answer.unknown(f"not asked: checkout id {order.sumup_checkout_id!r} is not a plausible "
-                                  f"SumUp checkout id", error_kind=NOT_UNDERSTOOD)
+                                  f"SumUp checkout id", failure=NOT_UNDERSTOOD)
         checkout_id, owner = order.sumup_checkout_id, TokenOwner.of(order)
         try:
             reply = self.credentials.call(owner, lambda token: self.client.get_checkout(checkout_id, token),
@@ -89,7 +89,7 @@ class Verifier:
         except SumUpUnavailable as exc:
             return Answer.unavailable(exc)
         except (ArtistDisconnected, MissingCredentials, TokenRefreshFailed) as exc:
-            return Answer.unknown(str(exc), error_kind=CREDENTIALS)
+            return Answer.unknown(str(exc), failure=CREDENTIALS)
 
     def now(self) -> datetime:
         """The database's clock, so every host decides on the same time."""

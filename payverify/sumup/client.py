@@ -30,7 +30,7 @@ from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponen
 from payverify import __version__, http_deadline
 from payverify.errors import InvalidGrant, SumUpUnavailable, TokenRefreshFailed
 from payverify.secret import Secret
-from payverify.sumup.answer import CONNECTION, NOT_SENT, NOT_UNDERSTOOD, TIMEOUT, http_error_kind
+from payverify.sumup.answer import CONNECTION, NOT_SENT, NOT_UNDERSTOOD, TIMEOUT, http_failure
 from payverify.sumup.checkout import plausible_checkout_id
 from payverify.sumup.grant import TokenGrant, oauth_error, parse_grant
 from payverify.sumup.ratelimit import RateLimiter, over_cap
@@ -286,7 +286,7 @@ class SumUpClient:
             while chunk := read(64 * 1024, decode_content=True):
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
-                    raise SumUpUnavailable("reply larger than 1 MiB", kind=NOT_UNDERSTOOD,
+                    raise SumUpUnavailable("reply larger than 1 MiB", failure=NOT_UNDERSTOOD,
                                            http_status=resp.status_code)
                 if self._clock() > deadline:
                     raise OutOfTime()
@@ -303,7 +303,7 @@ class _WaitCut(Exception):
 
 
 def _not_sent() -> SumUpUnavailable:
-    return SumUpUnavailable("not sent: the run stopped or reached its time budget", kind=NOT_SENT)
+    return SumUpUnavailable("not sent: the run stopped or reached its time budget", failure=NOT_SENT)
 
 
 def history_query(href: str) -> str:
@@ -336,18 +336,18 @@ def _failure(exc: BaseException, attempts: int) -> SumUpUnavailable:
     after = f"after {attempts} attempt{'' if attempts == 1 else 's'}"
     if isinstance(exc, RetryableReply):
         what = "rate limited (HTTP 429)" if exc.status == 429 else f"HTTP {exc.status}"
-        return SumUpUnavailable(f"{what} {after}", kind=http_error_kind(exc.status), http_status=exc.status)
+        return SumUpUnavailable(f"{what} {after}", failure=http_failure(exc.status), http_status=exc.status)
     if isinstance(exc, OutOfTime):
-        return SumUpUnavailable(f"timed out {after}", kind=TIMEOUT)
+        return SumUpUnavailable(f"timed out {after}", failure=TIMEOUT)
     if isinstance(exc, ReplyCutOff):
         if exc.timed_out:
-            return SumUpUnavailable(f"timed out {after}", kind=TIMEOUT)
-        return SumUpUnavailable(f"reply cut off {after}", kind=CONNECTION)
+            return SumUpUnavailable(f"timed out {after}", failure=TIMEOUT)
+        return SumUpUnavailable(f"reply cut off {after}", failure=CONNECTION)
     # ConnectTimeout is both a Timeout and a ConnectionError: a timeout, as its message says.
     if isinstance(exc, requests.exceptions.Timeout):
-        return SumUpUnavailable(f"timed out {after}", kind=TIMEOUT)
+        return SumUpUnavailable(f"timed out {after}", failure=TIMEOUT)
     if isinstance(exc, requests.exceptions.SSLError):
-        return SumUpUnavailable(f"TLS error {after}", kind=CONNECTION)
+        return SumUpUnavailable(f"TLS error {after}", failure=CONNECTION)
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return SumUpUnavailable(f"connection failed {after}", kind=CONNECTION)
-    return SumUpUnavailable(f"request could not be sent ({type(exc).__name__})", kind=CONNECTION)
+        return SumUpUnavailable(f"connection failed {after}", failure=CONNECTION)
+    return SumUpUnavailable(f"request could not be sent ({type(exc).__name__})", failure=CONNECTION)

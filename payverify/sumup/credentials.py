@@ -86,26 +86,26 @@ class RunMemory:
         self._lock = threading.Lock()
         self._seconds = seconds
         self._clock = clock
-        self._noted: dict[tuple[str, object], float] = {}  # (kind, key) -> when noted
+        self._noted: dict[tuple[str, object], float] = {}  # (topic, key) -> when noted
         self._pruned = clock()
 
-    def first(self, kind: str, key: object) -> bool:
-        """True the first time (kind, key) is noted, and again once the note is `seconds` old."""
+    def first(self, topic: str, key: object) -> bool:
+        """True the first time (topic, key) is noted, and again once the note is `seconds` old."""
         with self._lock:
             now = self._clock()
             self._prune(now)
-            if self._current((kind, key), now):
+            if self._current((topic, key), now):
                 return False
-            self._noted[(kind, key)] = now
+            self._noted[(topic, key)] = now
             return True
 
-    def has(self, kind: str, key: object) -> bool:
+    def has(self, topic: str, key: object) -> bool:
         with self._lock:
-            return self._current((kind, key), self._clock())
+            return self._current((topic, key), self._clock())
 
-    def forget(self, kind: str, key: object) -> None:
+    def forget(self, topic: str, key: object) -> None:
         with self._lock:
-            self._noted.pop((kind, key), None)
+            self._noted.pop((topic, key), None)
 
     def size(self) -> int:
         """How many facts are held (a method, not __len__: an empty memory must not be falsy)."""

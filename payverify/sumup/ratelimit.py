@@ -6,13 +6,13 @@ the rate is halved; it recovers by 10 % per accepted request, back up to the con
 rate 0 means no limit, except the pause after a 429.
 
 A Retry-After longer than RETRY_AFTER_CAP_SECONDS is not waited for: until it has passed, every
-request of the run fails at once, unsent (SumUpUnavailable, kind http_429), so the orders left stay
+request of the run fails at once, unsent (SumUpUnavailable, failure http_429), so the orders left stay
 as they were and are asked again later. For a sweep that is the rest of the run (SumUp's ten minutes
 outlast its budget); watch, which lives on, asks again once it has passed. A run is never held for it.
 
 Every wait of the run (a request's slot, a pause, the client's retry sleeps: `wait`) ends early at the
 run's deadline or when `stop` is set (SIGTERM); the request that waited is then not sent
-(SumUpUnavailable, kind not_sent), and neither is any request after the deadline.
+(SumUpUnavailable, failure not_sent), and neither is any request after the deadline.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class RateLimiter:
         give_up = None if within is None else now + within
         while True:
             if not self.wait(slot - self._clock()):
-                raise SumUpUnavailable("not sent: the run stopped or reached its time budget", kind=NOT_SENT)
+                raise SumUpUnavailable("not sent: the run stopped or reached its time budget", failure=NOT_SENT)
             with self._lock:
                 self._refuse_if_throttled()
                 slot = self._paused_until  # a 429 while we waited: wait for its pause too
@@ -116,9 +116,9 @@ class RateLimiter:
         if (left := self._throttled_until - self._clock()) > 0:
             raise SumUpUnavailable(f"not sent: SumUp asked for no request for {left:.0f} s more (Retry-After "
                                    f"over the {RETRY_AFTER_CAP_SECONDS:.0f} s cap); asked again after it",
-                                   kind=HTTP_429, http_status=429)
+                                   failure=HTTP_429, http_status=429)
 
 
 def _too_far(within: float) -> SumUpUnavailable:
     return SumUpUnavailable(f"not sent: SumUp asked for a pause longer than {within:g} s; asked again later",
-                            kind=NOT_SENT)
+                            failure=NOT_SENT)

@@ -20,7 +20,7 @@ answer = checkout_answer
 ITEMS = [make_item()]  # the good order's one admission of 25.00
 
 
-UNKNOWN = Answer.unknown("SumUp unavailable: timed out after 3 attempts", error_kind="timeout", transport_failure=True)
+UNKNOWN = Answer.unknown("SumUp unavailable: timed out after 3 attempts", failure="timeout", transport_failure=True)
 NOT_FOUND = Answer(kind=AnswerKind.NOT_FOUND, http_status=404, reason="404")
 AWAITING = ["pending", "pending_verification"]
 RESCUE = ["failed", "expired"]
@@ -285,7 +285,7 @@ def test_implausible_checkout_id_goes_to_review_with_alert(status):
     """An awaiting order whose checkout id cannot be a SumUp id ("../x") is not asked about and
     needs a person: requires_manual_review plus the review alert, whatever the (unknown) answer."""
     order = make_order(status=status, sumup_checkout_id="../x")
-    not_asked = Answer.unknown("not asked", error_kind="not_understood")
+    not_asked = Answer.unknown("not asked", failure="not_understood")
     result = d.decide(order, ITEMS, not_asked, NOW, POLICY)
     assert result.new_status == "requires_manual_review"
     assert result.notify == (d.ALERT_REVIEW,)
@@ -296,7 +296,7 @@ def test_implausible_checkout_id_goes_to_review_with_alert(status):
 def test_implausible_checkout_id_leaves_rescue_orders(status):
     """A failed/expired order changes only when paid: an implausible checkout id leaves it alone."""
     order = make_order(status=status, sumup_checkout_id="../x")
-    not_asked = Answer.unknown("not asked", error_kind="not_understood")
+    not_asked = Answer.unknown("not asked", failure="not_understood")
     assert d.decide(order, ITEMS, not_asked, NOW, POLICY).new_status is None
 
 

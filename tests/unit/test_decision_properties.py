@@ -99,7 +99,7 @@ def cases(draw):
     items = draw(items_for(order.total))
     kind = draw(st.sampled_from(["unknown", "not_found", "checkout", "checkout", "checkout", "checkout"]))
     if kind == "unknown":
-        return order, items, Answer.unknown("SumUp unavailable: timed out", error_kind="timeout",
+        return order, items, Answer.unknown("SumUp unavailable: timed out", failure="timeout",
                                              transport_failure=draw(st.booleans()))
     if kind == "not_found":
         return order, items, Answer(kind=AnswerKind.NOT_FOUND, http_status=404, reason="404")

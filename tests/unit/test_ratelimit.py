@@ -77,7 +77,7 @@ def test_retry_after_up_to_the_cap_pauses_longer_ends_the_runs_sumup_work():
     assert limiter.rate_limited(RETRY_AFTER_CAP_SECONDS + 1) is False
     with pytest.raises(SumUpUnavailable) as raised:
         limiter.acquire()
-    assert raised.value.kind == "http_429" and raised.value.http_status == 429
+    assert raised.value.failure == "http_429" and raised.value.http_status == 429
     assert clock.now == 100.0 + RETRY_AFTER_CAP_SECONDS  # no waiting for it
 
 
@@ -90,7 +90,7 @@ def test_waits_end_at_the_runs_deadline_and_nothing_is_sent_after_it():
     limiter.rate_limited(30)
     with pytest.raises(SumUpUnavailable) as raised:
         limiter.acquire()
-    assert raised.value.kind == "not_sent" and clock.now == 110.0
+    assert raised.value.failure == "not_sent" and clock.now == 110.0
     limiter = RateLimiter(0, deadline=110.0, clock=clock.clock, sleep=clock.sleep)
     with pytest.raises(SumUpUnavailable):
         limiter.acquire()
@@ -102,14 +102,14 @@ def test_a_stop_wakes_every_waiter_at_once():
     stop = threading.Event()
     limiter = RateLimiter(0, stop=stop)
     limiter.rate_limited(60)
-    kinds: list[str] = []
+    outcomes: list[str] = []
 
     def waiter() -> None:
         try:
             limiter.acquire()
-            kinds.append("sent")
+            outcomes.append("sent")
         except SumUpUnavailable as exc:
-            kinds.append(exc.kind)
+            outcomes.append(exc.failure)
 
     threads = [threading.Thread(target=waiter) for _ in range(4)]
     for t in threads:
@@ -120,7 +120,7 @@ def test_a_stop_wakes_every_waiter_at_once():
     for t in threads:
         t.join(timeout=5)
     assert time.monotonic() - started < 2
-    assert kinds == ["not_sent"] * 4
+    assert outcomes == ["not_sent"] * 4
 
 
 def test_a_long_retry_after_refuses_requests_only_until_it_has_passed():
@@ -146,7 +146,7 @@ def test_a_slot_further_off_than_within_is_refused_unsent_and_not_reserved():
     assert limiter.rate_limited(30.0)
     with pytest.raises(SumUpUnavailable) as refused:
         limiter.acquire(within=5.0)
-    assert refused.value.kind == "not_sent" and now[0] == 1.0
+    assert refused.value.failure == "not_sent" and now[0] == 1.0
     now[0] = 31.0
     limiter.acquire(within=5.0)  # the pause is over
     assert now[0] == 31.0

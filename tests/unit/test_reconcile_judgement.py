@@ -1,4 +1,4 @@
-"""Reconciliation's judgement (payverify/orders/reconcile.py): each kind of discrepancy, its stable key,
+"""Reconciliation's judgement (payverify/orders/reconcile.py): each finding, its stable key,
 what is never one, and the day's totals."""
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ def item(**overrides) -> HistoryItem:
     return HistoryItem(**{**fields, **overrides})
 
 
-def order(**overrides) -> r.OrderRef:
+def order(**overrides) -> r.ReconciledOrder:
     fields = {"id": 42, "order_number": "JE-7F3K2Q", "status": "completed", "total": Decimal("25.00"),
               "currency": "GBP", "merchant_code": MERCHANT, "transaction_code": "TEENSK4W2K", "paid_at": PAID_AT}
-    return r.OrderRef(**{**fields, **overrides})
+    return r.ReconciledOrder(**{**fields, **overrides})
 
 
 def test_a_payment_that_matches_its_order_is_counted_not_reported():
@@ -40,12 +40,12 @@ def test_a_payment_that_matches_its_order_is_counted_not_reported():
 
 def test_a_refund_after_completion_is_reported_with_its_amount():
     (full,) = r.judge_completed(item(status="REFUNDED", refunded_amount=Decimal("25.00")), order(), MERCHANT)
-    assert full.kind == r.REFUNDED
+    assert full.finding == r.REFUNDED
     assert (full.order_number, full.order_status, full.transaction_code, full.amount, full.currency) == \
            ("JE-7F3K2Q", "completed", "TEENSK4W2K", Decimal("25.00"), "GBP")
     assert "refunded" in full.detail and "JE-7F3K2Q" in full.detail
     (partial,) = r.judge_completed(item(refunded_amount=Decimal("10.00")), order(), MERCHANT)  # still SUCCESSFUL
-    assert partial.kind == r.REFUNDED
+    assert partial.finding == r.REFUNDED
     assert "10.00 GBP of 25.00 GBP" in partial.detail
     # A partial refund that later becomes a full one is a new fact: another key.
     assert partial.key != full.key
@@ -64,7 +64,7 @@ def test_a_refunds_key_does_not_depend_on_how_sumup_writes_the_number():
 
 def test_a_chargeback_after_completion_is_reported():
     (chargeback,) = r.judge_completed(item(status="CHARGE_BACK"), order(), MERCHANT)
-    assert chargeback.kind == r.CHARGEBACK and chargeback.sumup_status == "CHARGE_BACK"
+    assert chargeback.finding == r.CHARGEBACK and chargeback.sumup_status == "CHARGE_BACK"
     assert chargeback.key == f"{r.CHARGEBACK}:{MERCHANT}:TEENSK4W2K"
 
 
@@ -72,19 +72,20 @@ def test_a_chargeback_after_completion_is_reported():
                                        {"currency": None}])
 def test_a_different_amount_or_currency_is_reported(overrides):
     (differs,) = r.judge_completed(item(**overrides), order(), MERCHANT)
-    assert differs.kind == r.AMOUNT_DIFFERS
+    assert differs.finding == r.AMOUNT_DIFFERS
     assert "25.00 GBP" in differs.detail
 
 
 def test_a_refunded_payment_of_another_amount_is_both():
-    kinds = [d.kind for d in r.judge_completed(item(status="REFUNDED", amount=Decimal("5.00")), order(), MERCHANT)]
-    assert kinds == [r.REFUNDED, r.AMOUNT_DIFFERS]
+    refunded = item(status="REFUNDED", amount=Decimal("5.00"))
+    findings = [d.finding for d in r.judge_completed(refunded, order(), MERCHANT)]
+    assert findings == [r.REFUNDED, r.AMOUNT_DIFFERS]
 
 
 def test_a_payment_without_a_completed_order_names_the_order_whose_checkout_lists_it():
     owner = order(status="failed", transaction_code=None)
     found = r.paid_without_order(item(), MERCHANT, owner)
-    assert (found.kind, found.order_number, found.order_status) == (r.PAID_WITHOUT_ORDER, "JE-7F3K2Q", "failed")
+    assert (found.finding, found.order_number, found.order_status) == (r.PAID_WITHOUT_ORDER, "JE-7F3K2Q", "failed")
     assert "failed" in found.detail and "no tickets" in found.detail
     alone = r.paid_without_order(item(), MERCHANT, None)
     assert (alone.order_number, alone.order_status) == (None, None)
@@ -95,14 +96,14 @@ def test_a_payment_without_a_completed_order_names_the_order_whose_checkout_list
 @pytest.mark.parametrize("status", ["FAILED", "CANCELLED", "PENDING"])
 def test_a_completed_order_whose_transaction_took_no_money_is_without_payment(status):
     (found,) = r.judge_completed(item(status=status), order(), MERCHANT)
-    assert (found.kind, found.key, found.sumup_status) == (r.COMPLETED_WITHOUT_PAYMENT,
+    assert (found.finding, found.key, found.sumup_status) == (r.COMPLETED_WITHOUT_PAYMENT,
                                                            f"{r.COMPLETED_WITHOUT_PAYMENT}:order:42", status)
     assert status in found.detail
 
 
 def test_a_completed_order_without_payment_is_keyed_by_the_order():
     missing = r.completed_without_payment(order())
-    assert missing.kind == r.COMPLETED_WITHOUT_PAYMENT and missing.key == f"{r.COMPLETED_WITHOUT_PAYMENT}:order:42"
+    assert missing.finding == r.COMPLETED_WITHOUT_PAYMENT and missing.key == f"{r.COMPLETED_WITHOUT_PAYMENT}:order:42"
     assert "TEENSK4W2K" in missing.detail
     no_code = r.completed_without_payment(order(transaction_code=None))
     assert "no SumUp transaction code" in no_code.detail
@@ -163,7 +164,7 @@ def test_any_positive_refund_of_a_completed_orders_payment_is_reported(case):
     found = r.judge_completed(item(amount=paid, currency=currency, status=status, refunded_amount=written),
                               order(total=paid, currency=currency), MERCHANT)
     (refund,) = found  # the amounts agree: nothing else to say
-    assert refund.kind == r.REFUNDED
+    assert refund.finding == r.REFUNDED
     assert refund.key == f"{r.REFUNDED}:{MERCHANT}:TEENSK4W2K:{quantize(refunded, currency)}"
     assert (refund.order_number, refund.amount, refund.currency) == ("JE-7F3K2Q", paid, currency)
     if refunded < paid:

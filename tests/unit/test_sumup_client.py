@@ -288,7 +288,7 @@ def test_slow_body_is_a_timeout_not_retried(mock, rec):
     mock.get(CHECKOUT_URL, body="{}")
     with pytest.raises(SumUpUnavailable, match=r"timed out after 1 attempt$") as raised:
         client.get_checkout(CHECKOUT_ID, Secret(CANARY))
-    assert raised.value.kind == "timeout"
+    assert raised.value.failure == "timeout"
     assert len(mock.calls) == 1
 
 
@@ -362,7 +362,7 @@ def test_is_retryable_predicate():
     assert is_retryable(RetryableReply(503, None))
     assert not is_retryable(requests.exceptions.InvalidURL())
     assert not is_retryable(ValueError())
-    assert not is_retryable(SumUpUnavailable("reply larger than 1 MiB", kind="not_understood"))
+    assert not is_retryable(SumUpUnavailable("reply larger than 1 MiB", failure="not_understood"))
 
 
 @pytest.mark.parametrize(
@@ -459,7 +459,7 @@ def test_refresh_does_not_wait_out_a_429_pause(mock, rec):
     assert limiter.rate_limited(30.0)
     with pytest.raises(SumUpUnavailable, match="not sent") as info:
         refresh(client)
-    assert info.value.kind == "not_sent"
+    assert info.value.failure == "not_sent"
     assert len(mock.calls) == 0 and now[0] == 0.0
 
 
@@ -557,7 +557,7 @@ def test_trickling_status_line_and_headers_are_cut_at_the_deadline(tls, request,
             client.get_checkout(CHECKOUT_ID, Secret(CANARY))
         elapsed = time.monotonic() - started
         client.close()
-    assert raised.value.kind == "timeout"
+    assert raised.value.failure == "timeout"
     assert server.served == 1
     assert elapsed < 0.6 + 1.0, f"took {elapsed:.1f} s with a 0.6 s allowance"
     assert_no_secrets(raised.value)
@@ -587,7 +587,7 @@ def test_a_long_retry_after_ends_the_runs_sumup_work(mock):
     for _ in range(3):
         with pytest.raises(SumUpUnavailable) as raised:
             client.get_checkout(CHECKOUT_ID, Secret(CANARY))
-        assert raised.value.kind == "http_429"
+        assert raised.value.failure == "http_429"
     assert len(mock.calls) == 1
 
 
@@ -613,11 +613,11 @@ def test_the_runs_deadline_cuts_a_retry_wait_and_nothing_more_is_sent(mock):
     mock.get(CHECKOUT_URL, body="{}")
     with pytest.raises(SumUpUnavailable) as raised:
         client.get_checkout(CHECKOUT_ID, Secret(CANARY))
-    assert raised.value.kind == "http_429" and len(mock.calls) == 1
+    assert raised.value.failure == "http_429" and len(mock.calls) == 1
     assert clock.now == pytest.approx(105.0)
     with pytest.raises(SumUpUnavailable) as raised:  # after the deadline: nothing is sent at all
         client.get_checkout(CHECKOUT_ID, Secret(CANARY))
-    assert raised.value.kind == "not_sent" and len(mock.calls) == 1
+    assert raised.value.failure == "not_sent" and len(mock.calls) == 1
 
 
 def test_a_stop_wakes_a_request_waiting_out_a_pause(mock):
@@ -632,7 +632,7 @@ def test_a_stop_wakes_a_request_waiting_out_a_pause(mock):
     with pytest.raises(SumUpUnavailable) as raised:
         client.get_checkout(CHECKOUT_ID, Secret(CANARY))
     assert time.monotonic() - started < 3
-    assert raised.value.kind == "not_sent" and len(mock.calls) == 0
+    assert raised.value.failure == "not_sent" and len(mock.calls) == 0
 
 
 def _never(seconds: float) -> None:

@@ -397,7 +397,7 @@ def test_walk_unparseable_page_is_unreadable():
 
 def test_walk_lets_sumup_unavailable_through_unchanged():
     """No reply at all (the client's SumUpUnavailable) is not rewrapped: the caller sees the same error."""
-    failure = SumUpUnavailable("timed out after 3 attempts", kind="timeout")
+    failure = SumUpUnavailable("timed out after 3 attempts", failure="timeout")
 
     def fetch(query: str | None) -> Reply:
         if query is None:

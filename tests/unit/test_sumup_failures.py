@@ -1,5 +1,5 @@
-"""A SumUp error's kind (the metrics' `kind` label) is set where the error is seen: by the client
-when it gives up, by the answer for a reply, by the verifier for credentials; never read from a message."""
+"""A SumUp request failure's class (the metrics' `kind` label) is set where the failure is seen: by
+the client when it gives up, by the answer for a reply, by the verifier for credentials; never read from a message."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import requests
 from payverify.config import load_settings
 from payverify.errors import SumUpUnavailable
 from payverify.orders.verify import Verifier
-from payverify.sumup.answer import ERROR_KINDS, Answer, AnswerKind, answer_from_reply
+from payverify.sumup.answer import FAILURES, Answer, AnswerKind, answer_from_reply
 from payverify.sumup.client import Reply, ReplyCutOff, RetryableReply
 from payverify.sumup.client import _failure as client_failure
 from tests.factories import make_order
@@ -21,7 +21,7 @@ PAID_BODY = json.dumps({"id": "4e425463-3e1b-431d-83fa-1e51c2925e99", "checkout_
                         "transaction_code": "TEENSK4W2K"})
 
 
-@pytest.mark.parametrize(("failure", "kind"), [
+@pytest.mark.parametrize(("cause", "failure"), [
     (requests.exceptions.ReadTimeout(), "timeout"),
     (requests.exceptions.ConnectTimeout(), "timeout"),
     (ReplyCutOff(timed_out=True), "timeout"),
@@ -31,23 +31,24 @@ PAID_BODY = json.dumps({"id": "4e425463-3e1b-431d-83fa-1e51c2925e99", "checkout_
     (RetryableReply(503, None), "http_5xx"),
     (RetryableReply(429, 1.0), "http_429"),
 ])
-def test_client_sets_the_kind_where_it_gives_up(failure, kind):
-    """The client names the kind when retries run out; the answer carries it to the metrics unchanged."""
-    error = client_failure(failure, 3)
-    assert error.kind == kind
+def test_client_sets_the_failure_where_it_gives_up(cause, failure):
+    """The client names the failure when retries run out; the answer carries it to the metrics unchanged."""
+    error = client_failure(cause, 3)
+    assert error.failure == failure
     answer = Answer.unavailable(error)
-    assert answer.error_kind == kind and answer.transport_failure and answer.kind is AnswerKind.UNKNOWN
+    assert answer.failure == failure and answer.transport_failure and answer.kind is AnswerKind.UNKNOWN
 
 
-def test_the_kind_is_never_read_back_out_of_the_message():
-    """The reason text is for people: a kind comes only from where the error was seen."""
-    answer = Answer.unavailable(SumUpUnavailable("timed out after 3 attempts", kind="connection"))
-    assert answer.error_kind == "connection"
-    too_large = Answer.unavailable(SumUpUnavailable("reply larger than 1 MiB", kind="not_understood", http_status=200))
-    assert too_large.error_kind == "not_understood" and too_large.http_status == 200
+def test_the_failure_is_never_read_back_out_of_the_message():
+    """The reason text is for people: a failure comes only from where the error was seen."""
+    answer = Answer.unavailable(SumUpUnavailable("timed out after 3 attempts", failure="connection"))
+    assert answer.failure == "connection"
+    too_large = Answer.unavailable(SumUpUnavailable("reply larger than 1 MiB", failure="not_understood",
+                                                    http_status=200))
+    assert too_large.failure == "not_understood" and too_large.http_status == 200
 
 
-@pytest.mark.parametrize(("answer", "kind"), [
+@pytest.mark.parametrize(("answer", "failure"), [
     (answer_from_reply(401, ""), "http_401"),
     (answer_from_reply(403, ""), "http_other"),
     (answer_from_reply(302, ""), "http_other"),
@@ -55,10 +56,10 @@ def test_the_kind_is_never_read_back_out_of_the_message():
     (answer_from_reply(404, ""), None),
     (answer_from_reply(200, PAID_BODY), None),
 ])
-def test_answers_from_replies_carry_their_kind(answer, kind):
+def test_answers_from_replies_carry_their_failure(answer, failure):
     """Each kind of non-definitive reply gets its label; a definitive answer (404, a checkout) gets none."""
-    assert answer.error_kind == kind
-    assert kind is None or kind in ERROR_KINDS
+    assert answer.failure == failure
+    assert failure is None or failure in FAILURES
 
 
 class _ScriptedClient:
@@ -74,18 +75,18 @@ class _ScriptedClient:
         return reply
 
 
-@pytest.mark.parametrize(("api_key", "order", "replies", "kind"), [
+@pytest.mark.parametrize(("api_key", "order", "replies", "failure"), [
     (None, make_order(), (), "credentials"),
     ("sup_sk_kind_test", make_order(sumup_checkout_id=None), (), None),
     ("sup_sk_kind_test", make_order(), (Reply(401, ""),), "http_401"),
-    ("sup_sk_kind_test", make_order(), (SumUpUnavailable("gave up", kind="http_5xx", http_status=502),),
+    ("sup_sk_kind_test", make_order(), (SumUpUnavailable("gave up", failure="http_5xx", http_status=502),),
      "http_5xx"),
     ("sup_sk_kind_test", make_order(), (Reply(404, ""),), None),
 ])
-def test_verifier_sets_the_kind_where_it_asks(api_key, order, replies, kind):
-    """The sweep's tally reads `error_kind` as Verifier.ask set it: no token is `credentials`, an order
-    without a checkout was not asked (no kind), SumUp's own trouble keeps the client's kind."""
+def test_verifier_sets_the_failure_where_it_asks(api_key, order, replies, failure):
+    """The sweep's tally reads `failure` as Verifier.ask set it: no token is `credentials`, an order
+    without a checkout was not asked (no failure), SumUp's own trouble keeps the client's failure."""
     environ = {"SUMUP_API_KEY": api_key} if api_key else {}
     verifier = Verifier(load_settings(environ=environ), db=None, client=_ScriptedClient(*replies), attempt=None,
                         dry_run=True)
-    assert verifier.ask(order).error_kind == kind
+    assert verifier.ask(order).failure == failure
