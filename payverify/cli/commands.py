@@ -10,6 +10,7 @@ import contextlib
 import json
 import sys
 import time
+from dataclasses import asdict
 from datetime import UTC
 
 import click
@@ -209,14 +210,14 @@ def pending(config_file, stuck, as_json, limit) -> int:
       payverify pending --stuck --json
     """
     from payverify.cli import report
+    from payverify.modes.pending import pending_orders
 
     rt = start(config_file)
     # It reads: works even while tickets could not be issued.
-    with rt.database(read_only=True) as db, db.transaction() as tx:
-        orders = tx.all("pending_orders", stuck=stuck, stuck_minutes=rt.settings.policy.stuck_minutes,
-                        rescue_hours=rt.settings.policy.rescue_hours, limit=limit)
+    with rt.database(read_only=True) as db:
+        orders = pending_orders(rt.settings, db, stuck=stuck, limit=limit)
     if as_json:
-        click.echo(json.dumps(orders, indent=2, default=str))
+        click.echo(json.dumps([asdict(o) for o in orders], indent=2, default=str))
     else:
         report.print_pending(orders, stuck_minutes=rt.settings.policy.stuck_minutes if stuck else None)
     return ExitStatus.OK

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from payverify.modes.check import CheckResult
+from payverify.modes.pending import PendingRow
 from payverify.modes.sweep import FAILURES_KEPT, SweepReport
 from payverify.money import format_amount
 from payverify.orders.notices import checkout_context
@@ -196,7 +197,7 @@ def age(seconds: int) -> str:
     return f"{minutes // 1440}d{(minutes % 1440) // 60:02d}h"
 
 
-def print_pending(orders: list[dict[str, Any]], *, stuck_minutes: float | None) -> None:
+def print_pending(orders: list[PendingRow], *, stuck_minutes: float | None) -> None:
     if not orders:
         what = f"stuck for more than {stuck_minutes:g} minutes" if stuck_minutes else "awaiting verification or review"
         say(f"No orders {what}.")
@@ -204,19 +205,19 @@ def print_pending(orders: list[dict[str, Any]], *, stuck_minutes: float | None) 
     say(f"{'ORDER':<14} {'STATUS':<22} {'AGE':>7}  {'ARTIST':<20} {'LAST SUMUP ANSWER':<30} {'CHECKS':>6} "
         f"{'ERRORS':>6}  MAIL")
     for o in orders:
-        answer = o["last_sumup_status"] or (f"HTTP {o['last_http_status']}" if o["last_http_status"] else "")
+        answer = o.last_sumup_status or (f"HTTP {o.last_http_status}" if o.last_http_status else "")
         if not answer:
-            answer = "not checked yet" if not o["checks"] else (o["last_outcome"] or "")
-        mail = ", ".join(part for part in (f"{o['mail_queued']} queued" if o["mail_queued"] else "",
-                                           f"{o['mail_failed']} FAILED" if o["mail_failed"] else "") if part) or "-"
-        errors = o["consecutive_errors"]
+            answer = "not checked yet" if not o.checks else (o.last_outcome or "")
+        mail = ", ".join(part for part in (f"{o.mail_queued} queued" if o.mail_queued else "",
+                                           f"{o.mail_failed} FAILED" if o.mail_failed else "") if part) or "-"
+        errors = o.consecutive_errors
         # Escaped before padding, so the columns line up; a cut is shown by a final "…".
-        number, status = printable(o["order_number"]), printable(o["status"])
-        artist, answer = printable(o["artist_name"], 20), printable(answer, 30)
-        say(f"{number:<14} {status:<22} {age(o['age_seconds']):>7}  {artist:<20} "
-            f"{answer:<30} {o['checks']:>6} {errors or '-':>6}  {mail}")
-        if errors:  # the error itself on its own line: it is too long for a column
-            since = o["first_error_at"].astimezone(UTC)
+        number, status = printable(o.order_number), printable(o.status)
+        artist, answer = printable(o.artist_name, 20), printable(answer, 30)
+        say(f"{number:<14} {status:<22} {age(o.age_seconds):>7}  {artist:<20} "
+            f"{answer:<30} {o.checks:>6} {errors or '-':>6}  {mail}")
+        if errors and o.first_error_at is not None:  # the error itself on its own line: too long for a column
+            since = o.first_error_at.astimezone(UTC)
             say(f"{'':<14} last error ({errors} run(s) in a row since {since:%Y-%m-%d %H:%M} UTC): "
-                f"{o['last_error']}")
+                f"{o.last_error}")
     say(f"{len(orders)} orders. `payverify check ORDER` shows one in full.")
