@@ -8,6 +8,7 @@ nothing more: json.dumps escapes every control character (and, ensure_ascii, eve
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
@@ -106,24 +107,24 @@ def print_check(check: CheckResult) -> None:
         say("Done:     " + "; ".join(done))
     else:
         say(f"Done:     nothing changed ({settled.outcome})")
-    for row in check.outbox:
-        when = f", sent {row['sent_at']:%Y-%m-%d %H:%M UTC}" if row.get("sent_at") else ""
-        error = f", last error: {row['last_error']}" if row.get("last_error") and row["status"] != "sent" else ""
-        say(f"Mail:     {row['kind']} to {', '.join(row['recipients'])}: {row['status']}"
-            f" (attempts {row['attempts']}{when}{error})")
+    for mail in check.outbox:
+        when = f", sent {mail.sent_at:%Y-%m-%d %H:%M UTC}" if mail.sent_at else ""
+        error = f", last error: {mail.last_error}" if mail.last_error and mail.status != "sent" else ""
+        say(f"Mail:     {mail.kind} to {', '.join(mail.recipients)}: {mail.status}"
+            f" (attempts {mail.attempts}{when}{error})")
     if not check.outbox:
         say("Mail:     none queued for this order")
     timed = check.timed_confirmation
-    if timed is not None:
-        began = timed["ticket_clock_started_at"].astimezone(UTC)
-        say(f"Ticket:   confirmation accepted {duration(timed['time_to_ticket_seconds'])} after the customer "
+    if timed is not None and timed.ticket_clock_started_at is not None and timed.time_to_ticket_seconds is not None:
+        began = timed.ticket_clock_started_at.astimezone(UTC)
+        say(f"Ticket:   confirmation accepted {duration(timed.time_to_ticket_seconds)} after the customer "
             f"began waiting ({began:%Y-%m-%d %H:%M:%S} UTC)")
     if check.audit:
         say("Attempts: (newest first)")
-    for row in check.audit:
-        sumup = row["sumup_status"] or (f"HTTP {row['http_status']}" if row["http_status"] else "no answer")
-        say(f"  {row['created_at']:%Y-%m-%d %H:%M:%S} {row['command']:<6} {sumup:<10} "
-            f"{row['outcome']:<22} {row['reason']}")
+    for line in check.audit:
+        sumup = line.sumup_status or (f"HTTP {line.http_status}" if line.http_status else "no answer")
+        say(f"  {line.created_at:%Y-%m-%d %H:%M:%S} {line.command:<6} {sumup:<10} "
+            f"{line.outcome:<22} {line.reason}")
 
 
 def check_json(check: CheckResult) -> dict[str, Any]:
@@ -143,9 +144,9 @@ def check_json(check: CheckResult) -> dict[str, Any]:
             "outcome": result.settled.outcome, "applied": result.settled.applied,
             "tickets_issued": result.settled.tickets_issued, "queued": list(result.settled.queued)},
         "dry_run": result.settled is None,
-        "attempts": check.audit,
-        "mail": check.outbox,
-        "time_to_ticket_seconds": None if timed is None else timed["time_to_ticket_seconds"],
+        "attempts": [asdict(line) for line in check.audit],
+        "mail": [asdict(mail) for mail in check.outbox],
+        "time_to_ticket_seconds": None if timed is None else timed.time_to_ticket_seconds,
     }
 
 
