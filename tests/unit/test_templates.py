@@ -17,6 +17,7 @@ from payverify.errors import ConfigError
 from payverify.mail import outbox
 from payverify.mail.kinds import KINDS
 from payverify.mail.render import Renderer, clean_subject, templates_dir
+from payverify.mail.rows import OutgoingRow
 from payverify.mail.sender import mail_failed_alert
 from payverify.models import Order
 from payverify.orders import decision as d
@@ -80,9 +81,10 @@ def stuck_context() -> dict:
 
 def mail_failed_context() -> dict:
     """The undeliverable-mail alert as the sender queues it for a confirmation refused with a 550."""
-    row = {"id": 88, "kind": "order_confirmation", "recipients": ["ann@example.com"], "attempts": 13,
-           "order_id": 1042, "created_at": datetime(2026, 12, 1, 18, 0, tzinfo=UTC),
-           "context": {"order_number": "JE-7F3K2Q"}}
+    row = OutgoingRow(id=88, kind="order_confirmation", recipients=("ann@example.com",), attempts=13,
+                      order_id=1042, created_at=datetime(2026, 12, 1, 18, 0, tzinfo=UTC),
+                      context={"order_number": "JE-7F3K2Q"}, message_id="<order-confirmation.88@example.com>",
+                      too_old=False)
     reason = "550 5.1.1 <ann@example.com>: Recipient address rejected"
     return roundtrip(mail_failed_alert(row, reason, SETTINGS).context)
 
