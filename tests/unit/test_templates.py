@@ -15,7 +15,7 @@ from jinja2 import UndefinedError
 from payverify.config import Settings
 from payverify.errors import ConfigError
 from payverify.mail import outbox
-from payverify.mail.kinds import KINDS
+from payverify.mail.kinds import MAIL_TYPES
 from payverify.mail.render import Renderer, clean_subject, templates_dir
 from payverify.mail.rows import OutgoingRow
 from payverify.mail.sender import mail_failed_alert
@@ -154,7 +154,7 @@ KEY_FIGURES = {
                                 "3 runs in a row", "Tuesday 1 December 2026, 18:05 (GMT)", "payverify check JE-7F3K2Q",
                                 "order.error", f"{SITE}/admin/orders/order/1042/change/"],
 }
-ORDER_KINDS = sorted(KINDS - {"admin_alert_reconnect_sumup", "admin_alert_reconcile"})
+ORDER_KINDS = sorted(MAIL_TYPES - {"admin_alert_reconnect_sumup", "admin_alert_reconcile"})
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +164,10 @@ def renderer() -> Renderer:
 
 def test_samples_cover_every_kind():
     """A new kind without a sample (and so without a rendering test) fails here."""
-    assert set(samples()) == set(KINDS) == set(KEY_FIGURES)
+    assert set(samples()) == set(MAIL_TYPES) == set(KEY_FIGURES)
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(MAIL_TYPES))
 def test_every_kind_renders_with_its_figures(renderer, kind):
     """Both parts of every kind render from a realistic context and carry the figures staff/customers need."""
     context, tickets = samples()[kind]
@@ -187,7 +187,7 @@ def test_subject_names_the_order(renderer, kind):
     assert "JE-7F3K2Q" in renderer.render(kind, context, tickets=tickets).subject
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(MAIL_TYPES))
 def test_html_is_self_contained_with_inlined_css(renderer, kind):
     """CSS went into style="" attributes; no <style>, <link>, <script> or remote resource is left;
     the only URLs are links to the site itself."""
