@@ -13,6 +13,7 @@ from typing import Any
 from payverify.config import Settings
 from payverify.mail import outbox
 from payverify.mail.kinds import CONFIRMATION
+from payverify.mail.rows import OutgoingRow
 from payverify.models import Order, OrderItem
 from payverify.orders import decision, notices
 from payverify.orders.tickets import CODE_BYTES
@@ -25,7 +26,7 @@ NOW = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
 
 
 def confirmation_row(n: int, *, tickets: int = 1, email: str | None = None,
-                     settings: Settings = SETTINGS) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                     settings: Settings = SETTINGS) -> tuple[OutgoingRow, list[dict[str, Any]]]:
     """Outbox row n, a confirmation for a new order of `tickets` standing tickets, and those tickets,
     as the sender reads them: the context from the real decision table and `notices.messages_for`,
     through a JSON round trip like the jsonb column's; door codes like new_code()'s (32 URL-safe
@@ -49,9 +50,9 @@ def confirmation_row(n: int, *, tickets: int = 1, email: str | None = None,
     verdict = decision.decide(order, items, answer, NOW, settings.policy)
     message, = (m for m in notices.messages_for(verdict, order, items, checkout, settings) if m.kind == CONFIRMATION)
     context = json.loads(json.dumps(message.context, default=outbox._json_default))
-    row = {"id": n, "kind": CONFIRMATION, "order_id": order.id, "recipients": list(message.recipients),
-           "context": context, "message_id": f"<order-confirmation.{n}@tickets.example.je>", "attempts": 1,
-           "created_at": NOW, "too_old": False}
+    row = OutgoingRow(id=n, kind=CONFIRMATION, order_id=order.id, recipients=tuple(message.recipients),
+                      context=context, message_id=f"<order-confirmation.{n}@tickets.example.je>", attempts=1,
+                      created_at=NOW, too_old=False)
     codes = [base64.urlsafe_b64encode(hashlib.sha256(f"{number}/{i}".encode()).digest()[:CODE_BYTES]).decode()
              for i in range(tickets)]
     return row, [{"code": code, "ticket_type": "Standing", "holder_name": order.holder_name} for code in codes]

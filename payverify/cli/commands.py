@@ -6,10 +6,9 @@ that use them, so `payverify --help` starts fast.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-import time
+from dataclasses import asdict
 from datetime import UTC
 
 import click
@@ -135,20 +134,9 @@ def check(config_file, order, dry_run, as_json) -> int:
       payverify check 1042 --dry-run --json
     """
     from payverify.cli import report
-    from payverify.mail.sender import INTERACTIVE_MAIL_SECONDS, deliver
-    from payverify.modes.check import check_order, mail_state
+    from payverify.modes.check import check_order
 
-    rt = start(config_file)
-    with rt.database() as db, contextlib.nullcontext() if dry_run else rt.presence("check"):
-        client = rt.sumup_client()
-        try:
-            result = check_order(rt.settings, db, client, rt.attempt("check"), order, dry_run=dry_run)
-        finally:
-            client.close()
-        if not dry_run:  # this order's mail, within a bound: the rest is the sweep's
-            deliver(rt.settings, db, order_id=result.result.order.id,
-                    deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS, owner=rt.lease_owner)
-            result = mail_state(db, result)
+    result = check_order(start(config_file), order, dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(report.check_json(result), indent=2, default=str))
     else:
@@ -173,16 +161,11 @@ def resend(config_file, order, to_address) -> int:
       payverify resend JE-7F3K2Q --to other.address@example.com
     """
     from payverify.cli.report import say
-    from payverify.mail.sender import INTERACTIVE_MAIL_SECONDS, deliver
-    from payverify.modes.resend import queue_resend
+    from payverify.modes.resend import resend as run_resend
 
-    rt = start(config_file)
-    with rt.database() as db, rt.presence("resend"):
-        queued = queue_resend(rt.settings, db, order, to_address)
-        mail = deliver(rt.settings, db, order_id=queued.order_id, deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS,
-                       owner=rt.lease_owner)
-        state = queued.state(db)
-    say(f"Confirmation of {queued.order_number} queued for {queued.recipient}: {state}")
+    resent = run_resend(start(config_file), order, to_address)
+    say(f"Confirmation of {resent.order_number} queued for {resent.recipient}: {resent.state}")
+    mail = resent.mail
     if mail.not_configured:
         say(f"It waits in the outbox: {mail.not_configured}")
     elif mail.smtp_down:
@@ -209,14 +192,14 @@ def pending(config_file, stuck, as_json, limit) -> int:
       payverify pending --stuck --json
     """
     from payverify.cli import report
+    from payverify.modes.pending import pending_orders
 
     rt = start(config_file)
     # It reads: works even while tickets could not be issued.
-    with rt.database(read_only=True) as db, db.transaction() as tx:
-        orders = tx.all("pending_orders", stuck=stuck, stuck_minutes=rt.settings.policy.stuck_minutes,
-                        rescue_hours=rt.settings.policy.rescue_hours, limit=limit)
+    with rt.database(read_only=True) as db:
+        orders = pending_orders(rt.settings, db, stuck=stuck, limit=limit)
     if as_json:
-        click.echo(json.dumps(orders, indent=2, default=str))
+        click.echo(json.dumps([asdict(o) for o in orders], indent=2, default=str))
     else:
         report.print_pending(orders, stuck_minutes=rt.settings.policy.stuck_minutes if stuck else None)
     return ExitStatus.OK
@@ -240,15 +223,10 @@ def upgrade(config_file) -> int:
     Example:
       payverify db upgrade
     """
-    from payverify.db.contract import require_site_tables
     from payverify.db.migrate import latest_version
-    from payverify.db.migrate import upgrade as run_upgrade
+    from payverify.modes.schema import upgrade_schema
 
-    rt = start(config_file)
-    with rt.database(check_schema=False) as database:
-        with database.transaction() as tx:
-            require_site_tables(tx)
-        applied = run_upgrade(database)
+    applied = upgrade_schema(start(config_file))
     if applied:
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
         click.echo(f"payverify schema upgraded to version {latest_version()} (applied {names}); "

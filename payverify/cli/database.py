@@ -27,20 +27,11 @@ def grants(config_file, role) -> int:
     Example:
       payverify db grants payverify | psql "$OWNER_DATABASE_URL" -v ON_ERROR_STOP=1
     """
-    from payverify.db.contract import require_site_tables
-    from payverify.db.grants import plan, statements
-    from payverify.db.migrate import require_current
+    from payverify.modes.schema import grants_for
 
-    rt = start(config_file)
-    with rt.database(check_schema=False) as database:
-        with database.transaction() as tx:
-            require_site_tables(tx)
-            require_current(tx)
-        found = plan(database, role)
-        quoted = database.quote_identifier(role)
-        lines = statements(found, role, database.quote_identifier)
-    click.echo(f"-- The rights payverify needs at run time, for role {quoted}; apply as a superuser or the owner.")
+    found = grants_for(start(config_file), role)
+    click.echo(f"-- The rights payverify needs at run time, for role {found.role}; apply as a superuser or the owner.")
     click.echo("-- Run `payverify db grants` again after every `payverify db upgrade`.")
-    for line in lines:
+    for line in found.statements:
         click.echo(line)
     return ExitStatus.OK

@@ -8,12 +8,14 @@ nothing more: json.dumps escapes every control character (and, ensure_ascii, eve
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from payverify.modes.check import CheckResult
+from payverify.modes.pending import PendingRow
 from payverify.modes.sweep import FAILURES_KEPT, SweepReport
 from payverify.money import format_amount
 from payverify.orders.notices import checkout_context
@@ -105,24 +107,24 @@ def print_check(check: CheckResult) -> None:
         say("Done:     " + "; ".join(done))
     else:
         say(f"Done:     nothing changed ({settled.outcome})")
-    for row in check.outbox:
-        when = f", sent {row['sent_at']:%Y-%m-%d %H:%M UTC}" if row.get("sent_at") else ""
-        error = f", last error: {row['last_error']}" if row.get("last_error") and row["status"] != "sent" else ""
-        say(f"Mail:     {row['kind']} to {', '.join(row['recipients'])}: {row['status']}"
-            f" (attempts {row['attempts']}{when}{error})")
+    for mail in check.outbox:
+        when = f", sent {mail.sent_at:%Y-%m-%d %H:%M UTC}" if mail.sent_at else ""
+        error = f", last error: {mail.last_error}" if mail.last_error and mail.status != "sent" else ""
+        say(f"Mail:     {mail.kind} to {', '.join(mail.recipients)}: {mail.status}"
+            f" (attempts {mail.attempts}{when}{error})")
     if not check.outbox:
         say("Mail:     none queued for this order")
     timed = check.timed_confirmation
-    if timed is not None:
-        began = timed["ticket_clock_started_at"].astimezone(UTC)
-        say(f"Ticket:   confirmation accepted {duration(timed['time_to_ticket_seconds'])} after the customer "
+    if timed is not None and timed.ticket_clock_started_at is not None and timed.time_to_ticket_seconds is not None:
+        began = timed.ticket_clock_started_at.astimezone(UTC)
+        say(f"Ticket:   confirmation accepted {duration(timed.time_to_ticket_seconds)} after the customer "
             f"began waiting ({began:%Y-%m-%d %H:%M:%S} UTC)")
     if check.audit:
         say("Attempts: (newest first)")
-    for row in check.audit:
-        sumup = row["sumup_status"] or (f"HTTP {row['http_status']}" if row["http_status"] else "no answer")
-        say(f"  {row['created_at']:%Y-%m-%d %H:%M:%S} {row['command']:<6} {sumup:<10} "
-            f"{row['outcome']:<22} {row['reason']}")
+    for line in check.audit:
+        sumup = line.sumup_status or (f"HTTP {line.http_status}" if line.http_status else "no answer")
+        say(f"  {line.created_at:%Y-%m-%d %H:%M:%S} {line.command:<6} {sumup:<10} "
+            f"{line.outcome:<22} {line.reason}")
 
 
 def check_json(check: CheckResult) -> dict[str, Any]:
@@ -142,9 +144,9 @@ def check_json(check: CheckResult) -> dict[str, Any]:
             "outcome": result.settled.outcome, "applied": result.settled.applied,
             "tickets_issued": result.settled.tickets_issued, "queued": list(result.settled.queued)},
         "dry_run": result.settled is None,
-        "attempts": check.audit,
-        "mail": check.outbox,
-        "time_to_ticket_seconds": None if timed is None else timed["time_to_ticket_seconds"],
+        "attempts": [asdict(line) for line in check.audit],
+        "mail": [asdict(mail) for mail in check.outbox],
+        "time_to_ticket_seconds": None if timed is None else timed.time_to_ticket_seconds,
     }
 
 
@@ -196,7 +198,7 @@ def age(seconds: int) -> str:
     return f"{minutes // 1440}d{(minutes % 1440) // 60:02d}h"
 
 
-def print_pending(orders: list[dict[str, Any]], *, stuck_minutes: float | None) -> None:
+def print_pending(orders: list[PendingRow], *, stuck_minutes: float | None) -> None:
     if not orders:
         what = f"stuck for more than {stuck_minutes:g} minutes" if stuck_minutes else "awaiting verification or review"
         say(f"No orders {what}.")
@@ -204,19 +206,19 @@ def print_pending(orders: list[dict[str, Any]], *, stuck_minutes: float | None) 
     say(f"{'ORDER':<14} {'STATUS':<22} {'AGE':>7}  {'ARTIST':<20} {'LAST SUMUP ANSWER':<30} {'CHECKS':>6} "
         f"{'ERRORS':>6}  MAIL")
     for o in orders:
-        answer = o["last_sumup_status"] or (f"HTTP {o['last_http_status']}" if o["last_http_status"] else "")
+        answer = o.last_sumup_status or (f"HTTP {o.last_http_status}" if o.last_http_status else "")
         if not answer:
-            answer = "not checked yet" if not o["checks"] else (o["last_outcome"] or "")
-        mail = ", ".join(part for part in (f"{o['mail_queued']} queued" if o["mail_queued"] else "",
-                                           f"{o['mail_failed']} FAILED" if o["mail_failed"] else "") if part) or "-"
-        errors = o["consecutive_errors"]
+            answer = "not checked yet" if not o.checks else (o.last_outcome or "")
+        mail = ", ".join(part for part in (f"{o.mail_queued} queued" if o.mail_queued else "",
+                                           f"{o.mail_failed} FAILED" if o.mail_failed else "") if part) or "-"
+        errors = o.consecutive_errors
         # Escaped before padding, so the columns line up; a cut is shown by a final "…".
-        number, status = printable(o["order_number"]), printable(o["status"])
-        artist, answer = printable(o["artist_name"], 20), printable(answer, 30)
-        say(f"{number:<14} {status:<22} {age(o['age_seconds']):>7}  {artist:<20} "
-            f"{answer:<30} {o['checks']:>6} {errors or '-':>6}  {mail}")
-        if errors:  # the error itself on its own line: it is too long for a column
-            since = o["first_error_at"].astimezone(UTC)
+        number, status = printable(o.order_number), printable(o.status)
+        artist, answer = printable(o.artist_name, 20), printable(answer, 30)
+        say(f"{number:<14} {status:<22} {age(o.age_seconds):>7}  {artist:<20} "
+            f"{answer:<30} {o.checks:>6} {errors or '-':>6}  {mail}")
+        if errors and o.first_error_at is not None:  # the error itself on its own line: too long for a column
+            since = o.first_error_at.astimezone(UTC)
             say(f"{'':<14} last error ({errors} run(s) in a row since {since:%Y-%m-%d %H:%M} UTC): "
-                f"{o['last_error']}")
+                f"{o.last_error}")
     say(f"{len(orders)} orders. `payverify check ORDER` shows one in full.")

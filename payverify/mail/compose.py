@@ -14,28 +14,29 @@ from payverify.config import Settings
 from payverify.errors import ConfigError
 from payverify.mail import message as mime
 from payverify.mail.kinds import CONFIRMATION, REGISTRY
+from payverify.mail.rows import OutgoingRow
 
 if TYPE_CHECKING:
     from payverify.mail.render import Renderer
 
 
-def compose(row: dict[str, Any], tickets: list[dict[str, Any]] | None, settings: Settings,
+def compose(row: OutgoingRow, tickets: list[dict[str, Any]] | None, settings: Settings,
             renderer: Renderer) -> mime.Composed:
     """The message for one outbox row; `tickets` are its order's (a confirmation's), else None.
     Raises mime.BadAddress for an address no server would take, anything else for a template bug."""
-    context = row["context"]
-    kind = row["kind"]
+    context = row.context
+    kind = row.kind
     attachments: list[mime.Attachment] = []
     if kind == CONFIRMATION and tickets is not None:
         attachments = confirmation_attachments(context, tickets, settings)
     rendered = renderer.render(kind, context, tickets=tickets)
     customer = REGISTRY[kind].to_customer
-    recipients = [mime.address(r, context.get("customer_name", "") if customer else "") for r in row["recipients"]]
+    recipients = [mime.address(r, context.get("customer_name", "") if customer else "") for r in row.recipients]
     mail_from = settings.mail_from
     if mail_from is None:  # not reached: the sender sends nothing without it
         raise ConfigError("PAYVERIFY_MAIL_FROM is not set")
     sender = mime.sender_address(mail_from, settings.display_site_name)
-    message = mime.build(rendered=rendered, sender=sender, recipients=recipients, message_id=row["message_id"],
+    message = mime.build(rendered=rendered, sender=sender, recipients=recipients, message_id=row.message_id,
                          attachments=attachments, auto_generated=not customer)
     return mime.flatten(message, sender.addr_spec, [r.addr_spec for r in recipients])
 

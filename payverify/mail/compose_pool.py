@@ -35,6 +35,7 @@ import structlog
 from payverify.config import Settings
 from payverify.mail import message as mime
 from payverify.mail.compose import compose
+from payverify.mail.rows import OutgoingRow
 from payverify.mail.secretless_spawn import SecretlessSpawnContext
 from payverify.secret import Secret
 
@@ -72,7 +73,7 @@ def without_secrets(settings: Settings) -> Settings:
 
 
 class ComposePool:
-    """Shared by a run's mail threads; `compose` returns None when the caller should compose itself."""
+    """Shared by a run's mail threads; `start` returns None when the caller should compose itself."""
 
     def __init__(self, settings: Settings, processes: int, *, retire_after: float = RETIRE_AFTER_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -124,7 +125,7 @@ class ComposePool:
                          name="compose-retire").start()
         log.info("mail.compose_pool_retired", idle_seconds=round(idle_for))
 
-    def start(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> Future[mime.Composed] | None:
+    def start(self, row: OutgoingRow, tickets: list[dict[str, Any]] | None) -> Future[mime.Composed] | None:
         """Begin composing in a worker; None when none is running (not started, starting, or lost)."""
         with self._lock:
             pool, ready = self._pool, self._ready
@@ -151,10 +152,6 @@ class ComposePool:
             if pool is not None:
                 self._lost(pool, exc)
             return None
-
-    def compose(self, row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> mime.Composed | None:
-        started = self.start(row, tickets)
-        return None if started is None else self.finish(started)
 
     def _lost(self, pool: ProcessPoolExecutor, exc: BaseException) -> None:
         """A worker died or hangs: kill them all (they hold nothing but their time, and a stuck one
@@ -229,7 +226,7 @@ def _ready() -> None:
     """The first task: returns once the worker has started (its imports done)."""
 
 
-def _compose(row: dict[str, Any], tickets: list[dict[str, Any]] | None) -> mime.Composed:
+def _compose(row: OutgoingRow, tickets: list[dict[str, Any]] | None) -> mime.Composed:
     assert _worker is not None, "worker not started"
     settings, renderer = _worker
     return compose(row, tickets, settings, renderer)

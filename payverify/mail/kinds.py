@@ -21,7 +21,7 @@ PER_ORDER, PER_ARTIST, PER_OUTBOX_ROW = "order", "artist", "outbox"
 
 
 @dataclass(frozen=True)
-class Kind:
+class MailType:
     name: str  # also the template's name: templates/emails/<name>.html and .txt
     subject: str  # a Jinja template of one line; alerts start with "[payverify] " so staff can filter them
     to_customer: bool  # True: the order's e-mail address; False: staff (PAYVERIFY_ALERT_EMAIL)
@@ -32,34 +32,31 @@ class Kind:
         return not self.to_customer
 
     def key(self, ident: object) -> str:
-        """The de-duplication key of this kind for one order, artist or outbox row."""
+        """The de-duplication key of this mail type for one order, artist or outbox row."""
         assert self.dedup_per is not None, f"{self.name} is not de-duplicated"
         return f"{self.name}:{self.dedup_per}:{ident}"
 
 
-REGISTRY: dict[str, Kind] = {k.name: k for k in (
-    Kind(CONFIRMATION, "Your tickets for {{ event.title }} – order {{ order_number }}", True, PER_ORDER),
-    Kind(PAYMENT_FAILED, "Your payment for order {{ order_number }} did not go through – no tickets issued",
+REGISTRY: dict[str, MailType] = {t.name: t for t in (
+    MailType(CONFIRMATION, "Your tickets for {{ event.title }} – order {{ order_number }}", True, PER_ORDER),
+    MailType(PAYMENT_FAILED, "Your payment for order {{ order_number }} did not go through – no tickets issued",
          True, PER_ORDER),
-    Kind(ALERT_REVIEW, "[payverify] Order {{ order_number }} needs manual review", False, PER_ORDER),
-    Kind(ALERT_LATE_PAYMENT,
+    MailType(ALERT_REVIEW, "[payverify] Order {{ order_number }} needs manual review", False, PER_ORDER),
+    MailType(ALERT_LATE_PAYMENT,
          "[payverify] Late payment: order {{ order_number }} was {{ status }}, tickets now issued", False, PER_ORDER),
-    Kind(ALERT_RECONNECT,
+    MailType(ALERT_RECONNECT,
          "[payverify] SumUp refused the credentials for {{ artist.name }} – orders not verified", False, PER_ARTIST),
-    Kind(ALERT_STUCK, "[payverify] {{ orders|length }} order(s) stuck in pending_verification"
+    MailType(ALERT_STUCK, "[payverify] {{ orders|length }} order(s) stuck in pending_verification"
                       " over {{ '%g'|format(stuck_minutes) }} min:"
                       " {{ orders|map(attribute='order_number')|join(', ') }}", False, None),
-    Kind(ALERT_MAIL_FAILED, "[payverify] Mail not delivered: {{ failed.kind }}"
+    MailType(ALERT_MAIL_FAILED, "[payverify] Mail not delivered: {{ failed.kind }}"
                             "{% if failed.order_number %} for order {{ failed.order_number }}{% endif %}",
          False, PER_OUTBOX_ROW),
-    Kind(ALERT_ORDER_ERROR, "[payverify] Order {{ order_number or 'id %s'|format(order_id) }} could not be"
+    MailType(ALERT_ORDER_ERROR, "[payverify] Order {{ order_number or 'id %s'|format(order_id) }} could not be"
                             " verified in {{ runs }} runs in a row", False, PER_ORDER),
-    Kind(ALERT_RECONCILE, "[payverify] Reconciliation: {{ discrepancies|length }} new discrepanc"
+    MailType(ALERT_RECONCILE, "[payverify] Reconciliation: {{ discrepancies|length }} new discrepanc"
                           "{{ 'y' if discrepancies|length == 1 else 'ies' }} between SumUp and the orders",
          False, None),
 )}
-KINDS = frozenset(REGISTRY)
+MAIL_TYPES = frozenset(REGISTRY)  # their names, as the outbox's kind column holds them
 
-
-def kind(name: str) -> Kind:
-    return REGISTRY[name]

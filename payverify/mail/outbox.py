@@ -60,8 +60,8 @@ def queue(tx: Tx, settings: Settings, message: OutboxMessage) -> int | None:
 
 
 def reconnect_key(artist_id: int | None) -> str:
-    kind = REGISTRY[ALERT_RECONNECT]
-    return kind.key(artist_id) if artist_id is not None else f"{kind.name}:platform"
+    mail_type = REGISTRY[ALERT_RECONNECT]
+    return mail_type.key(artist_id) if artist_id is not None else f"{mail_type.name}:platform"
 
 
 def reconnect_alert(artist_id: int | None, artist_name: str, problem: str, settings: Settings) -> OutboxMessage:

@@ -27,7 +27,7 @@ import payverify
 from payverify.addresses import one_line
 from payverify.config import Settings
 from payverify.errors import ConfigError
-from payverify.mail.kinds import KINDS, REGISTRY
+from payverify.mail.kinds import MAIL_TYPES, REGISTRY
 from payverify.money import format_amount
 from payverify.printable import printable
 
@@ -143,7 +143,7 @@ class Renderer:
         return admin_order_url(self.settings.site_url, order_id)
 
     def render(self, kind: str, context: dict[str, Any], *, tickets: list[dict] | None = None) -> Rendered:
-        if kind not in KINDS:
+        if kind not in MAIL_TYPES:
             raise ValueError(f"no mail template for kind {kind!r}")
         full = {
             **context,

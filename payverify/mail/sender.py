@@ -28,6 +28,7 @@ from payverify.mail import outbox
 from payverify.mail.compose import compose
 from payverify.mail.feed import MailFeed
 from payverify.mail.kinds import ALERT_MAIL_FAILED, CONFIRMATION, REGISTRY
+from payverify.mail.rows import OutgoingRow
 from payverify.mail.smtp import DeliveryFailed, SmtpTransport, parse_smtp_url
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ class OutboxSender:
                     break
         except BaseException as exc:
             if claimed is not None and isinstance(exc, (DatabaseError, DatabaseUnavailable)):
-                LEFT_BEHIND.add(self.owner, claimed.row["id"])
+                LEFT_BEHIND.add(self.owner, claimed.row.id)
             elif claimed is not None:  # a bug, say: not this message's fault
                 self._release(claimed, why=exc)
             raise
@@ -151,15 +152,16 @@ class OutboxSender:
         taken = None  # once the claim is committed
         try:
             with self.db.transaction() as tx:
-                row = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
-                             fresh_since=feed.fresh_since if feed is not None else None, order_id=order_id,
-                             owner=self.owner, alive_seconds=ALIVE_SECONDS, left_behind=left_behind)
-                if row is None:
+                found = tx.one("claim_outbox_row", lease_seconds=CLAIM_LEASE_SECONDS, give_up_hours=GIVE_UP_HOURS,
+                               fresh_since=feed.fresh_since if feed is not None else None, order_id=order_id,
+                               owner=self.owner, alive_seconds=ALIVE_SECONDS, left_behind=left_behind)
+                if found is None:
                     return None
+                row = OutgoingRow.from_row(found)
                 tickets = None
-                if row["kind"] == CONFIRMATION and row["order_id"] is not None:
-                    tickets = tx.all("order_tickets", order_id=row["order_id"])
-            taken = row["id"]
+                if row.kind == CONFIRMATION and row.order_id is not None:
+                    tickets = tx.all("order_tickets", order_id=row.order_id)
+            taken = row.id
         finally:
             LEFT_BEHIND.add(self.owner, *(i for i in left_behind if i != taken))
         return Claimed(row, tickets, self._pool.start(row, tickets) if self._pool is not None else None)
@@ -173,13 +175,13 @@ class OutboxSender:
         try:
             with self.db.transaction() as tx:
                 if why is None:
-                    tx.run("release_outbox_row", id=claimed.row["id"])
+                    tx.run("release_outbox_row", id=claimed.row.id)
                 else:
                     reason = str(why) if isinstance(why, PayverifyError) else type(why).__name__
-                    tx.run("give_back_outbox_row", id=claimed.row["id"], error=f"not sent: {reason}")
+                    tx.run("give_back_outbox_row", id=claimed.row.id, error=f"not sent: {reason}")
         except (DatabaseError, DatabaseUnavailable) as exc:  # the next claim of this process takes it back
-            LEFT_BEHIND.add(self.owner, claimed.row["id"])
-            log.warning("mail.release_failed", outbox_id=claimed.row["id"], error=str(exc))
+            LEFT_BEHIND.add(self.owner, claimed.row.id)
+            log.warning("mail.release_failed", outbox_id=claimed.row.id, error=str(exc))
 
     def _deliver(self, claimed: Claimed, transport: SmtpTransport, renderer: Renderer,
                  report: SendReport) -> DeliveryFailed | None:
@@ -190,10 +192,10 @@ class OutboxSender:
             self._fail(row, f"cannot be sent: {exc}", report)
             return None
         except Exception as exc:  # a template or attachment bug: retried, alerted after 24 h
-            log.error("mail.build_failed", outbox_id=row["id"], kind=row["kind"], error=type(exc).__name__,
+            log.error("mail.build_failed", outbox_id=row.id, kind=row.kind, error=type(exc).__name__,
                       exc_info=True)
             exc = DeliveryFailed(f"message could not be built ({type(exc).__name__})")
-            if row["too_old"]:
+            if row.too_old:
                 self._fail(row, f"still failing after {GIVE_UP_HOURS} h: {exc.reason}", report)
             else:
                 self._retry(row, exc.reason, report)
@@ -208,10 +210,10 @@ class OutboxSender:
                 # The server as a whole (refused, dropped, 421, login): not this message's fault, so no
                 # attempt is counted against it and no backoff delays it; the run stops sending instead.
                 with self.db.transaction() as tx:
-                    tx.run("give_back_outbox_row", id=row["id"], error=exc.reason)
-                log.info("mail.smtp_failed", outbox_id=row["id"], kind=row["kind"], error=exc.reason)
+                    tx.run("give_back_outbox_row", id=row.id, error=exc.reason)
+                log.info("mail.smtp_failed", outbox_id=row.id, kind=row.kind, error=exc.reason)
                 return exc
-            if exc.permanent or row["too_old"]:
+            if exc.permanent or row.too_old:
                 why = exc.reason if exc.permanent else f"still failing after {GIVE_UP_HOURS} h: {exc.reason}"
                 self._fail(row, why, report)
             else:
@@ -221,38 +223,38 @@ class OutboxSender:
         note = f"refused by the server for {', '.join(refused)}" if refused else None
         faults.point("before_mark_sent")
         with self.db.transaction() as tx:
-            tx.run("mark_outbox_sent", id=row["id"], note=note)
+            tx.run("mark_outbox_sent", id=row.id, note=note)
         report.sent += 1
-        log.info("mail.sent", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"],
-                 attempts=row["attempts"], message_id=row["message_id"], composed_by=composed_by)
+        log.info("mail.sent", outbox_id=row.id, kind=row.kind, order_id=row.order_id,
+                 attempts=row.attempts, message_id=row.message_id, composed_by=composed_by)
         return None
 
-    def _still_ours(self, row: dict[str, Any]) -> bool:
+    def _still_ours(self, row: OutgoingRow) -> bool:
         """A process stopped for longer than ALIVE_SECONDS (SIGSTOP, a stall) loses its claims, and
         another may have sent the row meanwhile: asked just before SMTP, so a second copy can only come
         from the documented window (accepted by the server, not marked sent yet)."""
         if self.owner is None:
             return True
         with self.db.transaction() as tx:
-            held = tx.one("outbox_claim_held", id=row["id"], owner=self.owner) is not None
+            held = tx.one("outbox_claim_held", id=row.id, owner=self.owner) is not None
         if not held:
-            log.warning("mail.claim_lost", outbox_id=row["id"], kind=row["kind"], console=False)
+            log.warning("mail.claim_lost", outbox_id=row.id, kind=row.kind, console=False)
         return held
 
-    def _retry(self, row: dict[str, Any], reason: str, report: SendReport) -> None:
+    def _retry(self, row: OutgoingRow, reason: str, report: SendReport) -> None:
         with self.db.transaction() as tx:
-            tx.run("mark_outbox_retry", id=row["id"], error=reason, delay_seconds=backoff_seconds(row["attempts"]))
+            tx.run("mark_outbox_retry", id=row.id, error=reason, delay_seconds=backoff_seconds(row.attempts))
         report.retried += 1
-        log.info("mail.retry", outbox_id=row["id"], kind=row["kind"], error=reason, attempts=row["attempts"])
+        log.info("mail.retry", outbox_id=row.id, kind=row.kind, error=reason, attempts=row.attempts)
 
-    def _fail(self, row: dict[str, Any], reason: str, report: SendReport) -> None:
+    def _fail(self, row: OutgoingRow, reason: str, report: SendReport) -> None:
         """Give up on a row, and tell staff once (unless the row was itself such an alert)."""
         with self.db.transaction() as tx:
-            tx.run("mark_outbox_failed", id=row["id"], error=reason)
-            if row["kind"] != ALERT_MAIL_FAILED:
+            tx.run("mark_outbox_failed", id=row.id, error=reason)
+            if row.kind != ALERT_MAIL_FAILED:
                 outbox.queue(tx, self.settings, mail_failed_alert(row, reason, self.settings))
         report.failed += 1
-        log.error("mail.failed", outbox_id=row["id"], kind=row["kind"], order_id=row["order_id"], error=reason)
+        log.error("mail.failed", outbox_id=row.id, kind=row.kind, order_id=row.order_id, error=reason)
 
     def _compose(self, claimed: Claimed, renderer: Renderer) -> tuple[mime.Composed, str]:
         """The message, and who composed it: a worker process, or this thread."""
@@ -294,20 +296,20 @@ class Claimed:
     """An outbox row claimed for sending, with its order's tickets (a confirmation's, else None) and,
     when worker processes compose, the composing they have begun."""
 
-    row: dict[str, Any]
+    row: OutgoingRow
     tickets: list[dict[str, Any]] | None
     started: Future[mime.Composed] | None = None
 
 
-def mail_failed_alert(row: dict[str, Any], reason: str, settings: Settings) -> outbox.OutboxMessage:
-    context = row["context"] or {}
+def mail_failed_alert(row: OutgoingRow, reason: str, settings: Settings) -> outbox.OutboxMessage:
+    context = row.context or {}
     return outbox.OutboxMessage(
-        kind=ALERT_MAIL_FAILED, dedup_key=REGISTRY[ALERT_MAIL_FAILED].key(row["id"]), order_id=row["order_id"],
+        kind=ALERT_MAIL_FAILED, dedup_key=REGISTRY[ALERT_MAIL_FAILED].key(row.id), order_id=row.order_id,
         recipients=settings.alert_recipients,
-        context={"failed": {"id": row["id"], "kind": row["kind"], "recipients": list(row["recipients"]),
-                            "attempts": row["attempts"], "last_error": reason,
-                            "order_number": context.get("order_number"), "order_id": row["order_id"],
-                            "created_at": row["created_at"]}})
+        context={"failed": {"id": row.id, "kind": row.kind, "recipients": list(row.recipients),
+                            "attempts": row.attempts, "last_error": reason,
+                            "order_number": context.get("order_number"), "order_id": row.order_id,
+                            "created_at": row.created_at}})
 
 
 # What `check` and `resend` may spend on mail before they answer: the person waiting is on a terminal.

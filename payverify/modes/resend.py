@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from payverify.config import Settings
@@ -9,8 +10,10 @@ from payverify.db import Database
 from payverify.errors import DatabaseError, NotAllowed
 from payverify.mail import outbox
 from payverify.mail.kinds import CONFIRMATION
+from payverify.mail.sender import INTERACTIVE_MAIL_SECONDS, SendReport, deliver
 from payverify.models import COMPLETED, Order, OrderItem
 from payverify.modes.check import resolve_order
+from payverify.modes.runtime import Runtime
 from payverify.orders import notices
 
 
@@ -21,10 +24,25 @@ class Queued:
     order_number: str
     recipient: str
 
-    def state(self, db: Database) -> str:
+
+@dataclass(frozen=True)
+class Resent:
+    order_number: str
+    recipient: str
+    state: str  # the message's outbox status after the delivery, with its last error if any
+    mail: SendReport
+
+
+def resend(rt: Runtime, ref: str, to_address: str | None) -> Resent:
+    """Queue the confirmation again and send it within INTERACTIVE_MAIL_SECONDS (else a later run does)."""
+    with rt.database() as db, rt.presence("resend"):
+        queued = queue_resend(rt.settings, db, ref, to_address)
+        mail = deliver(rt.settings, db, order_id=queued.order_id, deadline=time.monotonic() + INTERACTIVE_MAIL_SECONDS,
+                       owner=rt.lease_owner)
         with db.transaction() as tx:
-            row = tx.require_one("outbox_row_state", id=self.outbox_id)
-        return row["status"] if not row["last_error"] else f"{row['status']} ({row['last_error']})"
+            row = tx.require_one("outbox_row_state", id=queued.outbox_id)
+    state = row["status"] if not row["last_error"] else f"{row['status']} ({row['last_error']})"
+    return Resent(order_number=queued.order_number, recipient=queued.recipient, state=state, mail=mail)
 
 
 def queue_resend(settings: Settings, db: Database, ref: str, to_address: str | None) -> Queued:

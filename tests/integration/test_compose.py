@@ -207,11 +207,18 @@ def started_pool(processes: int = 1) -> ComposePool:
     return pool
 
 
+def worker_composed(pool: ComposePool, row, tickets) -> mime.Composed | None:
+    """As the sender asks for a message: begun in a worker, then waited for; None when it would compose
+    the message itself."""
+    started = pool.start(row, tickets)
+    return None if started is None else pool.finish(started)
+
+
 def wait_ready(pool: ComposePool, row, tickets) -> mime.Composed:
     """The first message the workers compose, once they have started."""
     give_up = time.monotonic() + 60  # a new interpreter and the mail path's imports, on a loaded machine
     while time.monotonic() < give_up:
-        message = pool.compose(row, tickets)
+        message = worker_composed(pool, row, tickets)
         if message is not None:
             return message
         time.sleep(0.05)
@@ -227,7 +234,7 @@ def test_workers_start_only_after_a_busy_streak_and_compose_what_the_sender_woul
         pool.idle()  # the outbox was found empty: the streak starts again
         for _ in range(BUSY_STREAK - 1):
             pool.busy()
-        assert pool.compose(row, tickets) is None  # no worker: the sender composes itself
+        assert worker_composed(pool, row, tickets) is None  # no worker: the sender composes itself
         assert multiprocessing.active_children() == []
         pool.busy()
         by_worker = wait_ready(pool, row, tickets)
@@ -246,14 +253,14 @@ def test_a_template_error_in_a_worker_reaches_the_sender_as_itself():
     pool = started_pool()
     try:
         wait_ready(pool, row, tickets)
-        broken = {**row, "context": {k: v for k, v in row["context"].items() if k != "order_number"}}
+        broken = replace(row, context={k: v for k, v in row.context.items() if k != "order_number"})
         with pytest.raises(Exception) as raised:
-            pool.compose(broken, tickets)
+            worker_composed(pool, broken, tickets)
         assert "order_number" in str(raised.value)
-        bad = {**row, "recipients": ["not an address"]}
+        bad = replace(row, recipients=("not an address",))
         with pytest.raises(mime.BadAddress):
-            pool.compose(bad, tickets)
-        assert pool.compose(row, tickets) is not None  # the worker carries on
+            worker_composed(pool, bad, tickets)
+        assert worker_composed(pool, row, tickets) is not None  # the worker carries on
     finally:
         pool.close()
 
@@ -267,13 +274,13 @@ def test_a_killed_worker_leaves_the_composing_to_the_senders_until_the_next_burs
         with structlog.testing.capture_logs() as logs:
             os.kill(worker.pid, signal.SIGKILL)
             worker.join(10)
-            assert pool.compose(row, tickets) is None
-            assert pool.compose(row, tickets) is None
+            assert worker_composed(pool, row, tickets) is None
+            assert worker_composed(pool, row, tickets) is None
         lost = [e for e in logs if e["event"] == "mail.compose_pool_lost"]
         assert len(lost) == 1 and lost[0]["log_level"] == "warning"
         for _ in range(BUSY_STREAK):
             pool.busy()
-        assert pool.compose(row, tickets) is None  # not restarted within the burst
+        assert worker_composed(pool, row, tickets) is None  # not restarted within the burst
         pool.idle()  # the burst is over: the next one may start workers again
         for _ in range(BUSY_STREAK):
             pool.busy()
@@ -304,7 +311,7 @@ def test_idle_workers_are_shut_down_and_the_next_burst_starts_them_again(uncache
             time.sleep(0.1)
         assert multiprocessing.active_children() == []
         assert [e["event"] for e in logs] == ["mail.compose_pool_retired"]
-        assert pool.compose(row, tickets) is None  # the senders compose themselves meanwhile
+        assert worker_composed(pool, row, tickets) is None  # the senders compose themselves meanwhile
         for _ in range(BUSY_STREAK):
             pool.busy()
         by_worker = wait_ready(pool, row, tickets)  # retired, not lost: a new burst has workers again

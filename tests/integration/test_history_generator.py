@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from payverify.exitcodes import ExitStatus
-from payverify.mail.kinds import KINDS
+from payverify.mail.kinds import MAIL_TYPES
 from payverify_dev.history import ARTIST_NAMES, EVENTS, STATUS_MIX, build_history
 from tests.helpers import rows, scalar
 
@@ -96,7 +96,7 @@ def test_payverify_tables_as_after_long_use(db, history):
                       "OR last_checked_at > now() - interval '1 day'") == 0
     assert scalar(db, "SELECT sum(runs) FROM payverify_run_counts") == ROWS  # as the trigger would count
     outbox = rows(db, "SELECT kind, status, count(*) AS n FROM payverify_outbox GROUP BY kind, status")
-    assert {r["kind"] for r in outbox} <= KINDS
+    assert {r["kind"] for r in outbox} <= MAIL_TYPES
     assert {r["status"] for r in outbox} == {"sent", "failed", "cancelled"}  # nothing left to send
     assert sum(r["n"] for r in outbox if r["status"] == "sent") > 0.95 * ROWS
     assert scalar(db, "SELECT count(*) FROM payverify_runs WHERE started_at > now()") == 0

@@ -15,8 +15,9 @@ from jinja2 import UndefinedError
 from payverify.config import Settings
 from payverify.errors import ConfigError
 from payverify.mail import outbox
-from payverify.mail.kinds import KINDS
+from payverify.mail.kinds import MAIL_TYPES
 from payverify.mail.render import Renderer, clean_subject, templates_dir
+from payverify.mail.rows import OutgoingRow
 from payverify.mail.sender import mail_failed_alert
 from payverify.models import Order
 from payverify.orders import decision as d
@@ -80,9 +81,10 @@ def stuck_context() -> dict:
 
 def mail_failed_context() -> dict:
     """The undeliverable-mail alert as the sender queues it for a confirmation refused with a 550."""
-    row = {"id": 88, "kind": "order_confirmation", "recipients": ["ann@example.com"], "attempts": 13,
-           "order_id": 1042, "created_at": datetime(2026, 12, 1, 18, 0, tzinfo=UTC),
-           "context": {"order_number": "JE-7F3K2Q"}}
+    row = OutgoingRow(id=88, kind="order_confirmation", recipients=("ann@example.com",), attempts=13,
+                      order_id=1042, created_at=datetime(2026, 12, 1, 18, 0, tzinfo=UTC),
+                      context={"order_number": "JE-7F3K2Q"}, message_id="<order-confirmation.88@example.com>",
+                      too_old=False)
     reason = "550 5.1.1 <ann@example.com>: Recipient address rejected"
     return roundtrip(mail_failed_alert(row, reason, SETTINGS).context)
 
@@ -152,7 +154,7 @@ KEY_FIGURES = {
                                 "3 runs in a row", "Tuesday 1 December 2026, 18:05 (GMT)", "payverify check JE-7F3K2Q",
                                 "order.error", f"{SITE}/admin/orders/order/1042/change/"],
 }
-ORDER_KINDS = sorted(KINDS - {"admin_alert_reconnect_sumup", "admin_alert_reconcile"})
+ORDER_KINDS = sorted(MAIL_TYPES - {"admin_alert_reconnect_sumup", "admin_alert_reconcile"})
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +164,10 @@ def renderer() -> Renderer:
 
 def test_samples_cover_every_kind():
     """A new kind without a sample (and so without a rendering test) fails here."""
-    assert set(samples()) == set(KINDS) == set(KEY_FIGURES)
+    assert set(samples()) == set(MAIL_TYPES) == set(KEY_FIGURES)
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(MAIL_TYPES))
 def test_every_kind_renders_with_its_figures(renderer, kind):
     """Both parts of every kind render from a realistic context and carry the figures staff/customers need."""
     context, tickets = samples()[kind]
@@ -185,7 +187,7 @@ def test_subject_names_the_order(renderer, kind):
     assert "JE-7F3K2Q" in renderer.render(kind, context, tickets=tickets).subject
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(MAIL_TYPES))
 def test_html_is_self_contained_with_inlined_css(renderer, kind):
     """CSS went into style="" attributes; no <style>, <link>, <script> or remote resource is left;
     the only URLs are links to the site itself."""
