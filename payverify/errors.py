@@ -48,6 +48,20 @@ class OrderNotFound(PayverifyError):
     exit_status = ExitStatus.ORDER_NOT_FOUND
 
 
+class OrderBusy(PayverifyError):
+    """`check`: another live run kept the order's lease (it is asking SumUp about it) for too long."""
+
+    exit_status = ExitStatus.SUMUP_UNAVAILABLE
+
+
+class OrderNotVerified(PayverifyError):
+    """`check`: the order's attempt raised (recorded as its error streak); the error's own exit status."""
+
+    def __init__(self, message: str, *, exit_status: ExitStatus) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 class NotAllowed(PayverifyError):
     exit_status = ExitStatus.NOT_ALLOWED
 

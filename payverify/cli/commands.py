@@ -136,7 +136,7 @@ def check(config_file, order, dry_run, as_json) -> int:
     from payverify.cli import report
     from payverify.modes.check import check_order
 
-    result = check_order(start(config_file), order, dry_run=dry_run)
+    result = check_order(start(config_file), order, dry_run=dry_run, waiting=report.warn)
     if as_json:
         click.echo(json.dumps(report.check_json(result), indent=2, default=str))
     else:

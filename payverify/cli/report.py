@@ -30,6 +30,11 @@ def say(line: str = "") -> None:
     click.echo(printable(line))
 
 
+def warn(line: str) -> None:
+    """One line on stderr, while the command goes on: what it is waiting for, say."""
+    click.echo(printable(f"payverify: {line}"), err=True)
+
+
 def print_sweep(report: SweepReport, *, per_order: bool) -> None:
     """Per-order lines (dry runs), then a summary table by outcome."""
     mode = "dry run, nothing written" if report.dry_run else f"run {report.run_id}"

@@ -17,6 +17,7 @@ from payverify.addresses import one_line
 from payverify.config import Settings
 from payverify.db import Database
 from payverify.errors import DatabaseError, DatabaseUnavailable, PayverifyError
+from payverify.exitcodes import ExitStatus
 from payverify.orders.lease import NOTICED, leased
 from payverify.orders.settle import Attempt, record_error
 from payverify.orders.verify import Result, Verifier
@@ -40,6 +41,7 @@ class OrderFailure:
     order_number: str | None  # None when unknown (the order is gone, or recording the error failed)
     error: str  # safe and one line (describe())
     runs: int  # erroring attempts in a row; 0 when not recorded (dry run, or the record failed)
+    exit_status: ExitStatus = ExitStatus.ERROR  # the error's own, for a command about this one order
 
 
 Outcome = tuple[str, Result | OrderFailure | None]
@@ -123,10 +125,11 @@ def attempt_order(workers: Workers, settings: Settings, attempt: Attempt, order_
 def _failed(worker: Worker, settings: Settings, attempt: Attempt, order_id: int, exc: Exception, *,
             dry_run: bool, console: bool) -> OrderFailure:
     error = describe(exc)
+    exit_status = exc.exit_status if isinstance(exc, PayverifyError) else ExitStatus.ERROR
     log.error("order.error", run_id=attempt.run_id, order_id=order_id, error=error, exc_info=True, console=console)
     if dry_run:  # writes nothing, not even the error
-        return OrderFailure(order_id, _order_number(worker.db, order_id), error, 0)
-    return record_failure(worker.db, settings, attempt, order_id, error)
+        return OrderFailure(order_id, _order_number(worker.db, order_id), error, 0, exit_status)
+    return record_failure(worker.db, settings, attempt, order_id, error, exit_status=exit_status)
 
 
 def describe(exc: Exception) -> str:
@@ -145,12 +148,13 @@ def _order_number(db: Database, order_id: int) -> str | None:
     return found["order_number"] if found else None
 
 
-def record_failure(db: Database, settings: Settings, attempt: Attempt, order_id: int, error: str) -> OrderFailure:
+def record_failure(db: Database, settings: Settings, attempt: Attempt, order_id: int, error: str, *,
+                   exit_status: ExitStatus = ExitStatus.ERROR) -> OrderFailure:
     """Audit the failed attempt, count it in the order's error streak (alerting staff when it is long
     enough) and move the order back in the queue (it is retried next run)."""
     try:
         with db.transaction() as tx:
             streak = record_error(tx, settings, attempt, order_id, error)
     except DatabaseError:
-        return OrderFailure(order_id, None, error, 0)  # the lease expires by itself
-    return OrderFailure(order_id, streak.order_number, error, streak.runs)
+        return OrderFailure(order_id, None, error, 0, exit_status)  # the lease expires by itself
+    return OrderFailure(order_id, streak.order_number, error, streak.runs, exit_status)

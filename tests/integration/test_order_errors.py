@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from payverify.exitcodes import ExitStatus
 from tests.helpers import row_locked, rows, scalar, status_of
 from tests.observers import PING_TOKEN, PingServer, parse_prometheus, value
 
@@ -185,3 +186,20 @@ def test_dry_run_errors_are_shown_but_not_recorded(seed, event, db, run_payverif
         f"payverify: order {order.order_number} (id {order.id}) could not be verified: unexpected InjectedFault"]
     assert scalar(db, "SELECT count(*) FROM payverify_audit") == 0
     assert scalar(db, "SELECT coalesce(sum(consecutive_errors), 0) FROM payverify_order_state") == 0
+
+
+def test_check_names_a_database_error_in_one_line_and_counts_it(seed, event, db, database_url, run_payverify):
+    """`check` takes the attempt path a sweep takes: the same database error is one stderr line naming
+    the order, exit 1, and counts in the order's error streak as a sweep's would."""
+    event_id, tt = event
+    order = seed.order([(tt, 1)], event_id=event_id)
+    with row_locked(database_url, order.id):
+        result = run_payverify("check", order.order_number, extra_env={"PAYVERIFY_DB_LOCK_TIMEOUT_MS": "300"})
+    assert result.returncode == ExitStatus.ERROR, (result.stdout, result.stderr)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"payverify: order {order.order_number} (id {order.id}) could not be verified: "
+                           "database error: ")
+    assert "lock timeout" in line and result.stdout == ""
+    state = streak(db, order)
+    assert state["consecutive_errors"] == 1 and state["last_error"].startswith("database error: ")
+    assert status_of(db, order.id) == "pending_verification"

@@ -33,7 +33,7 @@ def _named_under(lines: list[str], header: str) -> set[str]:
 
 def _folders() -> list[Path]:
     package = ROOT / "payverify"
-    return [package] + sorted(p for p in package.rglob("*") if p.is_dir() and (p / "__init__.py").exists())
+    return [package, *sorted(p for p in package.rglob("*") if p.is_dir() and (p / "__init__.py").exists())]
 
 
 def test_every_module_is_named_in_its_folder():
