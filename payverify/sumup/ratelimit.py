@@ -2,7 +2,9 @@
 
 Requests are spaced 1/rate apart (no bursts), so any one-second window holds at most rate + 1 of
 them. A 429 slows the whole run: nobody sends until Retry-After has passed (1 s when absent) and
-the rate is halved; it recovers by 10 % per accepted request, back up to the configured rate.
+the rate is halved; it recovers by 10 % per accepted request, back up to the configured rate. The
+slots taken before the 429 are void: their requests take new ones after the pause, at the halved
+rate, rather than all going at the pause's end.
 rate 0 means no limit, except the pause after a 429.
 
 A Retry-After longer than RETRY_AFTER_CAP_SECONDS is not waited for: until it has passed, every
@@ -49,6 +51,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._next_slot = 0.0
         self._paused_until = 0.0
+        self._pauses = 0  # 429s so far: a slot taken before the latest one is void
         self._throttled_until = 0.0  # a Retry-After over the cap: nothing is sent until then
 
     def _over(self) -> bool:
@@ -73,25 +76,27 @@ class RateLimiter:
         """Wait for this request's slot (and any pause). Raises SumUpUnavailable when it must not be sent,
         and, with `within` (seconds), when its slot is further off than that: a request made while
         holding a lock (the token refresh) does not wait out a pause."""
+        give_up = None if within is None else self._clock() + within
         with self._lock:
-            self._refuse_if_throttled()
-            now = self._clock()
-            slot = max(now, self._next_slot, self._paused_until)
-            if within is not None and slot - now > within:
-                raise _too_far(within)
-            if self.rate > 0:
-                self._next_slot = slot + 1.0 / self.rate
-        give_up = None if within is None else now + within
+            slot, pauses = self._take_slot(give_up), self._pauses
         while True:
             if not self.wait(slot - self._clock()):
                 raise SumUpUnavailable("not sent: the run stopped or reached its time budget", failure=NOT_SENT)
             with self._lock:
-                self._refuse_if_throttled()
-                slot = self._paused_until  # a 429 while we waited: wait for its pause too
-            if slot <= self._clock():
-                return
-            if give_up is not None and slot > give_up:
-                raise _too_far(within or 0.0)
+                if self._pauses == pauses:
+                    self._refuse_if_throttled()
+                    return
+                slot, pauses = self._take_slot(give_up), self._pauses  # a 429 while we waited
+
+    def _take_slot(self, give_up: float | None) -> float:
+        """The next free slot, reserved (under the lock); not reserved when it is later than `give_up`."""
+        self._refuse_if_throttled()
+        slot = max(self._clock(), self._next_slot, self._paused_until)
+        if give_up is not None and slot > give_up:
+            raise _too_far(give_up - self._clock())
+        if self.rate > 0:
+            self._next_slot = slot + 1.0 / self.rate
+        return slot
 
     def rate_limited(self, retry_after: float | None) -> bool:
         """SumUp said 429: pause everyone, and slow down. A Retry-After over the cap refuses every
@@ -102,6 +107,7 @@ class RateLimiter:
                 self._throttled_until = max(self._throttled_until, self._clock() + pause)
                 return False
             self._paused_until = max(self._paused_until, self._clock() + pause)
+            self._next_slot, self._pauses = self._paused_until, self._pauses + 1
             if self.rate > 0:
                 self.rate = max(MIN_RATE, self.rate / 2)
         return True

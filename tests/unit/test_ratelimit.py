@@ -150,3 +150,61 @@ def test_a_slot_further_off_than_within_is_refused_unsent_and_not_reserved():
     now[0] = 31.0
     limiter.acquire(within=5.0)  # the pause is over
     assert now[0] == 31.0
+
+
+class SteppedClock:
+    """A fake clock for threads: each sleeper waits until the test moves the time to its wake-up, and
+    the test moves it only once every thread is asleep or done, so what each thread sees is certain."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self._cond = threading.Condition()
+        self._wakeups: list[float] = []
+        self.sent: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._cond:
+            wake = self.now + seconds
+            self._wakeups.append(wake)
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self.now >= wake)
+            self._wakeups.remove(wake)
+
+    def send(self, limiter: RateLimiter) -> None:
+        limiter.acquire()
+        with self._cond:
+            self.sent.append(self.now)
+            self._cond.notify_all()
+
+    def settle(self, threads: int) -> bool:
+        """Until every thread sleeps or has sent; False when all have sent."""
+        with self._cond:
+            assert self._cond.wait_for(
+                lambda: len(self.sent) + sum(w > self.now for w in self._wakeups) == threads, timeout=30)
+            return len(self.sent) < threads
+
+    def advance(self) -> None:
+        with self._cond:
+            self.now = min(w for w in self._wakeups if w > self.now)
+            self._cond.notify_all()
+
+
+def test_after_a_429_the_waiting_requests_are_spaced_at_the_halved_rate_not_sent_at_once():
+    """Six workers at 10 requests/s: one sends, five wait for their slots; a 429 (Retry-After 0.5 s)
+    comes. They go after the pause 1/5 s apart (the halved rate), not all at the moment it ends."""
+    clock = SteppedClock()
+    limiter = RateLimiter(10, clock=clock.clock, sleep=clock.sleep)
+    threads = [threading.Thread(target=clock.send, args=(limiter,)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    clock.settle(6)  # one sent at 100.0, five asleep until their slots
+    assert clock.sent == [100.0]
+    limiter.rate_limited(0.5)
+    while clock.settle(6):
+        clock.advance()
+    for thread in threads:
+        thread.join()
+    assert clock.sent[1:] == pytest.approx([100.5, 100.7, 100.9, 101.1, 101.3])
