@@ -339,7 +339,7 @@ SET lease_owner = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_own
     consecutive_errors = 0, first_error_at = NULL, last_error = NULL
 
 -- name: record_error_check
--- After an attempt that errored before a decision: release our lease, and lengthen the error streak.
+-- After an attempt that errored before a decision: release our lease; the streak counts this run once.
 INSERT INTO payverify_order_state AS s
     (order_id, last_checked_at, checks, last_outcome, last_reason, consecutive_errors, first_error_at, last_error)
 VALUES (%(order_id)s, now(), 1, %(outcome)s, %(reason)s, 1, now(), %(reason)s)
@@ -349,7 +349,12 @@ SET lease_owner = CASE WHEN s.lease_owner = %(owner)s THEN NULL ELSE s.lease_own
     last_checked_at = now(), checks = s.checks + 1,
     last_http_status = NULL, last_sumup_status = NULL,
     last_outcome = EXCLUDED.last_outcome, last_reason = EXCLUDED.last_reason,
-    consecutive_errors = s.consecutive_errors + 1,
+    consecutive_errors = s.consecutive_errors + CASE
+        WHEN s.consecutive_errors > 0 AND EXISTS (
+            SELECT 1 FROM payverify_audit a
+            WHERE a.order_id = s.order_id AND a.created_at >= s.first_error_at
+              AND a.run_id = %(run_id)s AND a.outcome = 'error') THEN 0
+        ELSE 1 END,
     first_error_at = coalesce(s.first_error_at, now()), last_error = EXCLUDED.last_error
 RETURNING consecutive_errors, first_error_at
 

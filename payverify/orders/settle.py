@@ -119,14 +119,17 @@ class ErrorStreak:
 
 def record_error(tx: Tx, settings: Settings, attempt: Attempt, order_id: int, reason: str) -> ErrorStreak:
     """An attempt that failed before reaching a decision: audited, the order goes to the back and its
-    error streak grows; at ORDER_ERROR_ALERT_RUNS in a row staff get one alert (until it verifies)."""
+    error streak grows by one for each run it errors in; at ORDER_ERROR_ALERT_RUNS in a row staff get
+    one alert (until it verifies). A run's own re-asks (watch's, seconds apart, while a table is
+    locked for a migration say) count once: the streak is "after a few runs", not a few seconds."""
     found = tx.one("order_number_by_id", order_id=order_id)  # the order itself may not load
     number = found["order_number"] if found else None
+    # Before this attempt's audit row: the streak looks for an earlier error of the same run.
+    streak = tx.require_one("record_error_check", order_id=order_id, owner=attempt.lease_owner, outcome=ERROR,
+                            reason=reason, run_id=attempt.run_id)
     tx.run("insert_audit", run_id=attempt.run_id, host=attempt.host, command=attempt.command,
            order_id=order_id, order_number=number, checkout_id=None, http_status=None, sumup_status=None,
            outcome=ERROR, reason=reason, duration_ms=0)
-    streak = tx.require_one("record_error_check", order_id=order_id, owner=attempt.lease_owner, outcome=ERROR,
-                            reason=reason)
     runs = streak["consecutive_errors"]
     if runs >= outbox.ORDER_ERROR_ALERT_RUNS:  # de-duplicated by key: one per streak
         outbox.queue(tx, settings, outbox.order_error_alert(order_id, number, reason, streak["first_error_at"],

@@ -12,6 +12,7 @@ import pytest
 from payverify.exitcodes import ExitStatus
 from tests.helpers import row_locked, rows, scalar, status_of
 from tests.observers import PING_TOKEN, PingServer, parse_prometheus, value
+from tests.processes import eventually, stop
 
 FAULT = {"PAYVERIFY_FAULT": "after_sumup_answer:raise"}
 ALERTS_TO = "alerts@coderra.je"
@@ -203,3 +204,37 @@ def test_check_names_a_database_error_in_one_line_and_counts_it(seed, event, db,
     state = streak(db, order)
     assert state["consecutive_errors"] == 1 and state["last_error"].startswith("database error: ")
     assert status_of(db, order.id) == "pending_verification"
+
+
+def test_a_watch_asking_again_while_the_row_is_locked_counts_one_run_in_the_streak(
+        seed, event, db, database_url, start_watch):
+    """A customer returns while a migration (here: another transaction) holds their order's row past
+    the lock timeout: watch asks again on the return's schedule and each ask errors. Those asks are one
+    run's: the streak counts the runs that errored, not the asks, so no "could not be verified" alert
+    goes to staff for a lock held seconds. Once the lock is gone the order completes and the streak ends."""
+    event_id, tt = event
+    order = seed.order([(tt, 1)], event_id=event_id)
+
+    def errors() -> int:
+        return scalar(db, "SELECT count(*) FROM payverify_audit WHERE order_id = %(id)s AND outcome = 'error'",
+                      id=order.id)
+
+    with row_locked(database_url, order.id):
+        proc = start_watch(PAYVERIFY_DB_LOCK_TIMEOUT_MS="300")
+        eventually(lambda: errors() >= 3, what="the watch asking again, each ask erroring")
+        # One statement (one snapshot), the lock still held: the streak, the runs that errored, the alerts.
+        (seen,) = rows(db, "SELECT s.consecutive_errors, "
+                           "ARRAY(SELECT a.run_id FROM payverify_audit a WHERE a.order_id = s.order_id "
+                           "      AND a.outcome = 'error') AS errored, "
+                           "(SELECT count(*) FROM payverify_outbox o WHERE o.order_id = s.order_id "
+                           " AND o.kind = 'admin_alert_order_error') AS alerts "
+                           "FROM payverify_order_state s WHERE s.order_id = %(id)s", id=order.id)
+    errored = seen["errored"]
+    runs = set(errored)
+    assert len(errored) > len(runs), errored  # a run asked more than once
+    assert seen["consecutive_errors"] == len(runs) < 3, seen
+    assert seen["alerts"] == 0
+    eventually(lambda: status_of(db, order.id) == "completed", within=60 + 30, what="the order, lock gone")
+    assert streak(db, order)["consecutive_errors"] == 0
+    code, err = stop(proc)
+    assert code == 0, err
