@@ -27,3 +27,20 @@ def test_an_unmet_need_skips_the_check_with_its_reason():
                   (Need(lambda f: False, "needs the database"),))
     assert [(r.status, r.reason) for r in check.results(Found())] == [("skip", "needs the database")]
     assert ran == []
+
+
+def test_one_artists_unexpected_error_fails_that_artists_line_only():
+    """The artists' check gives a line per artist: a bug met probing one (a body it cannot read, say)
+    fails that artist's line, and the artists after it still get theirs."""
+    from payverify.modes.doctor.framework import Line
+    from payverify.modes.doctor.sumup import _guarded_artist
+    from payverify.sumup.credentials import TokenOwner
+
+    class Broken:
+        def call(self, *args, **kwargs):
+            raise KeyError("a bug in the probe")
+
+    line = Line("SumUp token of artist 'A' (id 1)", ExitStatus.CONFIG)
+    result = _guarded_artist(line, None, Broken(), TokenOwner(1, "A", oauth=True), {})
+    assert (result.check, result.status, result.exit_status) == (line.name, "FAIL", ExitStatus.CONFIG)
+    assert result.reason == "internal error (KeyError); details are in the log file"

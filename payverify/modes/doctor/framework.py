@@ -110,6 +110,11 @@ class Line:
     def ok(self, reason: str) -> Result:
         return Result(OK, self.name, reason)
 
+    def internal_error(self, exc: Exception) -> Result:
+        """A bug, not a finding: this line fails, the traceback goes to the log, the other lines go on."""
+        log.error("doctor.internal_error", check=self.name, exc_info=(type(exc), exc, exc.__traceback__))
+        return self.fail(f"internal error ({type(exc).__name__}); details are in the log file")
+
 
 @dataclass(frozen=True)
 class Check(Line):
@@ -127,6 +132,5 @@ class Check(Line):
         try:
             outcome = self.run(found, self)
             yield from [outcome] if isinstance(outcome, Result) else outcome
-        except Exception as exc:  # one broken check must not hide the others
-            log.error("doctor.internal_error", check=self.name, exc_info=(type(exc), exc, exc.__traceback__))
-            yield self.fail(f"internal error ({type(exc).__name__}); details are in the log file")
+        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+            yield self.internal_error(exc)

@@ -77,6 +77,8 @@ def _guarded_artist(line: Line, client: SumUpClient, credentials: Credentials, o
         return line.fail(f"SumUp unreachable: {exc}")
     except PayverifyError as exc:
         return line.fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - one artist's trouble must not hide the others'
+        return line.internal_error(exc)
 
 
 def _artist(line: Line, client: SumUpClient, credentials: Credentials, owner: TokenOwner,
