@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from payverify.db.connection import Database
+from payverify.db.connection import Database, Tx
 from payverify.errors import DatabaseError, DatabaseUnavailable
 
 log = structlog.get_logger("payverify.db.presence")
@@ -135,16 +135,24 @@ class Presence:
         """Seen now; and the rows of this machine's processes that are gone, deleted."""
         with db.transaction() as tx:
             tx.run("process_seen", **self._params)
-            if self._machine is None:
-                return
-            others = tx.all("processes_on_machine", machine=self._machine, owner=self._owner,
-                            alive_seconds=ALIVE_SECONDS)
-            for other in others:
-                if is_gone(other["pid"], other["pid_started"]):
-                    tx.run("process_gone", owner=other["owner"])
-                    log.warning("presence.found_dead", owner=other["owner"], command=other["command"],
-                                started_at=other["started_at"].isoformat(), seen_at=other["seen_at"].isoformat(),
-                                console=False)
+            self._forget_the_dead(tx)
+
+    def forget_the_dead(self, db: Database) -> None:
+        """Now, not at the next beat: the rows of this machine's processes that are gone, deleted, so
+        their claims are free (a command waiting on a claim asks this before trying again)."""
+        with db.transaction() as tx:
+            self._forget_the_dead(tx)
+
+    def _forget_the_dead(self, tx: Tx) -> None:
+        if self._machine is None:
+            return
+        others = tx.all("processes_on_machine", machine=self._machine, owner=self._owner, alive_seconds=ALIVE_SECONDS)
+        for other in others:
+            if is_gone(other["pid"], other["pid_started"]):
+                tx.run("process_gone", owner=other["owner"])
+                log.warning("presence.found_dead", owner=other["owner"], command=other["command"],
+                            started_at=other["started_at"].isoformat(), seen_at=other["seen_at"].isoformat(),
+                            console=False)
 
     def _run(self) -> None:
         """Beat until stopped; a lost connection is made again at the next beat. Never raises."""

@@ -60,13 +60,16 @@ def check_order(rt: Runtime, ref: str, *, dry_run: bool = False,
     recorded); then, unless a dry run, send its mail within INTERACTIVE_MAIL_SECONDS (the rest is the
     sweep's). Its latest attempts and its mail as they stand afterwards. While another run holds the
     order it waits up to CLAIM_WAIT_SECONDS, telling `waiting` once."""
-    with rt.database() as db, contextlib.nullcontext() if dry_run else rt.presence("check"):
+    with rt.database() as db, contextlib.nullcontext() if dry_run else rt.presence("check") as presence:
         order_id = resolve_order(db, ref)
         attempt = rt.attempt("check")
         client = rt.sumup_client()
         workers = Workers(lambda: Worker(db, client, Verifier(rt.settings, db, client, attempt, dry_run=dry_run)))
         try:
-            outcome = _attempt(workers, rt.settings, attempt, order_id, ref, dry_run=dry_run, waiting=waiting)
+            # The holder may be a process of this machine that just died: its claim is free once that is seen.
+            held = (lambda: None) if presence is None else (lambda: presence.forget_the_dead(db))
+            outcome = _attempt(workers, rt.settings, attempt, order_id, ref, dry_run=dry_run, waiting=waiting,
+                               held=held)
         finally:
             client.close()
         if not dry_run:
@@ -79,7 +82,7 @@ def check_order(rt: Runtime, ref: str, *, dry_run: bool = False,
 
 
 def _attempt(workers: Workers, settings: Settings, attempt: Attempt, order_id: int, ref: str, *, dry_run: bool,
-             waiting: Callable[[str], None]) -> Result:
+             waiting: Callable[[str], None], held: Callable[[], None]) -> Result:
     """The attempt's result; again every CLAIM_POLL_SECONDS while another live run holds the order."""
     give_up = time.monotonic() + CLAIM_WAIT_SECONDS
     told = False
@@ -98,3 +101,4 @@ def _attempt(workers: Workers, settings: Settings, attempt: Attempt, order_id: i
             waiting(f"order {ref} is being verified by another run; waiting for it (at most {CLAIM_WAIT_SECONDS:g} s)")
             told = True
         time.sleep(CLAIM_POLL_SECONDS)
+        held()

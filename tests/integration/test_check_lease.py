@@ -51,7 +51,8 @@ def test_check_leaves_an_order_another_run_is_asking_about(shop, seed, db, sumup
 
 def test_check_waits_for_the_other_run_and_then_verifies(shop, seed, db, sumup, env, payverify_processes):
     """check starts while the sweep holds the order and says it is waiting; the sweep dies; check
-    takes the order then and settles it, exit 0."""
+    takes the order then and settles it, exit 0. While it waits, check asks the kernel about the holder
+    at every try (not only at its presence's 5 s beat), so the dead sweep's claim is free at its next try."""
     event, ticket_type = shop
     order = seed.order([(ticket_type, 1)], event_id=event)
     sweep = held_sweep(payverify_processes, env)
