@@ -219,6 +219,13 @@ class Database:
             info = self._conn.info
             return {**info.dsn_parameters, "host": info.host or ""}
 
+    def encryption(self) -> tuple[bool, str | None]:
+        """Whether this client's own connection is TLS, and its protocol (TLSv1.3...), as libpq has it:
+        behind a pooler the server's pg_stat_ssl would describe the pooler's connection instead."""
+        with wrap_exceptions(self._conn):
+            info = self._conn.info
+            return bool(info.ssl_in_use), info.ssl_attribute("protocol") if info.ssl_in_use else None
+
     def close(self) -> None:
         if not self._conn.closed:
             self._conn.close()

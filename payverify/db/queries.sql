@@ -251,10 +251,6 @@ SELECT current_setting('statement_timeout') AS statement_timeout,
 -- The database's clock, which every time payverify writes comes from.
 SELECT now() AS now
 
--- name: own_ssl
--- Whether this connection is encrypted, as the server sees it (doctor's transport line).
-SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()
-
 -- name: select_due_orders
 -- The next batch of orders a sweep should verify, longest-waiting first, with how many are due.
 WITH candidates AS MATERIALIZED (

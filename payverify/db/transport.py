@@ -21,7 +21,7 @@ class Transport:
     socket: bool  # a Unix socket
     local: bool  # a Unix socket or a loopback host: the connection never leaves this machine
     sslmode: str
-    encrypted: bool  # as the server sees it (pg_stat_ssl)
+    encrypted: bool  # this client's own connection, as libpq has it (behind a pooler: to the pooler)
     protocol: str | None  # TLSv1.3...
 
     @property
@@ -36,8 +36,6 @@ def transport(db: Database) -> Transport:
     # With hostaddr the connection goes to those addresses (host is then only the certificate's name).
     reached = [h.strip() for h in params["hostaddr"].split(",")] if params.get("hostaddr") else [host]
     socket = all(is_unix_socket(h) for h in reached)
-    with db.transaction() as tx:
-        row = tx.one("own_ssl")
+    encrypted, protocol = db.encryption()
     return Transport(host=host, socket=socket, local=all(is_unix_socket(h) or is_loopback(h) for h in reached),
-                     sslmode=params.get("sslmode", "prefer"), encrypted=bool(row and row["ssl"]),
-                     protocol=row["version"] if row else None)
+                     sslmode=params.get("sslmode", "prefer"), encrypted=encrypted, protocol=protocol)
