@@ -189,10 +189,15 @@ def pgbouncer(pg_url, run_role) -> Iterator[pgbouncer_.PgBouncer]:
     """A real PgBouncer in transaction pooling before the test server (one per test process, started on
     first use). Without pgbouncer the tests through it skip, loudly; with PAYVERIFY_REQUIRE_PGBOUNCER
     (CI) they fail."""
-    if pgbouncer_.binary() is None:
+    # It is put before a server reached over TCP: the embedded one (no PAYVERIFY_TEST_DATABASE_URL)
+    # listens on a Unix socket of this test process's user alone.
+    missing = (pgbouncer_.NOT_INSTALLED if pgbouncer_.binary() is None
+               else None if urlsplit(pg_url).hostname
+               else "pgbouncer is put before a test server reached over TCP: set PAYVERIFY_TEST_DATABASE_URL")
+    if missing:
         if os.environ.get(pgbouncer_.REQUIRE):
-            pytest.fail(f"{pgbouncer_.NOT_INSTALLED} ({pgbouncer_.REQUIRE} is set)")
-        pytest.skip(pgbouncer_.NOT_INSTALLED)
+            pytest.fail(f"{missing} ({pgbouncer_.REQUIRE} is set)")
+        pytest.skip(missing)
     with pgbouncer_.running(pg_url, {run_role.name: run_role.password}) as running:
         yield running
 
