@@ -2,7 +2,7 @@
 
 Each loop ticks after every pass (before a long wait it says how long it will be quiet). systemd's
 watchdog is pinged only while no loop has been quiet for longer than the allowance beyond what it
-announced (monitoring/watchdog.py), so a loop that hangs gets the service restarted. An exception a
+announced (monitoring/systemd.py), so a loop that hangs gets the service restarted. An exception a
 loop survives is counted by loop (`payverify_thread_errors_total{loop=...}` in the metrics file).
 """
 

@@ -29,8 +29,6 @@ ERROR_MAX_CHARS = 300
 
 # What an attempt gave: VERIFIED (a Result), ERROR (an OrderFailure), CLAIMED (another run holds the lease).
 VERIFIED, ERROR, CLAIMED = "verified", "error", "claimed"
-# Claim whatever the order's last check was (watch: the order was noticed, not selected with it).
-ANY_CHECK = NOTICED
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ class Workers:
 
 
 def attempt_order(workers: Workers, settings: Settings, attempt: Attempt, order_id: int, *,
-                  seen_last_checked_at: datetime | object | None = ANY_CHECK, dry_run: bool = False,
+                  seen_last_checked_at: datetime | object | None = NOTICED, dry_run: bool = False,
                   console: bool = True) -> Outcome:
     """Claim, verify, record and release one order, on the calling thread's worker. A lost database
     connection is raised (the worker is dropped first, so the next attempt reconnects); anything else
