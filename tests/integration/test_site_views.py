@@ -11,6 +11,7 @@ from payverify.db import Database
 from payverify.exitcodes import ExitStatus
 from payverify.secret import Secret
 from payverify_dev.seed import Seeder, load_site_schema
+from tests.conftest import DIRECT_AND_THROUGH_PGBOUNCER
 from tests.helpers import rows, scalar
 
 VIEWS = Path(__file__).resolve().parents[2] / "examples" / "site-views.sql"
@@ -48,17 +49,21 @@ def payverify_tables(url: str) -> set[tuple[str, str]]:
                 "WHERE table_name LIKE 'payverify%%'")}
 
 
+@DIRECT_AND_THROUGH_PGBOUNCER
 def test_views_settle_orders_and_keep_payverify_tables_out_of_the_site_schema(
-        site_url, site_db, sumup, smtp, views_env, run_payverify, run_role):
+        site_url, site_db, sumup, smtp, views_env, run_payverify, run_role, pooled, request):
     """db upgrade (as the owner), then doctor, sweep and check as the role `db grants` sets up, work
-    through the views; payverify_* tables land in public only."""
+    through the views; payverify_* tables land in public only. Through a transaction-pooling PgBouncer
+    too, where no session keeps a search_path: each transaction sets its own."""
     upgrade = run_payverify("db", "upgrade", extra_env=views_env)
     assert upgrade.returncode == ExitStatus.OK, upgrade.stderr
     tables = payverify_tables(site_url)
     assert tables and {schema for schema, _ in tables} == {"public"}
     applied = run_role.grant(site_url, {"PAYVERIFY_SITE_SCHEMA": SCHEMA})
     assert f'ON "{SCHEMA}"."orders_order"' in applied and '"public"."payverify_outbox"' in applied
-    views_env = {**views_env, "PAYVERIFY_DATABASE_URL": run_role.url(site_url)}
+    run_url = run_role.url(site_url)
+    views_env = {**views_env,
+                 "PAYVERIFY_DATABASE_URL": request.getfixturevalue("pgbouncer").url(run_url) if pooled else run_url}
 
     doctor = run_payverify("doctor", extra_env=views_env)
     site_line = next(line for line in doctor.stdout.splitlines() if "site tables" in line)
