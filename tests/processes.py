@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.helpers import scalar
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTLE_WITHIN = 15.0  # seconds; payverify's own schedules are far quicker, this is for a loaded machine
 
@@ -95,3 +97,16 @@ class Processes:
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
             proc.communicate(timeout=30)
+
+
+def passes_ended(db) -> int:
+    """Housekeeping passes of `payverify watch` ended so far (each records a run)."""
+    return scalar(db, "SELECT count(*) FROM payverify_runs WHERE command = 'watch' AND finished_at IS NOT NULL")
+
+
+def after_a_pass(db, *, at_least: int) -> tuple[int, str]:
+    """Wait until `at_least` housekeeping passes have ended (within the minute they run in); then the
+    next one is most of a minute away. The count of passes ended and the watch's own run id."""
+    eventually(lambda: passes_ended(db) >= at_least, within=60 + 45, what=f"housekeeping pass {at_least}")
+    run_id = scalar(db, "SELECT run_id FROM payverify_runs WHERE command = 'watch' ORDER BY id LIMIT 1")
+    return passes_ended(db), run_id.rsplit("-", 1)[0]

@@ -16,19 +16,9 @@ from datetime import UTC, datetime, timedelta
 from payverify.sumup.credentials import MEMORY_SECONDS
 from tests.helpers import rows, scalar, status_of
 from tests.observers import parse_prometheus, value
-from tests.processes import eventually, stop
+from tests.processes import after_a_pass, eventually, stop
 
 RECONNECT = "admin_alert_reconnect_sumup"
-def passes_ended(db) -> int:
-    return scalar(db, "SELECT count(*) FROM payverify_runs WHERE command = 'watch' AND finished_at IS NOT NULL")
-
-
-def after_a_pass(db, *, at_least: int) -> tuple[int, str]:
-    """Wait until `at_least` housekeeping passes have ended (within the minute they run in); then the
-    next one is most of a minute away. The count of passes ended and the watch's own run id."""
-    eventually(lambda: passes_ended(db) >= at_least, within=60 + 45, what=f"housekeeping pass {at_least}")
-    run_id = scalar(db, "SELECT run_id FROM payverify_runs WHERE command = 'watch' ORDER BY id LIMIT 1")
-    return passes_ended(db), run_id.rsplit("-", 1)[0]
 
 
 def watched_oauth_artist(start_watch, seed, db, name: str):

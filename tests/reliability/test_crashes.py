@@ -197,7 +197,7 @@ def test_random_sigkills_during_a_long_run_then_a_clean_run_converges(seed, db, 
     reaches (one of the points every verification passes, within the orders every run verifies): an
     interruption mid-run by construction, the other three threads and the mail workers wherever they
     happen to be. The runs between are killed after a random delay, and count as killed only when the
-    kill found them running."""
+    kill found them running; one it did not find running must have exited 0."""
     size = int(os.environ.get("PAYVERIFY_CRASH_ORDERS", "200"))
     rng_seed = int(os.environ.get("PAYVERIFY_CRASH_SEED", "20261126"))
     print(f"random seed {rng_seed} (PAYVERIFY_CRASH_SEED), {size} orders")
@@ -236,12 +236,13 @@ def test_random_sigkills_during_a_long_run_then_a_clean_run_converges(seed, db, 
         proc.wait(timeout=150)
         if at_point:
             assert proc.returncode == -signal.SIGKILL, f"run {run} ended ({proc.returncode}) before {fault}"
+        else:  # a run the kill did not find running ended on its own, cleanly, whatever the kills before left
+            assert proc.returncode in (-signal.SIGKILL, 0), f"run {run} ended ({proc.returncode})"
         kills += proc.returncode == -signal.SIGKILL  # a kill that came after the run ended is no kill
         time_passes(db)
         progress.append((scalar(db, "SELECT count(*) FROM orders_order WHERE status <> 'pending_verification'"),
                          scalar(db, "SELECT count(*) FROM payverify_outbox WHERE status = 'sent'")))
     print(f"{kills} runs killed mid-run; (orders settled, mails sent) after each: {progress}")
-    assert kills >= 10  # every run held at a fault point, and any of the others the kill found running
 
     clean = subprocess.run([sys.executable, "-m", "payverify", "sweep"], env=run_env, cwd=ROOT,
                            capture_output=True, text=True, timeout=150)
