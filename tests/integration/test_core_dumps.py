@@ -8,12 +8,12 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.processes import wait_held
 
 
 def core_limit(pid: int) -> tuple[str, str]:
@@ -47,10 +47,7 @@ def test_a_run_allows_itself_no_core_dump(seed, env):
                             env={**env, "PAYVERIFY_FAULT": "after_due_batch:stop"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        give_up = time.monotonic() + 90
-        while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
-            assert proc.poll() is None and time.monotonic() < give_up, "the sweep never reached its fault point"
-            time.sleep(0.05)
+        wait_held(proc, 90)
         assert core_limit(proc.pid) == ("0", "0")
     finally:
         proc.send_signal(signal.SIGKILL)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -20,25 +18,11 @@ from payverify.db.presence import ALIVE_SECONDS
 from payverify.mail.kinds import CONFIRMATION
 from tests.helpers import log_has, rows, scalar, status_of
 from tests.invariants import assert_invariants, check_invariants
-from tests.processes import eventually, wait_held
+from tests.processes import eventually, stop, wait_held
 
 CONFIRMATIONS = 40
 OUT_WITHIN = 60.0  # seconds from the restart to the last confirmation: the issue's bound
 SLACK = 30.0  # on top of a bound that is a design number, for a loaded 2-core machine
-
-
-@pytest.fixture
-def start(payverify_processes) -> Callable[..., subprocess.Popen]:
-    """Start a real `payverify COMMAND` process; whatever is left running is killed at the end."""
-    return payverify_processes.start
-
-
-def terminate(proc: subprocess.Popen) -> str:
-    """SIGTERM a watch; it must exit 0. Its stderr."""
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=90)
-    assert proc.returncode == 0, err
-    return err
 
 
 @pytest.fixture
@@ -69,41 +53,45 @@ def claimed_rows(db) -> int:
 
 
 def test_a_watch_killed_mid_send_then_restarted_sends_every_confirmation_within_a_minute(
-        waiting_mail, db, smtp, start):
+        waiting_mail, db, smtp, start_watch):
     """SIGKILL at the 10th message's hand-over to SMTP (one SMTP session, so nothing else is between
     the server's acceptance and the mark): the restarted watch sends all 40 within 60 s, each once."""
-    killed = start("watch", PAYVERIFY_FAULT="before_smtp_send@10", PAYVERIFY_SMTP_CONNECTIONS="1")
+    killed = start_watch(PAYVERIFY_FAULT="before_smtp_send@10", PAYVERIFY_SMTP_CONNECTIONS="1")
     killed.communicate(timeout=120)
     assert killed.returncode == -signal.SIGKILL
     assert len(smtp.messages) == 9
     assert claimed_rows(db) >= 1  # the premise: rows the dead process had claimed, for 600 s
 
-    watch = start("watch")
+    watch = start_watch()
     took = eventually(lambda: recipients(smtp) == EVERYONE, within=OUT_WITHIN)
     print(f"every confirmation out {took:.1f} s after the restart")
-    assert "Traceback" not in terminate(watch)
+    code, err = stop(watch, 90)
+    assert code == 0, err
+    assert "Traceback" not in err
     report = check_invariants(db, smtp, expected_paid=waiting_mail)
     assert_invariants(report)  # none lost, none twice: the kill came before SMTP
     assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE status <> 'sent'") == 0
 
 
 def test_a_stopped_sender_loses_its_claims_and_does_not_send_them_again_when_it_resumes(
-        waiting_mail, db, env, smtp, start):
+        waiting_mail, db, env, smtp, payverify_processes, start_watch):
     """A sweep held (SIGSTOP) at the 10th hand-over to SMTP keeps its process and pid, so only its
     silence frees its claims: a watch started beside it sends all 40 within 60 s. Resumed, the sweep
     finds its claim gone and does not send that message a second time."""
-    held = start("sweep", PAYVERIFY_FAULT="before_smtp_send@10:stop", PAYVERIFY_SMTP_CONNECTIONS="1")
+    held = payverify_processes.start("sweep", PAYVERIFY_FAULT="before_smtp_send@10:stop",
+                                     PAYVERIFY_SMTP_CONNECTIONS="1")
     wait_held(held)
     assert len(smtp.messages) == 9
     assert claimed_rows(db) >= 1
 
-    watch = start("watch")
+    watch = start_watch()
     took = eventually(lambda: recipients(smtp) == EVERYONE, within=OUT_WITHIN)
     print(f"every confirmation out {took:.1f} s after the watch started")
     held.send_signal(signal.SIGCONT)
     _, err = held.communicate(timeout=120)
     assert held.returncode == 0, err
-    terminate(watch)
+    code, err = stop(watch, 90)
+    assert code == 0, err
     assert log_has(env["PAYVERIFY_LOG_FILE"], "mail.claim_lost")
     # Its rows went for its silence: its pid was there all along, so nothing took it for dead.
     assert not log_has(env["PAYVERIFY_LOG_FILE"], "presence.found_dead")
@@ -142,12 +130,12 @@ def test_an_order_leased_by_a_killed_sweep_is_settled_by_the_next_run(where, see
     assert scalar(db, "SELECT count(*) FROM tickets_ticket WHERE order_id = %(id)s", id=order.id) == 2
 
 
-def test_watch_takes_back_its_own_lease_after_its_connections_were_cut_mid_ask(seed, db, env, run_role, start):
+def test_watch_takes_back_its_own_lease_after_its_connections_were_cut_mid_ask(seed, db, env, run_role, start_watch):
     """Watch held just after claiming a paid order's lease; every connection of its role is terminated;
     resumed, its ask fails with the database, and the re-ask a second later takes the lease that watch
     itself still holds in the database (no thread of it has the order): completed within seconds, not
     when the 300 s lease lapses."""
-    watch = start("watch", PAYVERIFY_FAULT="after_claim@1:stop")
+    watch = start_watch(PAYVERIFY_FAULT="after_claim@1:stop")
     # Its first housekeeping pass is over before the order exists, so the ask is what is held.
     eventually(lambda: scalar(db, "SELECT count(*) FROM payverify_runs WHERE command = 'watch' "
                                   "AND finished_at IS NOT NULL") >= 1, within=60)
@@ -165,19 +153,20 @@ def test_watch_takes_back_its_own_lease_after_its_connections_were_cut_mid_ask(s
     print(f"completed {took:.1f} s after the watch resumed")
     assert time.monotonic() - resumed < SLACK
     assert watch.poll() is None
-    err = terminate(watch)
+    code, err = stop(watch, 90)
+    assert code == 0, err
     assert "Traceback" not in err
     assert scalar(db, "SELECT count(*) FROM tickets_ticket WHERE order_id = %(id)s", id=order.id) == 1
 
 
-def test_watch_takes_back_a_message_it_was_sending_when_its_connections_were_cut(seed, db, run_role, smtp, start):
+def test_watch_takes_back_a_message_it_was_sending_when_its_connections_were_cut(seed, db, run_role, smtp, start_watch):
     """Watch held just before handing a confirmation to SMTP; every connection of its role is terminated;
     resumed, it cannot confirm its claim and the row is left claimed by a live process. Its next claim,
     once reconnected, takes the row back: sent once and marked within seconds, not after the 600 s
     claim lapses."""
     event = seed.event(seed.artist())
     order = seed.order([(seed.ticket_type(event), 1)], event_id=event, email="later@example.com")
-    watch = start("watch", PAYVERIFY_FAULT="before_smtp_send@1:stop", PAYVERIFY_SMTP_CONNECTIONS="1")
+    watch = start_watch(PAYVERIFY_FAULT="before_smtp_send@1:stop", PAYVERIFY_SMTP_CONNECTIONS="1")
     wait_held(watch)
     assert status_of(db, order.id) == "completed" and smtp.messages == []
     cut = scalar(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -188,4 +177,6 @@ def test_watch_takes_back_a_message_it_was_sending_when_its_connections_were_cut
                                          "AND kind = %(k)s", id=order.id, k=CONFIRMATION) == "sent", within=SLACK)
     print(f"sent and marked {took:.1f} s after the watch resumed")
     assert [m.rcpt_tos for m in smtp.messages] == [("later@example.com",)]
-    assert "Traceback" not in terminate(watch)
+    code, err = stop(watch, 90)
+    assert code == 0, err
+    assert "Traceback" not in err

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -25,20 +24,7 @@ from payverify.mail.compose_pool import BUSY_STREAK
 from payverify.secret import Secret
 from tests.helpers import log_has, scalar
 from tests.observers import parse_prometheus, value
-from tests.processes import compose_workers, eventually, state
-
-
-def terminate(proc: subprocess.Popen, within: float) -> tuple[int, str, float]:
-    """SIGTERM; the exit code, stderr and the seconds it took."""
-    began = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=within)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate(timeout=30)
-        raise AssertionError(f"still running {within} s after SIGTERM") from None
-    return proc.returncode, err, time.monotonic() - began
+from tests.processes import compose_workers, eventually, state, timed_stop, wait_held
 
 
 def mailed(smtp, *addresses: str) -> bool:
@@ -101,7 +87,7 @@ def test_watch_survives_an_outbox_locked_for_ten_seconds_and_keeps_mailing(start
                                                   "payverify_thread_errors_total", loop="mail") >= 1,
                90, "payverify_thread_errors_total{loop=mail} in the metrics file")
     assert scalar(db, "SELECT count(*) FROM payverify_outbox WHERE status <> 'sent'") == 0
-    code, err, _ = terminate(proc, 60)
+    code, err, _ = timed_stop(proc, 60)
     assert code == 0, err
 
 
@@ -119,7 +105,7 @@ def test_a_mail_thread_that_fails_with_a_row_in_hand_gives_it_back_and_goes_on(s
     (failed,) = log_events(env["PAYVERIFY_LOG_FILE"], "mail.worker_failed")
     assert failed["error"] == "InjectedFault" and "before_mark_sent" in failed["exception"]
     assert proc.poll() is None
-    code, err, _ = terminate(proc, 60)
+    code, err, _ = timed_stop(proc, 60)
     assert code == 0, err
 
 
@@ -170,7 +156,7 @@ def test_the_watchdog_is_pinged_while_the_loops_tick_and_not_once_one_hangs(star
     assert stalled and stalled[0]["loops"][0].startswith("mail.")
     assert smtp.messages == []
 
-    code, err, took = terminate(proc, 60)
+    code, err, took = timed_stop(proc, 60)
     assert code == 0, err
     assert took < 45  # promised: 35 s, even with a thread that never returns
     assert "STOPPING=1" in [text for _, text in notices(notify_socket, 1)]
@@ -195,7 +181,7 @@ def test_a_stopped_compose_worker_neither_holds_the_mail_nor_the_exit_and_the_ne
     make_due(db)
     smtp.hold(BUSY_STREAK, lambda: log_has(log_file, "mail.compose_pool_ready"), timeout=120)
     proc = start_watch(PAYVERIFY_FAULT="after_worker_composed@1:stop")
-    eventually(lambda: state(proc.pid) == "T", 120, "the watch held where a worker has composed a message")
+    wait_held(proc, 120)  # where a worker has composed a message
     workers = compose_workers(proc.pid)
     assert workers
     for pid in workers:  # stopped while the watch is held: whichever composes next never answers
@@ -234,7 +220,7 @@ def test_a_stopped_compose_worker_neither_holds_the_mail_nor_the_exit_and_the_ne
     assert any(e["event"] == "mail.sent" and e["composed_by"] == "worker" for e in sent), "no worker composed"
 
     workers = compose_workers(proc.pid)
-    code, err, took = terminate(proc, 60)
+    code, err, took = timed_stop(proc, 60)
     assert code == 0, err
     assert took < 45
     eventually(lambda: all(state(pid) == "gone" for pid in workers), 10, "no compose worker left behind")
@@ -247,7 +233,7 @@ def test_sigterm_exits_0_within_35_seconds_with_an_ask_that_never_returns(start_
     event, ticket_type = shop
     seed.order([(ticket_type, 1)], event_id=event)
     eventually(lambda: log_has(env["PAYVERIFY_LOG_FILE"], "fault.hang"), 30, "an ask held")
-    code, err, took = terminate(proc, 90)
+    code, err, took = timed_stop(proc, 90)
     assert code == 0, err
     # Promised: 35 s (asks get 30); the margin is for a loaded machine.
     assert took < 45, took
