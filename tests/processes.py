@@ -58,19 +58,31 @@ def wait_held(proc: subprocess.Popen, within: float = 90.0) -> None:
     eventually(held, within, "the process held at its fault point")
 
 
-def compose_workers(parent: int) -> list[int]:
-    """The compose worker processes of `parent` (spawned interpreters; not the resource tracker)."""
+def children(parent: int) -> list[int]:
+    """The processes whose parent is `parent`, as /proc lists them now."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):  # gone meanwhile
             continue
-        if ppid == parent and b"spawn_main" in cmdline:
+        if ppid == parent:
             found.append(int(entry.name))
+    return found
+
+
+def compose_workers(parent: int) -> list[int]:
+    """The compose worker processes of `parent` (spawned interpreters; not the resource tracker)."""
+    found = []
+    for pid in children(parent):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if b"spawn_main" in cmdline:
+            found.append(pid)
     return found
 
 

@@ -29,6 +29,7 @@ from payverify.secret import Secret
 from payverify_dev.mail_samples import SETTINGS, confirmation_row
 from payverify_dev.smtp_capture import SmtpCapture
 from tests.helpers import log_has
+from tests.processes import children, eventually
 
 
 def composed(n: int = 1, **kwargs) -> tuple[mime.Composed, object]:
@@ -97,19 +98,6 @@ def test_workers_get_no_secret():
 
 SECRET_VARIABLES = ("PAYVERIFY_DATABASE_URL", "SUMUP_API_KEY", "SUMUP_CLIENT_SECRET", "PAYVERIFY_SMTP_URL",
                     "PAYVERIFY_HEARTBEAT_URL")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # gone meanwhile
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def environ_of(pid: int) -> dict[str, str]:
@@ -306,9 +294,7 @@ def test_idle_workers_are_shut_down_and_the_next_burst_starts_them_again(uncache
         now[0] += 0.2
         with structlog.testing.capture_logs() as logs:
             pool.idle()  # the workers are shut down in the background: the sender does not wait
-        deadline = time.monotonic() + 15
-        while multiprocessing.active_children() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        eventually(lambda: not multiprocessing.active_children(), 15, "the idle workers shut down")
         assert multiprocessing.active_children() == []
         assert [e["event"] for e in logs] == ["mail.compose_pool_retired"]
         assert worker_composed(pool, row, tickets) is None  # the senders compose themselves meanwhile
