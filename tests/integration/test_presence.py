@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -19,6 +18,7 @@ from payverify.orders.lease import leased
 from payverify.orders.settle import Attempt
 from payverify.secret import Secret
 from tests.helpers import rows, scalar
+from tests.processes import eventually
 
 ME = "web1:1:me"
 
@@ -53,10 +53,8 @@ def test_a_process_is_seen_while_it_runs_and_gone_after_a_clean_exit(db, run_dat
                          "WHERE owner = %(o)s", o=ME)[0]
         assert (first["command"], first["machine"], first["pid"]) == ("sweep", machine(), os.getpid())
         assert first["pid_started"] == pid_started(os.getpid()) is not None
-        deadline = time.monotonic() + 10
-        while scalar(db, "SELECT seen_at FROM payverify_processes WHERE owner = %(o)s", o=ME) == first["seen_at"]:
-            assert time.monotonic() < deadline, "never seen again"
-            time.sleep(0.1)
+        eventually(lambda: scalar(db, "SELECT seen_at FROM payverify_processes WHERE owner = %(o)s", o=ME)
+                   != first["seen_at"], 10, "seen again")
     assert owners(db) == set()
 
 

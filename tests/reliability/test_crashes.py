@@ -19,7 +19,7 @@ from payverify.mail.outbox import ALERT_RECONNECT
 from tests.conftest import DIRECT_AND_THROUGH_PGBOUNCER, ROOT
 from tests.helpers import log_has, rows, scalar, status_of, tickets_of
 from tests.invariants import assert_invariants, check_invariants
-from tests.processes import compose_workers, wait_held
+from tests.processes import compose_workers, eventually, wait_held
 
 FAULT_POINTS = ["after_claim", "after_sumup_answer", "before_settle_commit", "after_settle_commit",
                 "after_smtp_accept", "before_mark_sent", "after_token_response"]
@@ -32,12 +32,10 @@ def time_passes(db) -> None:
     moment to end the backend of a killed process, whose open transaction still holds row locks the
     next run would skip; through PgBouncer the pooler ends it, and its idle server connections stay),
     its order leases and its outbox claims."""
-    deadline = time.monotonic() + 15
-    while scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %(app)s "
-                     "AND state <> 'idle' AND datname = current_database() AND pid <> pg_backend_pid()",
-                 app="payverify%"):
-        assert time.monotonic() < deadline, "a killed run's database session never ended"
-        time.sleep(0.05)
+    eventually(lambda: not scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %(app)s "
+                                      "AND state <> 'idle' AND datname = current_database() "
+                                      "AND pid <> pg_backend_pid()", app="payverify%"),
+               15, "a killed run's database session ended")
     with db.transaction() as tx:
         tx.fetch_sql("UPDATE payverify_order_state SET lease_expires_at = now() - interval '1 second' "
                      "WHERE lease_expires_at IS NOT NULL RETURNING order_id")
@@ -291,9 +289,7 @@ def test_sigkill_while_workers_compose_leaves_no_worker_behind_and_a_clean_run_c
         run.kill()
         run.wait(30)
     assert workers, "no compose worker was seen"
-    deadline = time.monotonic() + 15
-    while any(alive(w) for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: not any(alive(w) for w in workers), 15, "the compose workers gone")
     assert [w for w in workers if alive(w)] == []
     time_passes(db)
     clean = run_payverify("sweep")
