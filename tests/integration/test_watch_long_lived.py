@@ -15,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 from payverify.sumup.credentials import MEMORY_SECONDS
 from tests.helpers import rows, scalar, status_of
+from tests.integration.test_oauth import RECONNECT, artist_tokens
 from tests.observers import parse_prometheus, value
 from tests.processes import after_a_pass, eventually, stop
-
-RECONNECT = "admin_alert_reconnect_sumup"
 
 
 def watched_oauth_artist(start_watch, seed, db, name: str):
@@ -36,11 +35,6 @@ def settled_by(db, order_id: int) -> list[tuple[str, str]]:
     """(run id, outcome) of each attempt on the order, oldest first."""
     return [(r["run_id"], r["outcome"]) for r in rows(
         db, "SELECT run_id, outcome FROM payverify_audit WHERE order_id = %(id)s ORDER BY id", id=order_id)]
-
-
-def artist_tokens(db, artist_id: int) -> dict:
-    return rows(db, "SELECT sumup_access_token AS access, sumup_refresh_token AS refresh "
-                    "FROM artists_artist WHERE id = %(id)s", id=artist_id)[0]
 
 
 def reconnect_alerts(db) -> int:
@@ -84,7 +78,8 @@ def test_an_artist_who_reconnects_is_verified_again_by_the_same_watch(start_watc
     eventually(lambda: scalar(db, "SELECT count(*) FROM payverify_outbox WHERE kind = %(k)s "
                                   "AND dedup_key IS NOT NULL", k=RECONNECT) == 0, what="the re-armed alert")
     assert sumup.token_calls == 1  # the refused refresh token was tried once, then the new pair used
-    assert artist_tokens(db, artist.id) == {"access": access, "refresh": refresh}
+    tokens = artist_tokens(db, artist.id)
+    assert (tokens["access"], tokens["refresh"]) == (access, refresh)
     code, err = stop(proc)
     assert code == 0, err
     assert access not in err and refresh not in err
