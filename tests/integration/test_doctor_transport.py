@@ -14,9 +14,8 @@ import pytest
 from payverify.db.transport import Transport
 from payverify.modes.doctor.database import DATABASE_TLS_ADVICE
 from payverify_dev.smtp_capture import SmtpCapture
+from tests.helpers import REMOTE_HOST
 from tests.integration.test_doctor import lines, platform_key  # noqa: F401 - the fixture is used
-
-REMOTE_HOST = "127.1"
 
 
 def with_host(url: str, host: str, query: str = "") -> str:

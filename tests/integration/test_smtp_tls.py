@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from payverify_dev.smtp_capture import SmtpCapture
-from tests.helpers import scalar
+from tests.helpers import REMOTE_HOST, scalar
 
 USER, PASSWORD = "mailer", "Sm7pCanaryPw"
 
@@ -55,12 +55,6 @@ def test_no_password_over_a_plain_connection(paid_order, db, run_payverify):
         assert server.messages == []
     assert "STARTTLS" in result.stderr
     assert scalar(db, "SELECT status FROM payverify_outbox") == "pending"
-
-
-# Another machine is a host that is not localhost, 127.0.0.0/8 or ::1 as written. "127.1" is the
-# short form of 127.0.0.1: payverify takes it for another machine (it does not resolve names), the
-# connection still reaches the local test server, so the test sees what a remote server would get.
-REMOTE_HOST = "127.1"
 
 
 def test_no_mail_in_clear_to_another_machine(paid_order, db, run_payverify):
