@@ -114,11 +114,15 @@ class ComposePool:
         workers again), and workers idle for retire_after are shut down."""
         with self._lock:
             self._streak = 0
-            self._broken = False
+            rearmed, self._broken = self._broken, False
             idle_for = self._clock() - self._last_busy
-            if self._pool is None or idle_for < self._retire_after:
-                return
-            pool, self._pool, self._ready = self._pool, None, None
+            pool = self._pool if idle_for >= self._retire_after else None
+            if pool is not None:
+                self._pool, self._ready = None, None
+        if rearmed:
+            log.info("mail.compose_pool_rearmed")  # the next burst starts workers again
+        if pool is None:
+            return
         # Nothing should be in flight (every compose began after a busy() and takes milliseconds); a
         # worker that does not exit is killed in the background: the sender never waits for it.
         threading.Thread(target=_dispose, args=(pool, SHUTDOWN_GRACE_SECONDS), daemon=True,

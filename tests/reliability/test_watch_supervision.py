@@ -194,7 +194,8 @@ def test_a_stopped_compose_worker_neither_holds_the_mail_nor_the_exit_and_the_ne
                "every confirmation of the first burst")
     eventually(lambda: all(state(pid) == "gone" for pid in workers), 15, "the stopped workers killed")
     assert log_events(log_file, "mail.compose_pool_lost")
-    time.sleep(3)  # the senders have found the outbox empty (they look every second): the burst is over
+    # A sender has found the outbox empty: the burst is over, and the next one may start workers again.
+    eventually(lambda: log_has(log_file, "mail.compose_pool_rearmed"), 30, "the first burst over")
 
     # The next burst: SMTP holds its mail until every order is settled, then until workers are ready.
     released = threading.Event()
